@@ -1,0 +1,172 @@
+# sysimage - the one entry point (see README.md).
+#   make deps    install the Debian packages the project needs (idempotent)
+#   make         build build/bin/{sysimage,sysimage-recovery,sysimage-stub}
+#   make test    deps + build + every unit, integration and QEMU test
+#   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
+#   make bench   benchmarks that print figures
+#   make keys    development key hierarchy under keys/dev (never committed)
+
+CC      ?= gcc
+CLANG   ?= clang
+PYTHON  ?= /usr/bin/python3
+KEYS    ?= keys/dev
+FUZZ_SECONDS ?= 30
+B       := build
+
+WARN     := -Wall -Wextra -Werror
+CPPFLAGS := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Ilib -I$(B)/cjson -I$(B)/gen
+CFLAGS   := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -O1 -g
+
+# Libraries. The host tool and the unit tests link dynamically; the recovery
+# links statically (only .a files Debian ships); the stub links libcurl
+# dynamically and never links libarchive.
+LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
+LIBS_RECOVERY := -static -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
+                 -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
+LIBS_STUB     := -lcurl -lmbedcrypto
+
+LIB_SRC      := $(sort $(wildcard lib/*.c))
+TOOL_SRC     := $(sort $(wildcard tools/*.c))
+RECOVERY_SRC := $(sort $(wildcard recovery/*.c))
+STUB_SRC     := $(sort $(wildcard client-stub/*.c))
+UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+CJSON_C   := $(B)/cjson/cJSON.c
+GEN_AM_C  := $(B)/gen/builtin_archive_master.c
+
+REL_LIB_OBJ := $(patsubst %.c,$(B)/obj/rel/%.o,$(LIB_SRC)) $(B)/obj/rel/cjson.o
+SAN_LIB_OBJ := $(patsubst %.c,$(B)/obj/san/%.o,$(LIB_SRC)) $(B)/obj/san/cjson.o
+FUZZ_LIB_OBJ := $(patsubst %.c,$(B)/obj/fuzz/%.o,$(LIB_SRC)) $(B)/obj/fuzz/cjson.o
+
+LIBSI     := $(B)/lib/libsysimage.a
+LIBSI_SAN := $(B)/lib/libsysimage-san.a
+LIBSI_FUZZ := $(B)/lib/libsysimage-fuzz.a
+
+BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
+        $(if $(STUB_SRC),$(B)/bin/sysimage-stub)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image
+.DELETE_ON_ERROR:
+
+all: $(BINS)
+
+# ---------------------------------------------------------------- deps
+deps:
+	@scripts/deps.sh
+
+# ---------------------------------------------------------------- cJSON
+$(CJSON_C):
+	scripts/fetch-cjson.sh $(B)/cjson
+
+# Headers of lib/ include cJSON.h: make sure it exists before any compile.
+$(B)/cjson/cJSON.h: $(CJSON_C)
+
+# ---------------------------------------------------------------- objects
+$(B)/obj/rel/%.o: %.c | $(B)/cjson/cJSON.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/san/%.o: %.c | $(B)/cjson/cJSON.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/fuzz/%.o: %.c | $(B)/cjson/cJSON.h
+	@mkdir -p $(@D)
+	$(CLANG) $(CPPFLAGS) -std=gnu11 $(WARN) $(FUZZFLAGS) -MMD -MP -c $< -o $@
+
+# cJSON is third-party: built without our warning flags.
+$(B)/obj/rel/cjson.o: $(CJSON_C)
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -O2 -g -c $< -o $@
+$(B)/obj/san/cjson.o: $(CJSON_C)
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -O1 -g $(SANFLAGS) -c $< -o $@
+$(B)/obj/fuzz/cjson.o: $(CJSON_C)
+	@mkdir -p $(@D)
+	$(CLANG) -std=c99 $(FUZZFLAGS) -c $< -o $@
+
+$(LIBSI): $(REL_LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBSI_SAN): $(SAN_LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBSI_FUZZ): $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# ---------------------------------------------------------------- keys
+# The archive-master keyring compiled into the recovery comes from $(KEYS).
+$(KEYS)/archive-master.keyring: | $(B)/bin/sysimage
+	@if [ "$(KEYS)" = "keys/dev" ]; then scripts/make-dev-keys.sh $(B)/bin/sysimage keys/dev; \
+	 else echo "KEYS=$(KEYS) has no archive-master.keyring" >&2; exit 1; fi
+
+keys: $(B)/bin/sysimage
+	scripts/make-dev-keys.sh $(B)/bin/sysimage keys/dev
+
+$(GEN_AM_C): $(KEYS)/archive-master.keyring scripts/embed-file.sh
+	@mkdir -p $(@D)
+	scripts/embed-file.sh si_builtin_archive_master $< > $@
+
+# ---------------------------------------------------------------- programs
+$(B)/bin/sysimage: $(patsubst %.c,$(B)/obj/rel/%.o,$(TOOL_SRC)) $(LIBSI)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LIBS_HOST)
+
+$(B)/bin/sysimage-recovery: $(patsubst %.c,$(B)/obj/rel/%.o,$(RECOVERY_SRC)) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LIBS_RECOVERY)
+
+$(B)/obj/rel/$(GEN_AM_C:.c=.o): $(GEN_AM_C)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LIBS_STUB)
+
+# ---------------------------------------------------------------- tests
+$(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $^ -lcmocka $(LIBS_HOST)
+
+unit-bins: $(UNIT_BINS)
+
+test: deps
+	$(MAKE) all unit-bins
+	$(PYTHON) tests/run_all.py
+
+unit: unit-bins
+	$(PYTHON) tests/run_all.py --only unit
+
+integration: all
+	$(PYTHON) tests/run_all.py --only integration
+
+# ---------------------------------------------------------------- fuzz
+$(B)/fuzz/%: $(B)/obj/fuzz/tests/fuzz/%.o $(LIBSI_FUZZ)
+	@mkdir -p $(@D)
+	$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS_HOST)
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do \
+	  name=$$(basename $$f); corpus=$(B)/fuzz/corpus/$$name; mkdir -p $$corpus; \
+	  seeds=tests/fuzz/corpus/$$name; [ -d $$seeds ] || seeds=; \
+	  echo "== $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 $$corpus $$seeds 2>$(B)/fuzz/$$name.log \
+	    || { tail -50 $(B)/fuzz/$$name.log; echo "fuzz: $$name FAILED"; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units' $(B)/fuzz/$$name.log || true; \
+	done; echo "fuzz: all targets ran without a crash"
+
+# ---------------------------------------------------------------- bench
+bench: all
+	$(PYTHON) tests/bench/run_bench.py
+
+clean:
+	rm -rf $(B)/obj $(B)/lib $(B)/bin $(B)/tests $(B)/fuzz $(B)/gen
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

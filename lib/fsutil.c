@@ -1,0 +1,138 @@
+/* fsutil.c - bounded reads and atomic writes. */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap + 1);
+    if (!b) {
+        close(fd);
+        return -ENOMEM;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > max_len) {
+                free(b);
+                close(fd);
+                return -EFBIG;
+            }
+            size_t ncap = cap * 2;
+            char *nb = realloc(b, ncap + 1);
+            if (!nb) {
+                free(b);
+                close(fd);
+                return -ENOMEM;
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = -errno;
+            free(b);
+            close(fd);
+            return e;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > max_len) {
+            free(b);
+            close(fd);
+            return -EFBIG;
+        }
+    }
+    close(fd);
+    b[n] = '\0';
+    *buf = b;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+int si_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int si_fsync_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    size_t l = strlen(path);
+    if (l >= sizeof(dir))
+        return -ENAMETOOLONG;
+    memcpy(dir, path, l + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int si_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return -errno;
+    int r = si_write_all(fd, buf, len);
+    if (r == 0 && fchmod(fd, mode) < 0)
+        r = -errno;
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r != 0) {
+        unlink(tmp);
+        return r;
+    }
+    return si_fsync_parent_dir(path);
+}
+
+int si_basename(const char *path, char *out, size_t outlen)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t l = strlen(base);
+    if (l + 1 > outlen)
+        return -ENAMETOOLONG;
+    memcpy(out, base, l + 1);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* fsutil.h - small file helpers: bounded reads and atomic writes. */
+#ifndef SI_FSUTIL_H
+#define SI_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Read a whole file of at most max_len bytes into a NUL-terminated malloc'd
+ * buffer. Returns 0, -EFBIG when the file is larger than max_len, or -errno. */
+int si_read_file(const char *path, size_t max_len, char **buf, size_t *len);
+
+/* Write buf to path atomically: temp file in the same directory, fsync,
+ * rename over path, fsync the directory. Returns 0 or -errno. */
+int si_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* fsync the directory that contains path. Returns 0 or -errno. */
+int si_fsync_parent_dir(const char *path);
+
+/* Write all of buf to fd, retrying on EINTR/short writes. 0 or -errno. */
+int si_write_all(int fd, const void *buf, size_t len);
+
+/* Copy the basename of path into out (size outlen). 0 or -ENAMETOOLONG. */
+int si_basename(const char *path, char *out, size_t outlen);
+
+#endif

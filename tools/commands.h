@@ -1,0 +1,21 @@
+/* commands.h - the sub-commands of the `sysimage` host tool.
+ * Each returns a process exit code (an si_result value) and prints its own
+ * errors to stderr. Every command answers --help. */
+#ifndef SI_TOOL_COMMANDS_H
+#define SI_TOOL_COMMANDS_H
+
+typedef int (*si_tool_fn)(int argc, char **argv);
+
+struct si_tool_command {
+    const char *name;      /* "keygen", "keyring create", ... (one or two words) */
+    const char *summary;
+    si_tool_fn run;        /* argv[0] is the last word of name */
+};
+
+/* Print "sysimage: <msg>" to stderr for a failed si_err and return its code. */
+struct si_err;
+int si_tool_fail(const struct si_err *err);
+/* true if argv has -h/--help; prints usage text then. */
+int si_tool_wants_help(int argc, char **argv, const char *usage);
+
+#endif

@@ -1,0 +1,70 @@
+/* sysimage - host/server tool: keys, keyrings, signatures, update payloads,
+ * publishing. Sub-commands are listed in the table below. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "result.h"
+
+static const struct si_tool_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+int si_tool_fail(const struct si_err *err)
+{
+    fprintf(stderr, "sysimage: %s\n", err->msg[0] ? err->msg : si_result_message(err->code));
+    return (int)err->code;
+}
+
+int si_tool_wants_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: sysimage COMMAND [ARGS...]\n\n"
+          "Build, sign and publish image-based system updates.\n\ncommands:\n", f);
+    for (const struct si_tool_command *c = commands; c->name; c++)
+        fprintf(f, "  %-16s %s\n", c->name, c->summary);
+    fputs("\nRun 'sysimage COMMAND --help' for a command's options.\n", f);
+}
+
+/* Does name ("keyring create") match argv[0..]? Returns words consumed. */
+static int match(const char *name, int argc, char **argv)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", name);
+    char *space = strchr(buf, ' ');
+    if (!space)
+        return strcmp(buf, argv[0]) == 0 ? 1 : 0;
+    *space = '\0';
+    if (argc < 2 || strcmp(buf, argv[0]) != 0 || strcmp(space + 1, argv[1]) != 0)
+        return 0;
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? SI_ERR_USAGE : SI_OK;
+    }
+    for (const struct si_tool_command *c = commands; c->name; c++) {
+        int used = match(c->name, argc - 1, argv + 1);
+        if (used)
+            return c->run(argc - used, argv + used);
+    }
+    fprintf(stderr, "sysimage: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return SI_ERR_USAGE;
+}
