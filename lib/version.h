@@ -1,0 +1,32 @@
+/* version.h - the build record of an installed system:
+ * system/etc/sysimage/version.json = {"build": N, "channel": "..."}
+ * written by the small `version` tarball every published image carries. */
+#ifndef SI_VERSION_H
+#define SI_VERSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "payload.h"
+#include "result.h"
+
+#define SI_VERSION_MEMBER "system/etc/sysimage/version.json"
+#define SI_VERSION_MAX_BYTES 4096
+
+typedef struct si_version {
+    int64_t build;
+    char channel[128];
+} si_version;
+
+si_result si_version_parse(const char *json, size_t len, si_version *out, si_err *err);
+/* Read <root>/etc/sysimage/version.json; SI_ERR_NOT_FOUND if absent. */
+si_result si_version_read_tree(const char *root, si_version *out, si_err *err);
+si_result si_version_format(const si_version *v, char **json_out, si_err *err);
+/* Write a tarball with exactly the member SI_VERSION_MEMBER. */
+si_result si_version_build_tarball(const si_version *v, const char *out,
+                                   const si_build_opts *opts, si_err *err);
+/* Stream an update tarball looking for SI_VERSION_MEMBER (bounded read);
+ * *found = false if the tarball has none. */
+si_result si_version_from_tarball(const char *path, si_version *out, bool *found, si_err *err);
+
+#endif
