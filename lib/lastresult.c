@@ -36,10 +36,10 @@ si_result si_last_result_format(const si_last_result *r, char **out, si_err *err
         goto nomem;
     cJSON_AddItemToObject(root, "durations", durations);
     for (size_t i = 0; i < r->ndurations; i++) {
-        /* Milliseconds are enough and keep the text short. */
+        /* Whole milliseconds: exact in JSON, short on the console. */
         double ms = r->durations[i].seconds * 1000.0;
-        double s = (double)(int64_t)(ms + (ms < 0 ? -0.5 : 0.5)) / 1000.0;
-        if (!cJSON_AddNumberToObject(durations, r->durations[i].name, s))
+        double rounded = (double)(int64_t)(ms + (ms < 0 ? -0.5 : 0.5));
+        if (!cJSON_AddNumberToObject(durations, r->durations[i].name, rounded))
             goto nomem_root;
     }
     const char *msg = r->message && r->message[0] ? r->message : si_result_message(r->result);

@@ -3,10 +3,11 @@
  *
  *   {"result": 0, "result_name": "ok", "message": "...", "mode": "update",
  *    "from_version": 10, "to_version": 12, "step": "update full.tar.zst",
- *    "durations": {"verify": 1.25, "apply": 30.5, "total": 33.0},
+ *    "durations": {"verify": 1250, "apply": 30500, "total": 33012},
  *    "dry_run": false}
  *
- * from_version/to_version are null when unknown; durations in seconds. */
+ * from_version/to_version are null when unknown; durations are whole
+ * milliseconds (given in seconds to si_last_result_add_duration). */
 #ifndef SI_LASTRESULT_H
 #define SI_LASTRESULT_H
 
