@@ -107,6 +107,13 @@ static si_result parse_line(const char *line, size_t n, size_t lineno, enum want
         for (size_t i = 0; i < vlen; i++)
             if (!is_b64_char(v[i]))
                 return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not base64", lineno);
+        /* Canonical padded base64 only: whole quanta, '=' only at the end. */
+        size_t pad = 0;
+        while (pad < vlen && pad < 3 && v[vlen - 1 - pad] == '=')
+            pad++;
+        if (vlen % 4 != 0 || pad > 2 || memchr(v, '=', vlen - pad))
+            return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not valid base64",
+                              lineno);
         size_t olen = 0;
         int rc = mbedtls_base64_decode(st->sig, sizeof(st->sig), &olen, (const unsigned char *)v,
                                        vlen);
