@@ -178,6 +178,12 @@ def test_keyring_create_contents(devkeys, tmp_path):
     p = sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
                  tmp_path / "none.key", tmp_path / "b.keyring")
     assert p.returncode != 0 and "none.key" in p.stderr
+    # an encrypted private key is refused with a reason
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-aes-128-cbc", "-pass", "pass:secret", "-out", tmp_path / "enc.key")
+    (tmp_path / "doc").write_text("doc\n")
+    p = sysimage("sign", "--key", tmp_path / "enc.key", tmp_path / "doc")
+    assert p.returncode == 6 and "encrypted" in p.stderr
     # archive-master needs a key
     p = sysimage("keyring", "create", "--type", "archive-master", tmp_path / "am.keyring")
     assert p.returncode == USAGE
@@ -393,6 +399,10 @@ def test_keyring_check_wrong_type(devkeys, tmp_path):
     # the archive-master keyring is never a chain member
     p = check_cmd(devkeys, devkeys / "archive-master.keyring")
     assert p.returncode == KEYRING_TYPE
+    # --blacklist must be one
+    p = check_cmd(devkeys, devkeys / "image-master.keyring",
+                  extra=["--blacklist", devkeys / "image-signing.keyring"])
+    assert p.returncode == KEYRING_TYPE and "image-signing.keyring" in p.stderr
     # --archive-master must be one
     p = sysimage("keyring", "check", "--archive-master", devkeys / "image-master.keyring",
                  devkeys / "image-signing.keyring")
