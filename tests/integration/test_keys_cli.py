@@ -308,6 +308,12 @@ def test_openssl_signs_sysimage_verifies(devkeys, tmp_path, data, kind):
     p = sysimage("verify", "--keyring", ring, data)
     assert p.returncode == 0, p.stderr
     assert kid in p.stdout
+    for i in range(6):
+        f = tmp_path / f"d{i}"
+        f.write_bytes(os.urandom(64))
+        openssl("dgst", "-sha256", "-sign", key, *sigopts, "-out", raw, f)
+        open(str(f) + ".sig", "w").write(stanza(kid, alg, raw.read_bytes()))
+        sysimage("verify", "--keyring", ring, f, check=True)
     if kind == "rsa":
         # any salt length is accepted when verifying
         openssl("dgst", "-sha256", "-sign", key, "-sigopt", "rsa_padding_mode:pss",
@@ -342,6 +348,15 @@ def test_sysimage_signs_openssl_verifies(tmp_path, data, kind):
     p = openssl("dgst", "-sha256", "-verify", tmp_path / "k.pub", *sigopts, "-signature", raw,
                 data, check=False)
     assert p.returncode == 0 and "Verified OK" in p.stdout, p.stdout + p.stderr
+    # several signatures: DER integers with and without a leading zero byte
+    for i in range(6):
+        f = tmp_path / f"d{i}"
+        f.write_bytes(os.urandom(64))
+        sysimage("sign", "--key", tmp_path / "k.key", f, check=True)
+        raw.write_bytes(base64.b64decode(parse_sig(str(f) + ".sig")[0]["signature"]))
+        p = openssl("dgst", "-sha256", "-verify", tmp_path / "k.pub", *sigopts, "-signature",
+                    raw, f, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
     # and OpenSSL rejects it for other data
     (tmp_path / "other").write_bytes(b"other")
     p = openssl("dgst", "-sha256", "-verify", tmp_path / "k.pub", *sigopts, "-signature", raw,
