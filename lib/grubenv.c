@@ -2,9 +2,10 @@
  *
  * Format (GRUB's lib/envblk.c): the signature "# GRUB Environment Block\n",
  * then "name=value\n" lines where '\\' and '\n' inside a value are escaped
- * with a backslash, then '#' padding up to exactly 1024 bytes. The block read
- * from a device is untrusted: the parser accepts only that shape (no NUL, no
- * duplicate or malformed names, nothing but '#' after the last line). */
+ * with a backslash, then '#' padding up to exactly 1024 bytes; lines starting
+ * with '#' are comments (grub-editenv adds one). The block read from a device
+ * is untrusted: the parser accepts only that shape (no NUL, no duplicate or
+ * malformed names, nothing but '#' after the last line). */
 #include "grubenv.h"
 
 #include <errno.h>
@@ -55,7 +56,20 @@ si_result si_grubenv_parse(const char *block, size_t len, si_grubenv *env, si_er
         return si_err_set(err, SI_ERR_PARSE, "grubenv: missing signature '# GRUB Environment Block'");
     size_t p = SIG_LEN;
     unsigned line = 2;
-    while (p < len && block[p] != '#') {
+    while (p < len) {
+        if (block[p] == '#') {
+            /* A comment line (grub-editenv writes a warning), or the padding
+             * when no newline follows. */
+            const char *nl = memchr(block + p, '\n', len - p);
+            if (!nl)
+                break;
+            const char *nul = memchr(block + p, '\0', (size_t)(nl - (block + p)));
+            if (nul)
+                return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: NUL byte in a comment", line);
+            p = (size_t)(nl - block) + 1;
+            line++;
+            continue;
+        }
         size_t ks = p;
         while (p < len && block[p] != '=' && block[p] != '\n' && block[p] != '\0')
             p++;
