@@ -314,7 +314,7 @@ class BootResult:
             return f.read()
 
 
-def qemu_command(disk, mode="update", mem=256, kernel=None, initrd=None, log="serial.log",
+def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="serial.log",
                  extra_append="", extra_disks=()):
     kernel = kernel or os.path.join(RECOVERY_DIR, "vmlinuz")
     initrd = initrd or os.path.join(RECOVERY_DIR, "initrd.img")
@@ -331,7 +331,7 @@ def qemu_command(disk, mode="update", mem=256, kernel=None, initrd=None, log="se
     return cmd
 
 
-def boot_recovery(disk, mode="update", mem=256, timeout=180, log=None, kill_after=None, kill_on=None,
+def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
                   kernel=None, initrd=None, extra_append="", extra_disks=()):
     """Boot the recovery image on disk and return a BootResult.
 

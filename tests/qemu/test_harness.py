@@ -126,13 +126,27 @@ FAKE_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "debugexit.h"
-/* Stands in for sysimage-recovery to test the harness and /init: `run`
- * exits 7 in update mode, aborts (a crash) in factory-reset mode. */
+#include "grubenv.h"
+#include "mkfs.h"
+#include "partitions.h"
+/* Stands in for sysimage-recovery to test the harness, /init and the board
+ * libraries on the real kernel: `run --mode update` finds userdata by label
+ * (making its node under /tmp/devtest with mknod), re-makes it keeping its
+ * label, updates misc's environment and exits 7; `run --mode factory-reset`
+ * aborts (a crash). */
+static int fail(const si_err *e)
+{
+    printf("harness-recovery: FAILED: %s\n", e->msg);
+    return e->code;
+}
+
 int main(int argc, char **argv)
 {
+    si_err e;
+    si_err_clear(&e);
     if (argc == 3 && strcmp(argv[1], "debug-exit") == 0) {
-        si_err e;
         si_debug_exit((unsigned)atoi(argv[2]), &e);
         fprintf(stderr, "%s\n", e.msg);
         return 1;
@@ -144,6 +158,23 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (argc == 4 && strcmp(argv[3], "factory-reset") == 0)
         abort();
+    si_partition p;
+    mkdir("/tmp/devtest", 0755);
+    if (si_partition_find("/sys", "/tmp/devtest", "userdata", &p, &e) != SI_OK)
+        return fail(&e);
+    printf("harness-recovery: userdata is %s (%u:%u)\n", p.path, p.major, p.minor);
+    if (si_mkfs_ext4_keep_label(p.path, "fallback", NULL, &e) != SI_OK)
+        return fail(&e);
+    char misc[SI_PART_PATH_MAX];
+    si_grubenv env;
+    if (si_partition_find_path("misc", misc, sizeof(misc), &e) != SI_OK ||
+        si_grubenv_read_dev(misc, &env, &e) != SI_OK ||
+        si_grubenv_set(&env, "recovery_request", "0", &e) != SI_OK ||
+        si_grubenv_set(&env, "recovery_tries", "1", &e) != SI_OK ||
+        si_grubenv_write_dev(misc, &env, &e) != SI_OK)
+        return fail(&e);
+    printf("harness-recovery: done\n");
+    fflush(stdout);
     return 7;
 }
 """
@@ -163,7 +194,7 @@ def harness_image(tmp_path_factory):
     subprocess.run(["make", "-C", ROOT, "-s", "build/lib/libsysimage.a"], check=True)
     (d / "fake.c").write_text(FAKE_C)
     subprocess.run(["gcc", "-static", "-O2", "-I", os.path.join(ROOT, "lib"), "-o", str(d / "sysimage-recovery"),
-                    str(d / "fake.c"), lib], check=True)
+                    str(d / "fake.c"), lib, "-lext2fs", "-le2p", "-lcom_err", "-lblkid", "-luuid"], check=True)
     subprocess.run([os.path.join(ROOT, "initramfs", "build.sh"), str(d / "sysimage-recovery"), str(d / "out")],
                    check=True, env=dict(os.environ, KERNEL_CACHE=os.path.join(ROOT, "build", "kernel")))
     return d / "out"
@@ -175,13 +206,26 @@ def _boot(image, disk, **kw):
 
 
 def test_boot_result_code_and_crash(harness_image, tmp_path):
+    """Also runs partitions, mkfs and grubenv on the real kernel's devices."""
     disk = str(tmp_path / "disk.img")
-    sihw.build_disk(disk, sizes=SMALL)
+    parts = sihw.build_disk(disk, sizes=SMALL, env={"recovery_request": "1", "other": "kept"})
+    sihw.make_ext4(disk, "userdata", fs_label="precious")
+    sihw.write_files(disk, "userdata", "/home", {"secret": "user data\n"})
     r = _boot(harness_image, disk, log=str(tmp_path / "update.log"))
     log = r.log_text()
     assert (r.reason, r.result, r.status) == ("debug-exit", 7, 15), log
     assert "harness-recovery: run --mode update" in log
     assert "vda: vda1 vda2 vda3 vda4 vda5 vda6 vda7" in log  # modules loaded, GPT scanned
+    assert "harness-recovery: userdata is /tmp/devtest/vda7 (254:7)" in log
+    assert "harness-recovery: done" in log
+    # userdata re-made in the guest: clean, label kept, old files gone
+    assert sihw.read_file(disk, "userdata", "/home/secret") is None
+    info = blkid_probe(disk, parts["userdata"])
+    assert info["TYPE"] == "ext4" and info["LABEL"] == "precious", info
+    fsck = subprocess.run(["e2fsck", "-fn", f"{disk}?offset={parts['userdata'].start}"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert sihw.read_misc_env(disk) == {"recovery_request": "0", "other": "kept", "recovery_tries": "1"}
     r = _boot(harness_image, disk, mode="factory-reset", log=str(tmp_path / "reset.log"))
     assert (r.reason, r.result) == ("debug-exit", 30), r.log_text()
     assert "sysimage-recovery CRASHED (killed by signal 6)" in r.log_text()
