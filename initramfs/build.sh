@@ -50,10 +50,12 @@ if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
     dl=$(mktemp -d "$KERNEL_CACHE/dl.XXXXXX")
     chmod 755 "$dl" # apt-get download runs as _apt when it can
     (cd "$dl" && apt-get download -q "$KERNEL_PKG")
-    rm -rf "$KDIR.tmp"
-    dpkg-deb -x "$dl"/"$KERNEL_PKG"_*.deb "$KDIR.tmp"
-    rm -rf "$dl" "$KDIR"
-    mv "$KDIR.tmp" "$KDIR"
+    dpkg-deb -x "$dl"/"$KERNEL_PKG"_*.deb "$dl/tree"
+    # rename(2) is atomic and fails onto a non-empty directory: a parallel
+    # build that got there first wins, and nobody sees a half-unpacked tree.
+    mv -T "$dl/tree" "$KDIR" 2>/dev/null || [ -f "$KDIR/boot/vmlinuz-$KVER" ] ||
+        { echo "build.sh: cannot place $KDIR" >&2; rm -rf "$dl"; exit 1; }
+    rm -rf "$dl"
 fi
 
 # ---------------------------------------------------------------- staging
@@ -96,7 +98,7 @@ mkdir -p "$OUT"
 cp "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 find "$STAGE" -exec touch -h -d @1 {} +
-(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
     zstd -q -19 -T0 > "$OUT/initrd.img.tmp"
 mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
 echo "build.sh: $OUT/vmlinuz ($KVER, $(wc -c < "$OUT/vmlinuz") bytes)"
