@@ -238,10 +238,10 @@ def test_boot_result_code_and_crash(harness_image, tmp_path):
 def test_boot_power_cut(harness_image, tmp_path):
     disk = str(tmp_path / "disk.img")
     sihw.build_disk(disk, sizes=SMALL)
-    r = _boot(harness_image, disk, kill_on=r"init: running sysimage-recovery")
+    r = _boot(harness_image, disk, kill_on=r"init: running sysimage-recovery", log=str(tmp_path / "cut1.log"))
     assert r.reason == "killed" and r.result is None and r.status < 0
     assert "init: running sysimage-recovery (mode update)" in r.matched
-    r = _boot(harness_image, disk, kill_after=0.5)
+    r = _boot(harness_image, disk, kill_after=0.5, log=str(tmp_path / "cut2.log"))
     assert r.reason == "killed" and r.result is None and r.seconds < 10
     assert "init: recovery result" not in r.log_text()
 
@@ -260,7 +260,8 @@ def test_boot_without_result_is_reported(harness_image, tmp_path):
     initrd = tmp_path / "plain.img"
     subprocess.run(f"cd {stage} && find . | cpio -o -H newc -R 0:0 --quiet | gzip > {initrd}",
                    shell=True, check=True)
-    r = sihw.boot_recovery(disk, kernel=str(harness_image / "vmlinuz"), initrd=str(initrd), timeout=120)
+    r = sihw.boot_recovery(disk, kernel=str(harness_image / "vmlinuz"), initrd=str(initrd), timeout=120,
+                           log=str(tmp_path / "plain.log"))
     assert (r.reason, r.result, r.status) == ("no-result", None, 0), r.log_text()
 
 
