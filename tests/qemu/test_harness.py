@@ -5,6 +5,7 @@ recovery image whose results come back through isa-debug-exit."""
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,7 @@ FAKE_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "debugexit.h"
 #include "grubenv.h"
 #include "mkfs.h"
@@ -166,6 +168,18 @@ int main(int argc, char **argv)
     printf("harness-recovery: userdata is %s (%u:%u)\n", p.path, p.major, p.minor);
     if (si_mkfs_ext4_keep_label(p.path, "fallback", NULL, &e) != SI_OK)
         return fail(&e);
+    char sys[SI_PART_PATH_MAX];
+    si_mkfs_opts mo;
+    si_mkfs_opts_init(&mo);
+    mo.label = "system";
+    mo.discard = 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (si_partition_find_path("system", sys, sizeof(sys), &e) != SI_OK || si_mkfs_ext4(sys, &mo, &e) != SI_OK)
+        return fail(&e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("harness-recovery: mkfs %s took %ld ms\n", sys,
+           (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     char misc[SI_PART_PATH_MAX];
     si_grubenv env;
     if (si_partition_find_path("misc", misc, sizeof(misc), &e) != SI_OK ||
@@ -209,10 +223,11 @@ def _boot(image, disk, **kw):
                               timeout=120, **kw)
 
 
-def test_boot_result_code_and_crash(harness_image, tmp_path):
+def test_boot_result_code_and_crash(harness_image, tmp_path, tree):
     """Also runs partitions, mkfs and grubenv on the real kernel's devices."""
     disk = str(tmp_path / "disk.img")
-    parts = sihw.build_disk(disk, sizes=SMALL, env={"recovery_request": "1", "other": "kept"})
+    parts = sihw.build_disk(disk, sizes=dict(SMALL, system=512), env={"recovery_request": "1", "other": "kept"},
+                            trees={"system": str(tree)})
     sihw.make_ext4(disk, "userdata", fs_label="precious")
     sihw.write_files(disk, "userdata", "/home", {"secret": "user data\n"})
     r = _boot(harness_image, disk, log=str(tmp_path / "update.log"))
@@ -230,6 +245,12 @@ def test_boot_result_code_and_crash(harness_image, tmp_path):
                           capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert sihw.read_misc_env(disk) == {"recovery_request": "0", "other": "kept", "recovery_tries": "1"}
+    # system (512 MiB) formatted in the guest: empty, clean, labelled
+    assert re.search(r"harness-recovery: mkfs /dev/vda5 took \d+ ms", log), log
+    assert sihw.read_file(disk, "system", "/etc/sysimage/version.json") is None
+    assert blkid_probe(disk, parts["system"])["LABEL"] == "system"
+    fsck = subprocess.run(["e2fsck", "-fn", f"{disk}?offset={parts['system'].start}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     r = _boot(harness_image, disk, mode="factory-reset", log=str(tmp_path / "reset.log"))
     assert (r.reason, r.result) == ("debug-exit", 30), r.log_text()
     assert "sysimage-recovery CRASHED (killed by signal 6)" in r.log_text()
