@@ -9,7 +9,7 @@
 # installed on the host. KERNEL_PKG=linux-image-<abi>-cloud-amd64 overrides.
 #
 # initramfs (newc cpio, zstd): /init, BusyBox (busybox-static) with its applet
-# links, the static recovery binary, and the board's modules (virtio, virtio_blk)
+# links, the static recovery binary (stripped), and the board's modules (virtio, virtio_blk)
 # with a modules.dep from `depmod -b`. Nothing else.
 set -eu
 
@@ -69,7 +69,13 @@ for a in $("$BUSYBOX" --list); do
     [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
 done
 [ -L "$STAGE/bin/sh" ] || { echo "build.sh: busybox has no sh applet" >&2; exit 1; }
-install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
+# Debug info stays in build/bin; the image gets a stripped copy.
+if command -v strip >/dev/null 2>&1; then
+    strip -o "$STAGE/bin/sysimage-recovery" "$BIN"
+    chmod 0755 "$STAGE/bin/sysimage-recovery"
+else
+    install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
+fi
 
 SRCMOD=$KDIR/lib/modules/$KVER
 DSTMOD=$STAGE/lib/modules/$KVER
