@@ -113,7 +113,8 @@ int stub_cmd_resolve(int argc, char **argv)
     if (rc != SI_OK)
         return stub_fail(&err, json);
     si_resolve_opts ro = {.build = build, .build_override = true,
-                          .channel = channel ? channel : "", .machine_id = machine_id,
+                          /* with --percentage the channel only names the run */
+                          .channel = channel ? channel : "offline", .machine_id = machine_id,
                           .percentage_override = percentage >= 0,
                           .device_percentage = percentage};
     si_resolution res;
