@@ -6,6 +6,8 @@
  *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries
  * Unknown keys are refused (a typo must not silently fall back to a default). */
 #include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,4 +171,22 @@ si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_er
     out[n] = '\0';
     free(buf);
     return SI_OK;
+}
+
+int stub_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
 }

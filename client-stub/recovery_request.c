@@ -52,8 +52,9 @@ int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset)
         si_command_file cf;
         memset(&cf, 0, sizeof(cf));
         rc = si_command_file_add(&cf, SI_CMD_FORMAT, SI_TARGET_DATA, NULL, NULL, &err);
-        if (rc == SI_OK && mkdir(cfg.cache_dir, 0755) < 0 && errno != EEXIST)
-            rc = si_err_set(&err, SI_ERR_IO, "cache dir %s: %s", cfg.cache_dir, strerror(errno));
+        int r = rc == SI_OK ? stub_mkdir_p(cfg.cache_dir, 0755) : 0;
+        if (r < 0)
+            rc = si_err_set(&err, SI_ERR_IO, "cache dir %s: %s", cfg.cache_dir, strerror(-r));
         if (rc == SI_OK && unlink(staged) < 0 && errno != ENOENT)
             rc = si_err_set(&err, SI_ERR_IO, "%s: %s", staged, strerror(errno));
         if (rc == SI_OK)

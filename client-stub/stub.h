@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "index.h"
 #include "ini.h"
@@ -46,6 +47,8 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
 void stub_config_free(stub_config *cfg);
 /* The installed build from cfg->version_file ({"build": N, "channel": "..."}). */
 si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
+/* mkdir -p; 0 or -errno. */
+int stub_mkdir_p(const char *path, mode_t mode);
 /* First line of the machine-id file, trimmed. */
 si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err);
 

@@ -77,24 +77,6 @@ static void discovery_free(discovery *dc)
     stub_config_free(&dc->cfg);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char buf[PATH_CAP];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- state */
 /* state.json: {"generated_at": <epoch of the newest verified index>} */
 static si_result state_read(const stub_config *cfg, int64_t *last, si_err *err)
@@ -124,7 +106,7 @@ static si_result state_read(const stub_config *cfg, int64_t *last, si_err *err)
 
 static si_result state_write(const stub_config *cfg, int64_t generated_at, si_err *err)
 {
-    int r = mkdir_p(cfg->state_dir, 0755);
+    int r = stub_mkdir_p(cfg->state_dir, 0755);
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", cfg->state_dir, strerror(-r));
     char path[PATH_CAP], text[128];
@@ -202,7 +184,7 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
     if (floor_ts > now)
         now = floor_ts;
 
-    int r = mkdir_p(cfg->state_dir, 0755);
+    int r = stub_mkdir_p(cfg->state_dir, 0755);
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "state dir %s: %s", cfg->state_dir, strerror(-r));
     snprintf(dc->tmpdir, sizeof(dc->tmpdir), "%s/download.XXXXXX", cfg->state_dir);
@@ -545,7 +527,7 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
     const stub_config *cfg = &dc->cfg;
     char cmdpath[PATH_CAP];
     snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg->cache_dir, STUB_COMMAND_FILE);
-    int r = mkdir_p(cfg->cache_dir, 0755);
+    int r = stub_mkdir_p(cfg->cache_dir, 0755);
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "cache dir %s: %s", cfg->cache_dir, strerror(-r));
     /* An earlier command file no longer describes what is staged. */
@@ -698,10 +680,13 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
             rc = stub_net_download(dc->net, sf[q].f->path, fp, sf[q].f->size, progress, &pc,
                                    &got, err);
             fetched_total += got;
-            if (rc != SI_OK)
+            if (rc != SI_OK) {
+                unlink(sp);
                 break;
+            }
             if ((rc = hash_check(fp, sf[q].f, err)) != SI_OK) {
                 unlink(fp);
+                unlink(sp);
                 break;
             }
         } else if (o->json) {
