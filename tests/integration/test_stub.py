@@ -17,6 +17,12 @@ import time
 
 import pytest
 
+try:  # in-process signing when available (faster); openssl otherwise
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+except ImportError:  # pragma: no cover
+    ec = None
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import ROOT, STUB, run  # noqa: E402
 import nginx_server  # noqa: E402
@@ -54,11 +60,19 @@ class Key:
         with open(self.pub) as f:
             self.pem = f.read()
 
+        self._key = None
+        if ec is not None:
+            with open(self.priv, "rb") as f:
+                self._key = serialization.load_pem_private_key(f.read(), password=None)
+
     def sign(self, data):
-        p = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.priv],
-                           input=data, check=True, capture_output=True)
+        if self._key is not None:
+            sig = self._key.sign(data, ec.ECDSA(hashes.SHA256()))   # DER, like openssl
+        else:
+            sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.priv],
+                                 input=data, check=True, capture_output=True).stdout
         return ("sysimage-signature 1\nkey-id %s\nalgorithm ecdsa-p256-sha256\nsignature %s\n"
-                % (self.id, base64.b64encode(p.stdout).decode()))
+                % (self.id, base64.b64encode(sig).decode()))
 
 
 @pytest.fixture(scope="module")
