@@ -205,6 +205,11 @@ si_result si_key_load_private_file(const char *path, si_key **out, si_err *err)
     rc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)buf, plen, NULL, 0);
     mbedtls_platform_zeroize(buf, len);
     free(buf);
+    if (rc == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || rc == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
+        si_key_free(k);
+        return si_err_set(err, SI_ERR_BAD_KEY,
+                          "%s: encrypted private keys are not supported (decrypt it first)", path);
+    }
     if (rc != 0) {
         si_key_free(k);
         return si_err_set(err, SI_ERR_BAD_KEY, "%s: not a usable private key (-0x%04x)", path,

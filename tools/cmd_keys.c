@@ -278,6 +278,18 @@ static int cmd_keyring_check(int argc, char **argv)
         sigpaths[i] = sigbuf[i];
     }
     si_err err = {0};
+    if (bl_path) {
+        si_keyring *bl = NULL;
+        if (si_keyring_load(bl_path, &bl, &err) != SI_OK)
+            return si_tool_fail(&err);
+        si_keyring_type bt = bl->type;
+        si_keyring_free(bl);
+        if (bt != SI_KR_BLACKLIST) {
+            si_err_set(&err, SI_ERR_KEYRING_TYPE, "%s: keyring type is %s, expected blacklist",
+                       bl_path, si_keyring_type_name(bt));
+            return si_tool_fail(&err);
+        }
+    }
     si_trust t;
     si_trust_init(&t, device, now);
     si_keyring *am = NULL;
