@@ -78,7 +78,7 @@ def bench_download(size_mb):
         os.makedirs(os.path.join(d, "nginx"))
         ng = nginx_server.Nginx(tree.root, os.path.join(d, "nginx"), tls)
         try:
-            dev = test_stub.Device(os.path.join(d, "dev"), keys, ng.url, tls[0], build=0)
+            dev = test_stub.Device(os.path.join(d, "dev"), test_stub.archive_master_json(keys), ng.url, tls[0], build=0)
             t0 = time.perf_counter()
             proc = subprocess.Popen([STUB, "--config", dev.config, "stage"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -186,7 +186,8 @@ class Tree:
 class Device:
     """A device's config, state and cache in a temp dir."""
 
-    def __init__(self, d, keys, url, ca, build=100):
+    def __init__(self, d, archive_master, url, ca, build=100):
+        """archive_master: the keyring's JSON text (the device's built-in one)."""
         self.d = str(d)
         os.makedirs(self.d, exist_ok=True)
         self.cache = os.path.join(self.d, "cache", "recovery")
@@ -195,8 +196,7 @@ class Device:
         self.config = os.path.join(self.d, "client.ini")
         am = os.path.join(self.d, "archive-master.keyring")
         with open(am, "w") as f:
-            f.write(json.dumps({"format": 1, "type": "archive-master",
-                                "keys": [keys["archive-master"].pem]}, indent=4))
+            f.write(archive_master)
         with open(os.path.join(self.d, "machine-id"), "w") as f:
             f.write(MACHINE_ID + "\n")
         self.set_build(build)
@@ -253,6 +253,11 @@ retries = 2
         return out
 
 
+def archive_master_json(keys):
+    return json.dumps({"format": 1, "type": "archive-master",
+                       "keys": [keys["archive-master"].pem]}, indent=4)
+
+
 @pytest.fixture
 def env(tmp_path, keys, tls):
     tree = Tree(tmp_path / "www", keys)
@@ -263,7 +268,7 @@ def env(tmp_path, keys, tls):
     tree.write()
     (tmp_path / "nginx").mkdir()
     ng = nginx_server.Nginx(tree.root, tmp_path / "nginx", tls)
-    dev = Device(tmp_path / "dev", keys, ng.url, tls[0], build=100)
+    dev = Device(tmp_path / "dev", archive_master_json(keys), ng.url, tls[0], build=100)
     yield tree, ng, dev
     ng.stop()
 
@@ -744,3 +749,47 @@ def test_device_percentage_known_values(tmp_path):
                  "--machine-id", mid, "--json"])
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["device_percentage"] == want
+
+
+# ------------------------------------------------------------------ with `sysimage publish`
+def publish_available():
+    from conftest import SYSIMAGE
+    if not os.path.exists(SYSIMAGE):
+        return False
+    return run([SYSIMAGE, "publish", "--help"]).returncode == 0
+
+
+@pytest.mark.skipif(not publish_available(), reason="`sysimage publish` not built yet")
+def test_tree_made_by_sysimage_publish(tmp_path, devkeys, tls):
+    """check + stage against a real `sysimage publish` tree and the dev key hierarchy."""
+    from conftest import sysimage
+    repo = tmp_path / "www"
+    for version in (1, 2):
+        rootfs = tmp_path / f"rootfs{version}"
+        (rootfs / "etc").mkdir(parents=True)
+        (rootfs / "etc" / "hostname").write_text(f"v{version}\n")
+        (rootfs / "bin").mkdir()
+        (rootfs / "bin" / "tool").write_bytes(os.urandom(4096 * version))
+        sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", CHANNEL,
+                 "--device", DEVICE, "--version", str(version), "--tree", rootfs,
+                 "--description", f"build {version}", check=True)
+    (tmp_path / "nginx").mkdir()
+    ng = nginx_server.Nginx(repo, tmp_path / "nginx", tls)
+    try:
+        with open(os.path.join(devkeys, "archive-master.keyring")) as f:
+            dev = Device(tmp_path / "dev", f.read(), ng.url, tls[0], build=1)
+        p = dev.stub("check", "--json")
+        assert p.returncode == 0, p.stderr
+        info = json.loads(p.stdout)
+        assert info["update_available"] and info["target"] == 2
+        assert info["path"][0]["type"] == "delta" and info["path"][0]["base"] == 1
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        p = dev.stub("reboot-recovery", "--no-reboot")   # parses the command file
+        assert p.returncode == 0, p.stderr
+        with open(dev.command_file) as f:
+            text = f.read()
+        assert "mount system" in text and "format system" not in text
+        assert "load_keyring device-signing.keyring device-signing.keyring.sig" in text
+    finally:
+        ng.stop()
