@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,8 @@ class Tree:
         self.channels_signer = "image-signing"
         self.file_signer = "device-signing"
         self.devices = [DEVICE]
+        self.channel_extra = {}         # e.g. {"alias": "daily"}
+        self.other_channels = {}        # name -> channel object
 
     def add_image(self, type_, version, base=None, sizes=(100000,), **extra):
         files = []
@@ -167,7 +170,8 @@ class Tree:
             kp = f"/keyrings/{DEVICE}/device-signing.keyring"
             self.put(kp, self.keyring_json(spec), spec["signer"])
             dev["keyring"] = {"path": kp, "signature": kp + ".sig"}
-        channels = {CHANNEL: {"devices": {d: dev for d in self.devices}}}
+        channels = {CHANNEL: {"devices": {d: dev for d in self.devices}, **self.channel_extra}}
+        channels.update(self.other_channels)
         self.put("/channels.json", json.dumps(channels, indent=4, sort_keys=True) + "\n",
                  self.channels_signer)
         images = []
@@ -210,6 +214,7 @@ class Device:
             json.dump({"build": build, "channel": CHANNEL}, f)
 
     def write_config(self, url, ca, extra=""):
+        self.ca = ca
         with open(self.config, "w") as f:
             f.write(f"""# test device
 [service]
@@ -251,6 +256,10 @@ retries = 2
                 k, v = line.split("=", 1)
                 out[k] = v
         return out
+
+
+def tls_ca(dev):
+    return dev.ca
 
 
 def archive_master_json(keys):
@@ -404,6 +413,45 @@ def test_factory_reset_and_build_override(env):
     st = json.loads(dev.stub("status", "--json").stdout)
     assert st["last_result"]["to"] == 200 and st["recovery_request"] == "factory-reset"
     assert "last result" in dev.stub("status").stdout
+
+
+def test_channel_switch_resolves_from_build_zero(env):
+    tree, ng, dev = env
+    tree.channel_extra = {"alias": "daily"}   # the channel now serves another target
+    tree.write()
+    p = dev.stub("check", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["path"][0] == {"type": "full", "version": 100, "base": None}
+    assert dev.stub("stage").returncode == 0
+    with open(dev.command_file) as f:
+        assert "format system" in f.read()
+    # configured to follow that target: no switch, the delta again
+    dev.write_config(ng.url, tls_ca(dev), "")
+    with open(dev.config) as f:
+        text = f.read().replace(f"channel = {CHANNEL}\n",
+                                f"channel = {CHANNEL}\nchannel_target = daily\n")
+    with open(dev.config, "w") as f:
+        f.write(text)
+    info = json.loads(dev.stub("check", "--json").stdout)
+    assert info["path"] == [{"type": "delta", "version": 200, "base": 100}]
+
+
+def test_channel_redirect_is_followed(env):
+    tree, ng, dev = env
+    tree.other_channels = {"old": {"redirect": CHANNEL, "devices": {}},
+                           "loop1": {"redirect": "loop2", "devices": {}},
+                           "loop2": {"redirect": "loop1", "devices": {}}}
+    tree.write()
+    for name, code, needle in (("old", 0, ""), ("loop1", 4, "redirects"),
+                               ("nosuch", E_NOTFOUND, "no channel 'nosuch'")):
+        with open(dev.config) as f:
+            text = f.read()
+        with open(dev.config, "w") as f:
+            f.write(re.sub(r"\nchannel = \S+\n", f"\nchannel = {name}\n", text))
+        p = dev.stub("check")
+        assert p.returncode == code, p.stderr
+        assert needle in p.stderr
 
 
 # ------------------------------------------------------------------ bad files
