@@ -90,12 +90,18 @@ static si_result parse_line(const char *line, size_t n, size_t lineno, enum want
         v = field_value(line, n, "algorithm", &vlen);
         if (!v)
             return si_err_set(err, SI_ERR_PARSE, "line %zu: expected 'algorithm <name>'", lineno);
-        if (!((vlen == strlen(SI_ALG_ECDSA_P256) && memcmp(v, SI_ALG_ECDSA_P256, vlen) == 0) ||
-              (vlen == strlen(SI_ALG_RSA_PSS) && memcmp(v, SI_ALG_RSA_PSS, vlen) == 0)))
-            return si_err_set(err, SI_ERR_PARSE,
-                              "line %zu: unknown algorithm (expected " SI_ALG_ECDSA_P256
-                              " or " SI_ALG_RSA_PSS ")",
-                              lineno);
+        /* Names of algorithms this version does not know are kept (such a
+         * stanza never verifies) so that a file signed during a migration
+         * to a new algorithm still verifies through its other stanzas. */
+        if (vlen >= sizeof(st->algorithm))
+            return si_err_set(err, SI_ERR_PARSE, "line %zu: algorithm name longer than %zu",
+                              lineno, sizeof(st->algorithm) - 1);
+        for (size_t i = 0; i < vlen; i++)
+            if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
+                return si_err_set(err, SI_ERR_PARSE,
+                                  "line %zu: algorithm name must be [a-z0-9-] (e.g. "
+                                  SI_ALG_ECDSA_P256 ", " SI_ALG_RSA_PSS ")",
+                                  lineno);
         memcpy(st->algorithm, v, vlen);
         st->algorithm[vlen] = '\0';
         *want = WANT_SIGNATURE;

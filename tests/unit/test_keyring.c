@@ -299,10 +299,15 @@ static void verify_with_keyrings(void **state)
     sign_digest(f, d, f->k[OTHER], NULL);
     memcpy(f->sf.stanzas[0].key_id, si_key_id(f->k[IS]), SI_KEY_ID_LEN + 1);
     assert_int_equal(si_verify_digest(&f->sf, d, both, 2, NULL, &who, &err), SI_ERR_BAD_SIGNATURE);
-    /* wrong algorithm name for the key */
+    /* wrong algorithm name for the key, unknown algorithm */
     sign_digest(f, d, f->k[IS], NULL);
     strcpy(f->sf.stanzas[0].algorithm, SI_ALG_RSA_PSS);
     assert_int_equal(si_verify_digest(&f->sf, d, both, 2, NULL, &who, &err), SI_ERR_BAD_SIGNATURE);
+    strcpy(f->sf.stanzas[0].algorithm, "ecdsa-p256-sha512");
+    assert_int_equal(si_verify_digest(&f->sf, d, both, 2, NULL, &who, &err), SI_ERR_BAD_SIGNATURE);
+    /* ... but another stanza by a known algorithm still counts */
+    assert_int_equal(si_sigfile_add(&f->sf, f->k[IS], d, NULL), SI_OK);
+    assert_int_equal(si_verify_digest(&f->sf, d, both, 2, NULL, &who, &err), SI_OK);
 
     /* blacklisted signer: only it -> BLACKLISTED; plus a good one -> OK */
     si_keyring *is2 = ring(SI_KR_IMAGE_SIGNING, f->k[IS], 0, NULL);

@@ -78,6 +78,15 @@ static void parse_good(void **state)
     assert_int_equal(f->sf.stanzas[1].sig_len, 1);
     assert_int_equal(f->sf.stanzas[1].sig[0], 0xff);
 
+    /* an algorithm this version does not know parses (it never verifies) */
+    assert_int_equal(parse(f, "sysimage-signature 1\nkey-id " ID_A
+                              "\nalgorithm ed25519\nsignature AA==\n" STANZA_A,
+                           &err),
+                     SI_OK);
+    assert_int_equal(f->sf.count, 2);
+    assert_string_equal(f->sf.stanzas[0].algorithm, "ed25519");
+    assert_int_equal(parse(f, two, &err), SI_OK);
+
     /* format then parse gives the same stanzas */
     char *text = NULL;
     size_t len = 0;
@@ -116,8 +125,13 @@ static void parse_bad(void **state)
                "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n",
                SI_ERR_PARSE, "line 2: key-id is not hex");
     expect_bad(f, "sysimage-signature 1\nalgorithm ecdsa-p256-sha256\n", SI_ERR_PARSE, "line 2");
-    expect_bad(f, "sysimage-signature 1\nkey-id " ID_A "\nalgorithm ed25519\nsignature AA==\n",
-               SI_ERR_PARSE, "line 3: unknown algorithm");
+    expect_bad(f, "sysimage-signature 1\nkey-id " ID_A "\nalgorithm Ed25519!\nsignature AA==\n",
+               SI_ERR_PARSE, "line 3: algorithm name");
+    expect_bad(f, "sysimage-signature 1\nkey-id " ID_A "\nalgorithm \nsignature AA==\n",
+               SI_ERR_PARSE, "line 3");
+    expect_bad(f, "sysimage-signature 1\nkey-id " ID_A
+                  "\nalgorithm a-very-long-algorithm-name-indeed-yes\nsignature AA==\n",
+               SI_ERR_PARSE, "line 3: algorithm name longer");
     expect_bad(f, "sysimage-signature 1\nkey-id " ID_A "\nalgorithm ecdsa-p256-sha256\nsignature AA*=\n",
                SI_ERR_PARSE, "line 4: signature is not base64");
     expect_bad(f, "sysimage-signature 1\nkey-id " ID_A "\nalgorithm ecdsa-p256-sha256\nsignature AAA\n",
