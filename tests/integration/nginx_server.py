@@ -11,7 +11,8 @@
   port that cuts the connection after `drop_after` body bytes of the first
   `drop_count` responses for a path; every response it relays is logged as
   (path, range header, status, body bytes relayed, dropped). Deterministic:
-  the cut happens at an exact byte count.
+  the cut happens at an exact byte count. With `stall` it goes silent there
+  instead (slow retrieval) before closing.
 """
 import os
 import shutil
@@ -159,8 +160,11 @@ class Nginx:
 
 
 class DropProxy:
-    def __init__(self, nginx, tls, drop_path=None, drop_after=0, drop_count=1):
+    def __init__(self, nginx, tls, drop_path=None, drop_after=0, drop_count=1, stall=0.0):
+        """stall > 0: instead of cutting at drop_after, go silent for `stall`
+        seconds (a slow-retrieval attack), then close."""
         self.nginx = nginx
+        self.stall = stall
         self.drop_path, self.drop_after, self.drop_count = drop_path, drop_after, drop_count
         self.log = []
         self.lock = threading.Lock()
@@ -233,6 +237,8 @@ class DropProxy:
                     conn.sendall(body[: self.drop_after - sent])
                     sent = self.drop_after
                     dropped = True
+                    if self.stall:
+                        time.sleep(self.stall)
                     break
                 if body:
                     conn.sendall(body)

@@ -634,6 +634,42 @@ def test_part_file_survives_and_resumes_in_the_next_run(env, tls):
         proxy.stop()
 
 
+def test_stalled_server_is_abandoned_and_resumed(env, tls):
+    """Slow retrieval: a server that goes silent mid-file is cut off after
+    low_speed_time and the download resumes where it stopped."""
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    # few bytes before the stall: curl averages the speed over the last seconds
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=500, stall=8)
+    try:
+        dev.write_config(proxy.url, tls[0])
+        with open(dev.config) as c:
+            text = c.read().replace("low_speed_time = 10", "low_speed_time = 1\n"
+                                    "low_speed_limit = 1000")
+        with open(dev.config, "w") as c:
+            c.write(text)
+        t0 = time.time()
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        assert time.time() - t0 < 7, f"the stub waited for the stalled server: {p.stderr} {proxy.log}"
+        got = [(r, n) for path, r, st, n, d in proxy.log if path == f["path"]]
+        assert ("bytes=500-", f["size"] - 500) in got
+    finally:
+        proxy.stop()
+
+
+def test_oversized_documents_are_cut(env):
+    """Endless data: a document over its bound is refused without reading it all."""
+    tree, ng, dev = env
+    with open(tree.path(f"/{CHANNEL}/{DEVICE}/index.json"), "wb") as f:
+        f.write(b" " * (5 * 1024 * 1024))
+    expect_failure(dev, dev.stub("stage"), 5, "larger than")
+    tree.write()
+    with open(tree.path("/keyrings/image-master.keyring"), "wb") as f:
+        f.write(b"{" * (300 * 1024))
+    expect_failure(dev, dev.stub("check"), 5, "image-master")
+
+
 def test_nginx_range_log(env):
     """The same resume straight against nginx: its access log shows the Range."""
     tree, ng, dev = env
