@@ -243,6 +243,13 @@ static size_t file_write(char *p, size_t sz, size_t nm, void *ud)
                          d->size);
                 return 0;
             }
+        } else if (code == 416) {
+            d->fail = SI_ERR_SIZE;
+            snprintf(d->why, sizeof(d->why),
+                     "server refuses the range from %" PRIu64
+                     " (file smaller than the %" PRIu64 " bytes the index says)",
+                     d->have, d->size);
+            return 0;
         } else if (code != 200) {
             d->fail = code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK;
             snprintf(d->why, sizeof(d->why), "HTTP status %ld", code);

@@ -47,6 +47,9 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
 void stub_config_free(stub_config *cfg);
 /* The installed build from cfg->version_file ({"build": N, "channel": "..."}). */
 si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
+/* A lower bound of the time the binary was built (a trusted timestamp:
+ * the clock can never be earlier), epoch seconds. */
+int64_t stub_build_epoch(void);
 /* mkdir -p; 0 or -errno. */
 int stub_mkdir_p(const char *path, mode_t mode);
 /* First line of the machine-id file, trimmed. */

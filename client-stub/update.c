@@ -180,9 +180,12 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
     int64_t floor_ts = -1;
     if ((rc = state_read(cfg, &floor_ts, err)) != SI_OK)
         return rc;
+    /* DESIGN §3: the later of the clock and the newest trusted timestamp. */
     int64_t now = (int64_t)time(NULL);
     if (floor_ts > now)
         now = floor_ts;
+    if (stub_build_epoch() > now)
+        now = stub_build_epoch();
 
     int r = stub_mkdir_p(cfg->state_dir, 0755);
     if (r < 0)
