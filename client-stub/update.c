@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bootctl.h"
 #include "channels.h"
 #include "command.h"
 #include "fsutil.h"
@@ -525,6 +526,31 @@ static si_result copy_file(const char *from, const char *to, size_t max, si_err 
     return SI_OK;
 }
 
+/* Remove the command file; a pending update request that pointed at it is
+ * withdrawn (best effort: a recovery without a command file does nothing). */
+static si_result drop_command_file(const stub_config *cfg, si_err *err)
+{
+    char cmdpath[PATH_CAP];
+    snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg->cache_dir, STUB_COMMAND_FILE);
+    if (unlink(cmdpath) < 0) {
+        if (errno == ENOENT)
+            return SI_OK;
+        return si_err_set(err, SI_ERR_IO, "%s: %s", cmdpath, strerror(errno));
+    }
+    si_fsync_parent_dir(cmdpath);
+    stub_boot_request req;
+    long tries;
+    si_err e2 = {0};
+    if (stub_bootctl_get(cfg->boot_control, &req, &tries, &e2) == SI_OK &&
+        req == STUB_BOOT_UPDATE &&
+        stub_bootctl_set(cfg->boot_control, STUB_BOOT_NORMAL, &e2) == SI_OK)
+        fprintf(stderr, "sysimage-stub: withdrew the pending recovery request (the staged "
+                        "update is being replaced)\n");
+    else if (e2.msg[0])
+        fprintf(stderr, "sysimage-stub: warning: %s\n", e2.msg);
+    return SI_OK;
+}
+
 static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
 {
     const stub_config *cfg = &dc->cfg;
@@ -534,10 +560,9 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "cache dir %s: %s", cfg->cache_dir, strerror(-r));
     /* An earlier command file no longer describes what is staged. */
-    if (unlink(cmdpath) == 0)
-        si_fsync_parent_dir(cmdpath);
-    else if (errno != ENOENT)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", cmdpath, strerror(errno));
+    si_result rc0 = drop_command_file(cfg, err);
+    if (rc0 != SI_OK)
+        return rc0;
 
     const si_resolution *res = &dc->res;
     if (res->winner < 0)
@@ -788,10 +813,9 @@ int stub_cmd_stage(const stub_opts *o)
         rc = do_stage(o, &dc, &err);
     } else if (dc.cfg.ini) {
         /* A failed check must not leave an old command file behind. */
-        char cmdpath[PATH_CAP];
-        snprintf(cmdpath, sizeof(cmdpath), "%s/%s", dc.cfg.cache_dir, STUB_COMMAND_FILE);
-        if (unlink(cmdpath) == 0)
-            si_fsync_parent_dir(cmdpath);
+        si_err e2 = {0};
+        if (drop_command_file(&dc.cfg, &e2) != SI_OK)
+            fprintf(stderr, "sysimage-stub: warning: %s\n", e2.msg);
     }
     discovery_free(&dc);
     return rc == SI_OK ? SI_OK : stub_fail(&err, o->json);

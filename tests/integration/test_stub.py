@@ -501,8 +501,9 @@ def test_bad_or_missing_signature(env, what, how):
     tree.blacklist = []
     tree.write()
     assert dev.stub("check").returncode == 0
-    # a stale command file must go too
+    # a stale command file must go too, and the recovery request that pointed at it
     assert dev.stub("stage").returncode == 0 and os.path.exists(dev.command_file)
+    assert dev.stub("reboot-recovery", "--no-reboot").returncode == 0
     sig = tree.path(TARGETS[what]) + ".sig"
     if how == "missing":
         os.unlink(sig)
@@ -516,6 +517,7 @@ def test_bad_or_missing_signature(env, what, how):
     p = dev.stub("stage")
     want = {"rogue": E_SIG, "missing": E_NOTFOUND, "garbage": 4}[how]
     expect_failure(dev, p, want)
+    assert dev.grubenv()["recovery_request"] == "0"
     assert p.stderr.strip()
 
 
