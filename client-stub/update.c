@@ -324,12 +324,21 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
     return SI_OK;
 }
 
+/* Bytes to download: a pool file shared by several images counts once. */
 uint64_t stub_path_size(const si_path *p, size_t n)
 {
     uint64_t total = 0;
-    for (size_t i = 0; i < n && i < p->nimages; i++)
-        for (size_t j = 0; j < p->images[i]->nfiles; j++)
-            total += p->images[i]->files[j].size;
+    for (size_t i = 0; i < n && i < p->nimages; i++) {
+        for (size_t j = 0; j < p->images[i]->nfiles; j++) {
+            const si_index_file *f = &p->images[i]->files[j];
+            bool seen = false;
+            for (size_t i2 = 0; i2 <= i && !seen; i2++)
+                for (size_t j2 = 0; j2 < (i2 == i ? j : p->images[i2]->nfiles) && !seen; j2++)
+                    seen = strcmp(p->images[i2]->files[j2].path, f->path) == 0;
+            if (!seen)
+                total += f->size;
+        }
+    }
     return total;
 }
 
@@ -420,6 +429,7 @@ typedef struct stage_file {
     char name[SI_COMMAND_NAME_MAX + 1];
     char sig[SI_COMMAND_NAME_MAX + 1];
     bool valid;          /* already staged and intact */
+    bool dup;            /* the same file as an earlier entry (one download) */
 } stage_file;
 
 typedef struct progress_ctx {
@@ -596,13 +606,23 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
                                 img->version, sorted[j]->path, sorted[j]->signature);
                 break;
             }
-            for (size_t q = 0; q < k; q++)
-                if (strcmp(sf[q].name, sf[k].name) == 0 || strcmp(sf[q].sig, sf[k].sig) == 0) {
-                    rc = si_err_set(err, SI_ERR_PARSE,
-                                    "index.json: two files of the path are named '%s'",
-                                    sf[k].name);
-                    break;
+            /* The same pool file in two images of the path (e.g. an unchanged
+             * device tarball) is fetched once and applied by each image. */
+            for (size_t q = 0; q < k && !sf[k].dup; q++) {
+                bool same_name = strcmp(sf[q].name, sf[k].name) == 0;
+                bool same_sig = strcmp(sf[q].sig, sf[k].sig) == 0;
+                if (!same_name && !same_sig)
+                    continue;
+                if (same_name && same_sig && sf[q].f->size == sf[k].f->size &&
+                    strcmp(sf[q].f->checksum, sf[k].f->checksum) == 0) {
+                    sf[k].dup = true;
+                    continue;
                 }
+                rc = si_err_set(err, SI_ERR_PARSE,
+                                "index.json: two different files of the path are named '%s'",
+                                same_name ? sf[k].name : sf[k].sig);
+                break;
+            }
             if (rc != SI_OK)
                 break;
         }
@@ -652,6 +672,8 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
     /* What is already there, and how much is left to fetch. */
     uint64_t need = 0;
     for (size_t q = 0; q < nfiles; q++) {
+        if (sf[q].dup)
+            continue;
         char p[PATH_CAP];
         snprintf(p, sizeof(p), "%s/%s", cfg->cache_dir, sf[q].name);
         struct stat st;
@@ -685,7 +707,11 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
 
     progress_ctx pc = {.json = o->json, .tty = isatty(2) != 0, .last_pct = -1};
     uint64_t fetched_total = 0;
+    size_t nunique = 0;
     for (size_t q = 0; q < nfiles && rc == SI_OK; q++) {
+        if (sf[q].dup)
+            continue;
+        nunique++;
         char fp[PATH_CAP], sp[PATH_CAP];
         snprintf(fp, sizeof(fp), "%s/%s", cfg->cache_dir, sf[q].name);
         snprintf(sp, sizeof(sp), "%s/%s", cfg->cache_dir, sf[q].sig);
@@ -787,11 +813,11 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
         if (o->json)
             printf("{\"event\": \"staged\", \"target\": %" PRId64 ", \"files\": %zu, "
                    "\"fetched\": %" PRIu64 ", \"command_file\": ",
-                   last->version, nfiles, fetched_total);
+                   last->version, nunique, fetched_total);
         else
             printf("staged build %" PRId64 " (%zu files, %" PRIu64
                    " bytes downloaded); command file %s\n",
-                   last->version, nfiles, fetched_total, cmdpath);
+                   last->version, nunique, fetched_total, cmdpath);
         if (o->json) {
             stub_json_string(stdout, cmdpath);
             fputs("}\n", stdout);

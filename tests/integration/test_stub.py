@@ -364,6 +364,30 @@ def test_full_path_formats_system_and_orders_files(env):
                         f"update {names[1]} {names[1]}.sig", "unmount system"]
 
 
+def test_pool_file_shared_by_two_images_is_fetched_once(env):
+    tree, ng, dev = env
+    shared = dict(tree.images[0]["files"][0])
+    shared["order"] = 1
+    tree.images[2]["files"].append(shared)     # the delta also carries full 100's file
+    tree.write()
+    dev.set_build(50)                          # path: full 100, delta 100->200
+    p = dev.stub("stage", "--json")
+    assert p.returncode == 0, p.stderr
+    name = os.path.basename(shared["path"])
+    with open(dev.command_file) as f:
+        cmds = f.read().split("\n")
+    assert cmds.count(f"update {name} {name}.sig") == 2
+    assert [e[0] for e in ng.access_log()].count(shared["path"]) == 1
+    assert json.loads(p.stdout.splitlines()[-1])["files"] == 2
+    info = json.loads(dev.stub("check", "--json").stdout)
+    assert info["download_size"] == shared["size"] + tree.images[2]["files"][0]["size"]
+    # the same name for different bytes is refused
+    other = dict(shared, checksum="0" * 64)
+    tree.images[2]["files"][1] = other
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), 4, "two different files")
+
+
 def test_restage_reuses_valid_files_and_deletes_stale_ones(env):
     tree, ng, dev = env
     assert dev.stub("stage").returncode == 0
