@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -34,6 +35,7 @@ typedef struct discovery {
     si_trust trust;
     bool trust_ready;
     char tmpdir[PATH_CAP / 2];    /* downloaded keyrings/documents */
+    int lock_fd;                  /* flock on <state_dir>/lock */
     bool has_blacklist;
     bool has_device_keyring;
     int64_t build;                /* installed build */
@@ -75,6 +77,8 @@ static void discovery_free(discovery *dc)
     stub_net_close(dc->net);
     if (dc->tmpdir[0])
         rm_tree_flat(dc->tmpdir);
+    if (dc->lock_fd >= 0)
+        close(dc->lock_fd);
     stub_config_free(&dc->cfg);
 }
 
@@ -167,6 +171,7 @@ static si_result fetch_keyring(discovery *dc, const char *path, const char *sigp
 static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
 {
     memset(dc, 0, sizeof(*dc));
+    dc->lock_fd = -1;
     si_result rc = stub_config_load(o->config, &dc->cfg, err);
     if (rc != SI_OK)
         return rc;
@@ -191,6 +196,29 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
     int r = stub_mkdir_p(cfg->state_dir, 0755);
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "state dir %s: %s", cfg->state_dir, strerror(-r));
+    /* One check/stage at a time; then leftovers of a killed run can go. */
+    char lockpath[PATH_CAP];
+    snprintf(lockpath, sizeof(lockpath), "%s/lock", cfg->state_dir);
+    dc->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dc->lock_fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", lockpath, strerror(errno));
+    if (flock(dc->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return si_err_set(err, errno == EWOULDBLOCK ? SI_ERR_EXISTS : SI_ERR_IO,
+                          "%s: %s", lockpath,
+                          errno == EWOULDBLOCK ? "another sysimage-stub check/stage is running"
+                                               : strerror(errno));
+    DIR *sd = opendir(cfg->state_dir);
+    if (sd) {
+        struct dirent *e;
+        while ((e = readdir(sd))) {
+            if (strncmp(e->d_name, "download.", 9) == 0) {
+                char p[PATH_CAP];
+                snprintf(p, sizeof(p), "%s/%s", cfg->state_dir, e->d_name);
+                rm_tree_flat(p);
+            }
+        }
+        closedir(sd);
+    }
     snprintf(dc->tmpdir, sizeof(dc->tmpdir), "%s/download.XXXXXX", cfg->state_dir);
     if (!mkdtemp(dc->tmpdir)) {
         rc = si_err_set(err, SI_ERR_IO, "%s: %s", dc->tmpdir, strerror(errno));
