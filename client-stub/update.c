@@ -36,6 +36,7 @@ typedef struct discovery {
     bool trust_ready;
     char tmpdir[PATH_CAP / 2];    /* downloaded keyrings/documents */
     int lock_fd;                  /* flock on <state_dir>/lock */
+    bool locked;
     bool has_blacklist;
     bool has_device_keyring;
     int64_t build;                /* installed build */
@@ -207,6 +208,7 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
                           "%s: %s", lockpath,
                           errno == EWOULDBLOCK ? "another sysimage-stub check/stage is running"
                                                : strerror(errno));
+    dc->locked = true;
     DIR *sd = opendir(cfg->state_dir);
     if (sd) {
         struct dirent *e;
@@ -865,8 +867,9 @@ int stub_cmd_stage(const stub_opts *o)
         if (dc.res.winner < 0)
             print_update(&dc, o->json);
         rc = do_stage(o, &dc, &err);
-    } else if (dc.cfg.ini) {
-        /* A failed check must not leave an old command file behind. */
+    } else if (dc.locked) {
+        /* A failed check must not leave an old command file behind (but
+         * another run's files are not ours to touch). */
         si_err e2 = {0};
         if (drop_command_file(&dc.cfg, &e2) != SI_OK)
             fprintf(stderr, "sysimage-stub: warning: %s\n", e2.msg);
