@@ -676,6 +676,33 @@ def test_part_file_survives_and_resumes_in_the_next_run(env, tls):
         proxy.stop()
 
 
+def test_killed_stage_resumes_from_the_part_file(env, tls):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=7000, stall=30)
+    try:
+        dev.write_config(proxy.url, tls[0])
+        part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+        stub = subprocess.Popen([STUB, "--config", dev.config, "stage"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(500):
+                if os.path.exists(part) and os.path.getsize(part) == 7000:
+                    break
+                time.sleep(0.01)
+        finally:
+            stub.kill()
+            stub.wait()
+        assert os.path.getsize(part) == 7000
+        assert not os.path.exists(dev.command_file)
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        got = [(r, n) for path, r, st, n, d in proxy.log if path == f["path"] and not d]
+        assert got == [("bytes=7000-", f["size"] - 7000)]
+    finally:
+        proxy.stop()
+
+
 def test_stalled_server_is_abandoned_and_resumed(env, tls):
     """Slow retrieval: a server that goes silent mid-file is cut off after
     low_speed_time and the download resumes where it stopped."""
