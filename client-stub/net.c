@@ -112,7 +112,11 @@ static size_t mem_write(char *p, size_t sz, size_t nm, void *ud)
     long code = 0;
     curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, &code);
     if (code != 200) {
+        /* an error page: dropped, but bounded like the document */
         m->discard = true;
+        if (n > m->max - m->len)
+            return 0;
+        m->len += n;
         return n;
     }
     if (n > m->max - m->len) {
@@ -150,6 +154,11 @@ si_result stub_net_get(stub_net *n, const char *path, size_t max, char **buf, si
     CURLcode cc = curl_easy_perform(n->curl);
     long code = 0;
     curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (m.discard && code != 200) {
+        free(m.buf);
+        return si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
+                          "%s: HTTP status %ld", url, code);
+    }
     if (m.too_large || cc == CURLE_FILESIZE_EXCEEDED) {
         free(m.buf);
         return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %zu bytes", url, max);
