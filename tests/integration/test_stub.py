@@ -917,12 +917,15 @@ def test_tree_made_by_sysimage_publish(tmp_path, devkeys, tls):
     """check + stage against a real `sysimage publish` tree and the dev key hierarchy."""
     from conftest import sysimage
     repo = tmp_path / "www"
+    # 2 MiB that do not compress and do not change: the full image is > 1 MiB
+    # bigger than the delta, so the delta path scores lower (DESIGN §6).
+    blob = os.urandom(2 * 1024 * 1024)
     for version in (1, 2):
         rootfs = tmp_path / f"rootfs{version}"
         (rootfs / "etc").mkdir(parents=True)
         (rootfs / "etc" / "hostname").write_text(f"v{version}\n")
         (rootfs / "bin").mkdir()
-        (rootfs / "bin" / "tool").write_bytes(os.urandom(4096 * version))
+        (rootfs / "bin" / "tool").write_bytes(blob)
         sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", CHANNEL,
                  "--device", DEVICE, "--version", str(version), "--tree", rootfs,
                  "--description", f"build {version}", check=True)
