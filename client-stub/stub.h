@@ -1,6 +1,8 @@
 /* stub.h - internals shared by the modules of sysimage-stub, the small client
- * of the normal OS (DESIGN §1, §6, §7): configuration, HTTPS downloads, the
- * upgrade plan, staging, boot control. */
+ * of the normal OS (DESIGN §1, §6, §7): configuration (config.c), HTTPS
+ * downloads (net.c), check/stage (update.c), recovery requests and status
+ * (recovery_request.c over the boot-control backend bootctl.c), the offline
+ * resolver (resolve.c over lib/resolve). */
 #ifndef SI_STUB_H
 #define SI_STUB_H
 
@@ -75,12 +77,12 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
                             stub_progress_fn progress, void *pctx, uint64_t *fetched,
                             si_err *err);
 
-/* ------------------------------------------------------------ paths */
+/* ------------------------------------------------------------ update.c */
 struct si_path;
-/* Sum of the file sizes of the first n images of a path. */
+/* Bytes to download for the first n images of a path (lib/resolve); a pool
+ * file shared by several images counts once. */
 uint64_t stub_path_size(const struct si_path *p, size_t n);
 
-/* ------------------------------------------------------------ update.c */
 typedef struct stub_opts {
     const char *config;
     bool json;
