@@ -18,4 +18,9 @@ int si_tool_fail(const struct si_err *err);
 /* true if argv has -h/--help; prints usage text then. */
 int si_tool_wants_help(int argc, char **argv, const char *usage);
 
+/* cmd_build.c, cmd_apply.c */
+int si_cmd_build_full(int argc, char **argv);
+int si_cmd_build_delta(int argc, char **argv);
+int si_cmd_apply(int argc, char **argv);
+
 #endif

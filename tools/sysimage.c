@@ -7,6 +7,9 @@
 #include "result.h"
 
 static const struct si_tool_command commands[] = {
+    {"build full", "build a full update tarball from a tree or tarball", si_cmd_build_full},
+    {"build delta", "build a delta update tarball between two trees/tarballs", si_cmd_build_delta},
+    {"apply", "apply update tarballs to a directory", si_cmd_apply},
     {NULL, NULL, NULL},
 };
 
