@@ -695,7 +695,10 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
         nomem(err, "archive writer");
         return NULL;
     }
-    int r = archive_write_set_format_pax_restricted(w);
+    int r = archive_write_set_format_pax(w);
+    /* names are bytes: no locale conversion, same output everywhere */
+    if (r == ARCHIVE_OK)
+        r = archive_write_set_format_option(w, "pax", "hdrcharset", "BINARY");
     const char *fname = NULL;
     if (r == ARCHIVE_OK) {
         switch (comp) {
@@ -885,7 +888,7 @@ static si_result copy_tar_member(struct archive *a, struct archive *w, struct ar
     archive_entry_unset_atime(ae);
     archive_entry_unset_ctime(ae);
     archive_entry_unset_birthtime(ae);
-    archive_entry_copy_fflags_text(ae, NULL);
+    archive_entry_set_fflags(ae, 0, 0);
     archive_entry_acl_clear(ae);
     archive_entry_sparse_clear(ae);
     int64_t size = archive_entry_size(ae);
