@@ -696,9 +696,6 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
         return NULL;
     }
     int r = archive_write_set_format_pax(w);
-    /* names are bytes: no locale conversion, same output everywhere */
-    if (r == ARCHIVE_OK)
-        r = archive_write_set_format_option(w, "pax", "hdrcharset", "BINARY");
     const char *fname = NULL;
     if (r == ARCHIVE_OK) {
         switch (comp) {
@@ -749,8 +746,10 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
 static si_result write_header(struct archive *w, struct archive_entry *ae, const char *out,
                               si_err *err)
 {
+    /* ARCHIVE_WARN: a name that is not valid in the locale (the tool runs in
+     * the C locale) was stored as raw bytes with hdrcharset=BINARY */
     int r = archive_write_header(w, ae);
-    if (r != ARCHIVE_OK)
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
         return si_err_set(err, SI_ERR_IO, "%s: member %s: %s", out, archive_entry_pathname(ae),
                           archive_error_string(w));
     return SI_OK;
