@@ -463,7 +463,10 @@ static struct archive *open_tar_reader(const char *path, si_err *err)
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_none(a);
     if (archive_read_open_filename(a, path, IOBUF) != ARCHIVE_OK) {
-        si_err_set(err, SI_ERR_IO, "%s: %s", path, archive_error_string(a));
+        int e = archive_errno(a);
+        bool io = e == ENOENT || e == EACCES || e == EIO || e == EISDIR || e == ENOMEM;
+        si_err_set(err, io ? SI_ERR_IO : SI_ERR_PARSE,
+                   "%s: %s", path, archive_error_string(a));
         archive_read_free(a);
         return NULL;
     }
