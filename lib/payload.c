@@ -528,7 +528,34 @@ static si_result entry_xattrs(struct archive_entry *ae, struct ment *m, si_err *
     }
     if (m->nxa > 1)
         qsort(m->xa, m->nxa, sizeof(*m->xa), xattr_cmp);
+    /* libarchive reports an xattr stored both as LIBARCHIVE.xattr and
+     * SCHILY.xattr twice: keep one */
+    size_t k = 0;
+    for (size_t i = 0; i < m->nxa; i++) {
+        if (k && strcmp(m->xa[k - 1].name, m->xa[i].name) == 0) {
+            free(m->xa[i].name);
+            free(m->xa[i].value);
+            continue;
+        }
+        m->xa[k++] = m->xa[i];
+    }
+    m->nxa = k;
     return SI_OK;
+}
+
+/* Same for an entry copied from a tarball to the output. */
+static si_result dedupe_entry_xattrs(struct archive_entry *ae, si_err *err)
+{
+    struct ment tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    si_result rc = entry_xattrs(ae, &tmp, err);
+    if (rc == SI_OK) {
+        archive_entry_xattr_clear(ae);
+        for (size_t i = 0; i < tmp.nxa; i++)
+            archive_entry_xattr_add_entry(ae, tmp.xa[i].name, tmp.xa[i].value, tmp.xa[i].len);
+    }
+    ment_free(&tmp);
+    return rc;
 }
 
 static int ment_path_key_cmp(const void *key, const void *elem)
@@ -892,11 +919,13 @@ static si_result copy_tar_member(struct archive *a, struct archive *w, struct ar
     archive_entry_unset_birthtime(ae);
     archive_entry_set_fflags(ae, 0, 0);
     archive_entry_acl_clear(ae);
-    archive_entry_sparse_clear(ae);
+    /* the sparse map read from the input (if any) is kept: holes are fed as zeros below */
     int64_t size = archive_entry_size(ae);
     if (!S_ISREG(archive_entry_mode(ae)) || hlrel)
         size = 0;
-    si_result rc = write_header(w, ae, out, err);
+    si_result rc = dedupe_entry_xattrs(ae, err);
+    if (rc == SI_OK)
+        rc = write_header(w, ae, out, err);
     int64_t pos = 0;
     while (rc == SI_OK && size > 0) {
         const void *blk;
