@@ -75,14 +75,20 @@ def make_trees():
 
 
 def timed(cmd, shell=False):
-    """Run cmd; return (seconds, peak RSS in MiB over it and its children)."""
+    """Run cmd under GNU time; return (seconds, peak RSS in MiB of the
+    command and its children). A pipeline (shell=True) runs in sh -c."""
+    rss_file = os.path.join(CACHE, "rss.txt")
+    argv = ["sh", "-c", cmd] if shell else list(cmd)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL)
-    _, status, ru = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv,
+                          stdout=subprocess.DEVNULL)
     dt = time.monotonic() - t0
-    if status != 0:
-        sys.exit(f"bench: {cmd} failed with status {status}")
-    return dt, ru.ru_maxrss / 1024
+    if proc.returncode != 0:
+        sys.exit(f"bench: {cmd} failed with status {proc.returncode}")
+    with open(rss_file) as f:
+        kib = int(f.read().split()[-1])
+    os.unlink(rss_file)
+    return dt, kib / 1024
 
 
 def fresh(path):
