@@ -7,6 +7,12 @@
 #include "result.h"
 
 static const struct si_tool_command commands[] = {
+    {"keygen", "generate a signing key pair (ECDSA P-256 or RSA)", cmd_keygen},
+    {"keyring create", "write and sign a keyring of public keys", cmd_keyring_create_main},
+    {"keyring check", "validate keyrings against the chain of trust", cmd_keyring_check_main},
+    {"keyring", "keyring create|check (see their --help)", cmd_keyring},
+    {"sign", "sign a file into FILE.sig", cmd_sign},
+    {"verify", "verify FILE.sig with keyrings", cmd_verify},
     {"build full", "build a full update tarball from a tree or tarball", si_cmd_build_full},
     {"build delta", "build a delta update tarball between two trees/tarballs", si_cmd_build_delta},
     {"apply", "apply update tarballs to a directory", si_cmd_apply},
