@@ -14,13 +14,14 @@
  * their member order. Owners are numeric only; atime/ctime are dropped. */
 #include "payload.h"
 
+#include "sha256.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <mbedtls/sha256.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -162,24 +163,22 @@ static bool rel_path_ok(const char *p)
 /* ------------------------------------------------------------ hashing */
 
 struct hasher {
-    mbedtls_sha256_context ctx;
+    si_sha256 h;
 };
 
 static void hasher_init(struct hasher *h)
 {
-    mbedtls_sha256_init(&h->ctx);
-    mbedtls_sha256_starts_ret(&h->ctx, 0);
+    si_sha256_init(&h->h);
 }
 
 static void hasher_update(struct hasher *h, const void *buf, size_t len)
 {
-    mbedtls_sha256_update_ret(&h->ctx, buf, len);
+    si_sha256_update(&h->h, buf, len);
 }
 
 static void hasher_final(struct hasher *h, unsigned char out[32])
 {
-    mbedtls_sha256_finish_ret(&h->ctx, out);
-    mbedtls_sha256_free(&h->ctx);
+    si_sha256_final(&h->h, out);
 }
 
 static const unsigned char zeros[IOBUF];
