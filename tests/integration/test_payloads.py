@@ -456,3 +456,14 @@ def _rebuild_as_nobody(trees, tmp_path):
     assert r.returncode == 0, r.stderr
     assert os.stat(t2).st_uid == 65534
     assert open(t1, "rb").read() == open(t2, "rb").read()
+
+
+def test_progress_on_stderr(trees, tmp_path):
+    out = str(tmp_path / "full.tar.zst")
+    build("full", "--from", trees["v1"], "--out", out)
+    target = tmp_path / "t"
+    target.mkdir()
+    r = sysimage("apply", "--format", "--target", str(target), out)
+    assert r.returncode == 0, r.stderr
+    size = os.path.getsize(out)
+    assert f"100% ({size}/{size} bytes)" in r.stderr
