@@ -84,12 +84,16 @@ typedef struct si_trust {
 } si_trust;
 
 void si_trust_init(si_trust *t, const char *device, int64_t now);
-/* Install the (built-in or given) archive-master keyring; takes ownership. */
+/* Install the (built-in or given) archive-master keyring; takes ownership
+ * (also on failure, when am is freed). It must have type archive-master, at
+ * least one key, and pass the model and expiry checks. */
 si_result si_trust_set_archive_master(si_trust *t, si_keyring *am, si_err *err);
 /* Load and validate keyring files given in any order: they are parsed first,
  * then validated in chain order (image-master, blacklist, image-signing,
  * device-signing) so the blacklist applies to all. Duplicate types, an
- * archive-master or a missing parent are errors naming the file. */
+ * archive-master or a missing parent are errors naming the file. A file
+ * named "<type>.keyring" must hold a keyring of that type. All or nothing:
+ * on error none of the files is installed in t. */
 si_result si_trust_load_files(si_trust *t, const char *const *paths, const char *const *sigpaths,
                               size_t n, si_err *err);
 

@@ -7,7 +7,8 @@
  *
  * One or more stanzas (each starting with the "sysimage-signature 1" line,
  * blank lines between stanzas allowed). The signed digest is SHA-256 of the
- * signed file's bytes. */
+ * signed file's bytes. An algorithm name this version does not know
+ * ([a-z0-9-]) parses but never verifies. */
 #ifndef SI_SIGFILE_H
 #define SI_SIGFILE_H
 

@@ -18,4 +18,13 @@ int si_tool_fail(const struct si_err *err);
 /* true if argv has -h/--help; prints usage text then. */
 int si_tool_wants_help(int argc, char **argv, const char *usage);
 
+/* cmd_keys.c */
+int cmd_keygen(int argc, char **argv);
+int cmd_keyring_create_main(int argc, char **argv);
+int cmd_keyring_check_main(int argc, char **argv);
+int cmd_keyring(int argc, char **argv);
+/* cmd_sign.c */
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
 #endif

@@ -7,6 +7,12 @@
 #include "result.h"
 
 static const struct si_tool_command commands[] = {
+    {"keygen", "generate a signing key pair (ECDSA P-256 or RSA)", cmd_keygen},
+    {"keyring create", "write and sign a keyring of public keys", cmd_keyring_create_main},
+    {"keyring check", "validate keyrings against the chain of trust", cmd_keyring_check_main},
+    {"keyring", "keyring create|check (see their --help)", cmd_keyring},
+    {"sign", "sign a file into FILE.sig", cmd_sign},
+    {"verify", "verify FILE.sig with keyrings", cmd_verify},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,47 @@
+/* conformance.h - locate system-image's conformance fixtures for unit tests.
+ *
+ * The fixtures live outside the project (DESIGN: tests may read them from
+ * ../shared/conformance when that folder exists): directory $SI_SHARED if
+ * set, else <repo>/../shared, where the repo root is $SI_ROOT (set by
+ * tests/run_all.py) or the current directory. Tests skip() when absent. */
+#ifndef SI_TEST_CONFORMANCE_H
+#define SI_TEST_CONFORMANCE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "fsutil.h"
+
+/* <shared>/conformance/system-image/<rel> into buf; buf must hold 4096. */
+static inline const char *conformance_path(const char *rel, char *buf)
+{
+    const char *shared = getenv("SI_SHARED");
+    if (shared && shared[0]) {
+        snprintf(buf, 4096, "%s/conformance/system-image/%s", shared, rel);
+    } else {
+        const char *root = getenv("SI_ROOT");
+        snprintf(buf, 4096, "%s/../shared/conformance/system-image/%s",
+                 root && root[0] ? root : ".", rel);
+    }
+    return buf;
+}
+
+static inline int have_conformance(void)
+{
+    char p[4096];
+    struct stat st;
+    return stat(conformance_path("", p), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whole fixture, NUL-terminated, or NULL. */
+static inline char *read_fixture(const char *rel, size_t *len)
+{
+    char p[4096];
+    char *buf = NULL;
+    if (si_read_file(conformance_path(rel, p), 8 * 1024 * 1024, &buf, len) != 0)
+        return NULL;
+    return buf;
+}
+
+#endif
