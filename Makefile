@@ -149,7 +149,7 @@ $(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
 unit-bins: $(UNIT_BINS)
 
 test: deps
-	$(MAKE) all unit-bins
+	$(MAKE) all unit-bins recovery-image
 	$(PYTHON) tests/run_all.py
 
 unit: unit-bins
