@@ -43,9 +43,11 @@
 #define RESULT_NAME "last_result.json"
 #define LOG_NAME "last_log"
 #define MAX_RAW_PARTS 8
-/* Save the progress mark at most this often while applying. */
-#define SAVE_EVERY_BYTES (32u << 20)
-#define SAVE_EVERY_SECONDS 10.0
+/* Save the progress mark this often while applying: every MiB of input (or
+ * second) so that a power cut shortly after the previous one still shows
+ * progress. One small atomic write on cache per MiB costs well under 1%. */
+#define SAVE_EVERY_BYTES (1u << 20)
+#define SAVE_EVERY_SECONDS 1.0
 
 /* Labels of raw partitions an update may carry as partitions/<label>.img. */
 static const char *const raw_labels[] = {"bios", "esp", "boot", "recovery"};
