@@ -130,6 +130,14 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LIBS_STUB)
 
+# ---------------------------------------------------------------- recovery image
+# build/recovery/{vmlinuz,initrd.img}: Debian's cloud kernel (cached in
+# build/kernel) and the initramfs of initramfs/ around the static recovery.
+recovery-image: $(B)/recovery/initrd.img
+
+$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh
+	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
+
 # ---------------------------------------------------------------- tests
 $(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
 	@mkdir -p $(@D)

@@ -1,0 +1,103 @@
+#!/bin/sh
+# Build the recovery image: build/recovery/{vmlinuz,initrd.img}.
+#
+#   initramfs/build.sh RECOVERY_BINARY OUTDIR
+#
+# Kernel: Debian's cloud kernel, the package that linux-image-cloud-amd64
+# depends on, fetched with `apt-get download` and unpacked with dpkg-deb into
+# $KERNEL_CACHE (default build/kernel, kept between builds); nothing is
+# installed on the host. KERNEL_PKG=linux-image-<abi>-cloud-amd64 overrides.
+#
+# initramfs (newc cpio, zstd): /init, BusyBox (busybox-static) with its applet
+# links, the static recovery binary, and the board's modules (virtio, virtio_blk)
+# with a modules.dep from `depmod -b`. Nothing else.
+set -eu
+
+usage() { echo "usage: $0 RECOVERY_BINARY OUTDIR" >&2; exit 1; }
+[ $# -eq 2 ] || usage
+BIN=$1
+OUT=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+KERNEL_CACHE=${KERNEL_CACHE:-$(dirname "$HERE")/build/kernel}
+MODULES=${MODULES:-"virtio virtio_ring virtio_pci virtio_pci_legacy_dev virtio_pci_modern_dev virtio_blk"}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+[ -x "$BIN" ] || { echo "build.sh: $BIN: no such executable" >&2; exit 1; }
+if ! file -L "$BIN" 2>/dev/null | grep -q 'statically linked' && ldd "$BIN" >/dev/null 2>&1; then
+    echo "build.sh: $BIN is not statically linked" >&2
+    exit 1
+fi
+if ldd "$BUSYBOX" >/dev/null 2>&1; then
+    echo "build.sh: $BUSYBOX is not static (install busybox-static)" >&2
+    exit 1
+fi
+
+# ---------------------------------------------------------------- kernel
+if [ -z "${KERNEL_PKG:-}" ]; then
+    KERNEL_PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n 1)
+fi
+if [ -z "$KERNEL_PKG" ]; then
+    # No package lists: use the one kernel already in the cache, if any.
+    KERNEL_PKG=$(ls "$KERNEL_CACHE" 2>/dev/null | sed -n 's/^\(linux-image-.*-cloud-amd64\)$/\1/p' | tail -n 1)
+fi
+[ -n "$KERNEL_PKG" ] || { echo "build.sh: cannot find the cloud kernel package (apt-get update?)" >&2; exit 1; }
+KVER=${KERNEL_PKG#linux-image-}
+KDIR=$KERNEL_CACHE/$KERNEL_PKG
+if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
+    echo "build.sh: fetching $KERNEL_PKG"
+    mkdir -p "$KERNEL_CACHE"
+    dl=$(mktemp -d "$KERNEL_CACHE/dl.XXXXXX")
+    chmod 755 "$dl" # apt-get download runs as _apt when it can
+    (cd "$dl" && apt-get download -q "$KERNEL_PKG")
+    rm -rf "$KDIR.tmp"
+    dpkg-deb -x "$dl"/"$KERNEL_PKG"_*.deb "$KDIR.tmp"
+    rm -rf "$dl" "$KDIR"
+    mv "$KDIR.tmp" "$KDIR"
+fi
+
+# ---------------------------------------------------------------- staging
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/si-initramfs.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+mkdir -p "$STAGE/bin" "$STAGE/dev" "$STAGE/proc" "$STAGE/sys" "$STAGE/run" "$STAGE/tmp" "$STAGE/mnt"
+chmod 1777 "$STAGE/tmp"
+install -m 0755 "$HERE/init" "$STAGE/init"
+install -m 0755 "$BUSYBOX" "$STAGE/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+    [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
+done
+[ -L "$STAGE/bin/sh" ] || { echo "build.sh: busybox has no sh applet" >&2; exit 1; }
+install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
+
+SRCMOD=$KDIR/lib/modules/$KVER
+DSTMOD=$STAGE/lib/modules/$KVER
+mkdir -p "$DSTMOD"
+for m in $MODULES; do
+    f=$(find "$SRCMOD/kernel" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -n 1)
+    [ -n "$f" ] || { echo "build.sh: module $m not in $KERNEL_PKG" >&2; exit 1; }
+    rel=${f#"$SRCMOD"/}
+    mkdir -p "$DSTMOD/$(dirname "$rel")"
+    cp "$f" "$DSTMOD/$rel"
+done
+for f in modules.builtin modules.builtin.modinfo modules.order; do
+    [ ! -f "$SRCMOD/$f" ] || cp "$SRCMOD/$f" "$DSTMOD/$f"
+done
+depmod -b "$STAGE" "$KVER"
+# Keep only what modprobe reads.
+find "$DSTMOD" -maxdepth 1 -type f -name 'modules.*' ! -name modules.dep ! -name modules.alias \
+    ! -name modules.builtin ! -name modules.symbols ! -name modules.softdep -delete
+# Every staged module must have its dependencies staged too.
+missing=$(sed -n 's/^[^:]*: *//p' "$DSTMOD/modules.dep" | tr ' ' '\n' | while read -r d; do
+    [ -z "$d" ] || [ -f "$DSTMOD/$d" ] || echo "$d"; done)
+[ -z "$missing" ] || { echo "build.sh: staged modules need: $missing" >&2; exit 1; }
+
+# ---------------------------------------------------------------- pack
+mkdir -p "$OUT"
+cp "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
+mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+find "$STAGE" -exec touch -h -d @1 {} +
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+    zstd -q -19 -T0 > "$OUT/initrd.img.tmp"
+mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
+echo "build.sh: $OUT/vmlinuz ($KVER, $(wc -c < "$OUT/vmlinuz") bytes)"
+echo "build.sh: $OUT/initrd.img ($(wc -c < "$OUT/initrd.img") bytes, zstd newc cpio)"

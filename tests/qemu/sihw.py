@@ -1,0 +1,392 @@
+"""sihw - the sysimage QEMU harness: board disk images built on the host and
+boots of the recovery image under QEMU.
+
+Disk images are made without root, loop devices or mounts: sfdisk writes the
+GPT (partition names = labels), mkfs.ext4 -E offset=… -d TREE fills ext4
+partitions in place, mkfs.vfat --offset the ESP, and misc gets a GRUB
+environment block. Files are put into and read back from ext4 partitions
+with debugfs on "disk.img?offset=N".
+
+A boot runs build/recovery/{vmlinuz,initrd.img} under TCG with one virtio
+disk and isa-debug-exit; QEMU's status (code << 1) | 1 gives the recovery's
+result code. A plain exit 0 means the guest powered off or rebooted without
+reporting a result. A boot can be cut (SIGKILL of QEMU, like pulling the
+power) after some seconds or when a line appears on the serial console.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+RECOVERY_DIR = os.path.join(BUILD, "recovery")
+QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
+MIB = 1024 * 1024
+
+TYPE_BIOS = "21686148-6449-6E6F-744E-656564454649"
+TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+# label -> (size in MiB, content kind); the reference board's layout (DESIGN §8).
+DEFAULT_LAYOUT = [
+    ("bios", 1, "raw"),
+    ("esp", 64, "vfat"),
+    ("misc", 1, "misc"),
+    ("recovery", 64, "ext4"),
+    ("system", 256, "ext4"),
+    ("cache", 128, "ext4"),
+    ("userdata", 64, "ext4"),
+]
+
+GRUBENV_SIZE = 1024
+GRUBENV_SIG = b"# GRUB Environment Block\n"
+
+
+class HarnessError(Exception):
+    pass
+
+
+def _run(cmd, **kw):
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, env=env, **kw)
+    if proc.returncode != 0:
+        raise HarnessError(f"{' '.join(map(str, cmd))} -> {proc.returncode}\n"
+                           f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+# ---------------------------------------------------------------- grubenv
+def grubenv_block(env):
+    """Format a GRUB environment block (exactly 1024 bytes) from a dict."""
+    out = bytearray(GRUBENV_SIG)
+    for k, v in env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise HarnessError(f"grubenv: invalid name {k!r}")
+        val = str(v).replace("\\", "\\\\").replace("\n", "\\\n")
+        out += f"{k}={val}\n".encode()
+    if len(out) > GRUBENV_SIZE:
+        raise HarnessError("grubenv: variables do not fit in 1024 bytes")
+    out += b"#" * (GRUBENV_SIZE - len(out))
+    return bytes(out)
+
+
+def parse_grubenv(block):
+    """Parse a GRUB environment block into a dict (None when it is not one)."""
+    if len(block) < GRUBENV_SIZE or not block.startswith(GRUBENV_SIG):
+        return None
+    env = {}
+    text = block[len(GRUBENV_SIG):GRUBENV_SIZE].decode("utf-8", errors="replace")
+    i = 0
+    while i < len(text):
+        if text[i] == "#":
+            nl = text.find("\n", i)
+            if nl < 0:
+                break
+            i = nl + 1
+            continue
+        eq = text.find("=", i)
+        if eq < 0:
+            return None
+        key = text[i:eq]
+        j, val = eq + 1, []
+        while j < len(text) and text[j] != "\n":
+            if text[j] == "\\" and j + 1 < len(text):
+                j += 1
+            val.append(text[j])
+            j += 1
+        if j >= len(text):
+            return None
+        env[key] = "".join(val)
+        i = j + 1
+    return env
+
+
+# ---------------------------------------------------------------- disk images
+@dataclass
+class Part:
+    label: str
+    number: int
+    start: int  # bytes
+    size: int   # bytes
+    uuid: str = ""
+    type: str = ""
+
+
+def partitions(disk):
+    """{label: Part} of a disk image, read with partx (libblkid)."""
+    out = _run(["partx", "-g", "-b", "-P", "-o", "NR,START,SECTORS,NAME,UUID,TYPE", disk]).stdout.decode()
+    parts = {}
+    for line in out.splitlines():
+        f = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        p = Part(f["NAME"], int(f["NR"]), int(f["START"]) * 512, int(f["SECTORS"]) * 512,
+                 f.get("UUID", ""), f.get("TYPE", ""))
+        if p.label in parts:
+            raise HarnessError(f"{disk}: label {p.label!r} on partitions {parts[p.label].number} and {p.number}")
+        parts[p.label] = p
+    return parts
+
+
+def _part(disk, label):
+    parts = partitions(disk)
+    if label not in parts:
+        raise HarnessError(f"{disk}: no partition labelled {label!r}")
+    return parts[label]
+
+
+def _ext4_spec(disk, label):
+    return f"{disk}?offset={_part(disk, label).start}"
+
+
+def make_ext4(disk, label, tree=None, fs_label=None):
+    """(Re)make the ext4 filesystem of partition `label` in place, filled from tree."""
+    p = _part(disk, label)
+    cmd = ["mkfs.ext4", "-q", "-F", "-L", fs_label or label, "-E", f"offset={p.start},nodiscard"]
+    if tree:
+        cmd += ["-d", tree]
+    _run(cmd + [disk, f"{p.size // 1024}k"])
+
+
+def make_vfat(disk, label, tree=None):
+    p = _part(disk, label)
+    _run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", label.upper()[:11], f"--offset={p.start // 512}",
+          disk, str(p.size // 1024)])
+    if tree and os.listdir(tree):
+        _run(["mcopy", "-s", "-i", f"{disk}@@{p.start}"] +
+             [os.path.join(tree, n) for n in sorted(os.listdir(tree))] + ["::/"])
+
+
+def write_misc_env(disk, env, label="misc"):
+    """Write a GRUB environment block in place at offset 0 of `misc`."""
+    p = _part(disk, label)
+    with open(disk, "r+b") as f:
+        f.seek(p.start)
+        f.write(grubenv_block(env))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_misc_env(disk, label="misc"):
+    """The GRUB environment of `misc` as a dict (None if the block is not one)."""
+    p = _part(disk, label)
+    with open(disk, "rb") as f:
+        f.seek(p.start)
+        return parse_grubenv(f.read(GRUBENV_SIZE))
+
+
+def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_image=None):
+    """Build a board disk image (sparse) at path.
+
+    layout: list of (label, MiB, kind) with kind raw|vfat|misc|ext4 (default
+    DEFAULT_LAYOUT); sizes: {label: MiB} overrides; trees: {label: dir} to fill
+    ext4/vfat partitions; env: misc's GRUB environment (default
+    recovery_request=0); recovery_image: a dir with vmlinuz and initrd.img for
+    the `recovery` partition (when trees has none for it)."""
+    layout = [(l, (sizes or {}).get(l, s), k) for l, s, k in (layout or DEFAULT_LAYOUT)]
+    trees = dict(trees or {})
+    total = 2 + sum(s for _, s, _ in layout)  # 1 MiB before, GPT backup after
+    if os.path.exists(path):
+        os.unlink(path)
+    with open(path, "wb") as f:
+        f.truncate(total * MIB)
+    script = "label: gpt\n"
+    for label, size, kind in layout:
+        ptype = TYPE_BIOS if label == "bios" else TYPE_ESP if kind == "vfat" else TYPE_LINUX
+        script += f"size={size}MiB, name={label}, type={ptype}\n"
+    _run(["sfdisk", "-q", path], input=script.encode())
+    tmp = None
+    try:
+        if recovery_image and "recovery" not in trees:
+            tmp = tempfile.mkdtemp(prefix="sihw-rec-")
+            for n in ("vmlinuz", "initrd.img"):
+                shutil.copy(os.path.join(recovery_image, n), tmp)
+            trees["recovery"] = tmp
+        for label, size, kind in layout:
+            if kind == "ext4":
+                make_ext4(path, label, trees.get(label))
+            elif kind == "vfat":
+                make_vfat(path, label, trees.get(label))
+            elif kind == "misc":
+                write_misc_env(path, env if env is not None else {"recovery_request": "0"}, label)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp)
+    return partitions(path)
+
+
+# ---------------------------------------------------------------- ext4 access
+def _debugfs(disk, label, requests, write=False):
+    cmd = ["debugfs"] + (["-w"] if write else []) + ["-f", "-", _ext4_spec(disk, label)]
+    proc = _run(cmd, input=("\n".join(requests) + "\n").encode())
+    err = proc.stderr.decode(errors="replace")
+    # debugfs reports failures of single requests on stderr but exits 0
+    bad = [l for l in err.splitlines() if l.strip() and not l.startswith("debugfs ")]
+    if bad:
+        raise HarnessError(f"debugfs {label}: " + "; ".join(bad))
+    return proc.stdout
+
+
+def read_tree(disk, label, dest):
+    """Copy the whole tree of an ext4 partition into dest (debugfs rdump)."""
+    os.makedirs(dest, exist_ok=True)
+    _run(["debugfs", "-R", f"rdump / {dest}", _ext4_spec(disk, label)])
+    return dest
+
+
+def read_file(disk, label, path):
+    """Bytes of one file of an ext4 partition, or None when it does not exist."""
+    spec = _ext4_spec(disk, label)
+    st = subprocess.run(["debugfs", "-R", f"stat {path}", spec], capture_output=True)
+    if b"Inode:" not in st.stdout:
+        return None
+    return _run(["debugfs", "-R", f"cat {path}", spec]).stdout
+
+
+def list_dir(disk, label, path):
+    out = _run(["debugfs", "-R", f"ls -p {path}", _ext4_spec(disk, label)]).stdout.decode()
+    names = []
+    for line in out.splitlines():
+        f = line.split("/")
+        if len(f) >= 7 and f[5] not in (".", ".."):
+            names.append(f[5])
+    return sorted(names)
+
+
+def write_files(disk, label, dirpath, files):
+    """Write files into dirpath (created) of an ext4 partition: {name: content},
+    content being bytes, str (text) or an os.PathLike naming a host file."""
+    with tempfile.TemporaryDirectory(prefix="sihw-stage-") as tmp:
+        reqs = []
+        parts = [p for p in dirpath.strip("/").split("/") if p]
+        for i in range(len(parts)):
+            d = "/" + "/".join(parts[:i + 1])
+            if read_file(disk, label, d) is None:
+                reqs.append(f"mkdir {d}")
+        if reqs:
+            _debugfs(disk, label, reqs, write=True)
+        reqs = [f"cd /{'/'.join(parts)}"]
+        for name, content in sorted(files.items()):
+            if "/" in name or name in (".", ".."):
+                raise HarnessError(f"write_files: {name!r} is not a basename")
+            if isinstance(content, (bytes, str)):
+                src = os.path.join(tmp, name)
+                with open(src, "wb") as f:
+                    f.write(content.encode() if isinstance(content, str) else content)
+            else:
+                src = os.fspath(content)
+            if read_file(disk, label, f"/{'/'.join(parts)}/{name}") is not None:
+                reqs.append(f"rm {name}")
+            reqs.append(f"write {src} {name}")
+        _debugfs(disk, label, reqs, write=True)
+
+
+def stage_recovery(disk, files=None, command=None, label="cache"):
+    """Stage update files and the command file into /recovery/ of cache."""
+    files = dict(files or {})
+    if command is not None:
+        files["sysimage_command"] = command
+    write_files(disk, label, "/recovery", files)
+
+
+def read_last_result(disk, label="cache"):
+    """/recovery/last_result.json of cache as a dict (None when absent)."""
+    data = read_file(disk, label, "/recovery/last_result.json")
+    return None if data is None else json.loads(data)
+
+
+# ---------------------------------------------------------------- boots
+@dataclass
+class BootResult:
+    result: object          # the recovery's result code (int) or None
+    status: int             # QEMU's exit status (negative: killed by signal)
+    reason: str             # "debug-exit", "no-result", "timeout", "killed"
+    seconds: float
+    log: str                # path of the serial log
+    stderr: str = ""
+    matched: object = None  # the line that triggered kill_on, if any
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="serial.log",
+                 extra_append="", extra_disks=()):
+    kernel = kernel or os.path.join(RECOVERY_DIR, "vmlinuz")
+    initrd = initrd or os.path.join(RECOVERY_DIR, "initrd.img")
+    append = f"console=ttyS0 panic=-1 sysimage.halt=poweroff sysimage.mode={mode}"
+    if extra_append:
+        append += " " + extra_append
+    cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(mem), "-nodefaults", "-no-reboot",
+           "-display", "none", "-monitor", "none", "-serial", f"file:{log}",
+           "-kernel", kernel, "-initrd", initrd, "-append", append,
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+           "-drive", f"file={disk},if=virtio,format=raw,cache=writeback"]
+    for d in extra_disks:
+        cmd += ["-drive", f"file={d},if=virtio,format=raw"]
+    return cmd
+
+
+def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
+                  kernel=None, initrd=None, extra_append="", extra_disks=()):
+    """Boot the recovery image on disk and return a BootResult.
+
+    kill_after: seconds after start to SIGKILL QEMU (a power cut);
+    kill_on: a regex; QEMU is killed as soon as a serial line matches it."""
+    for p in (kernel or os.path.join(RECOVERY_DIR, "vmlinuz"), initrd or os.path.join(RECOVERY_DIR, "initrd.img")):
+        if not os.path.exists(p):
+            raise HarnessError(f"{p} missing: run `make recovery-image`")
+    own_log = log is None
+    if own_log:
+        fd, log = tempfile.mkstemp(prefix="sihw-serial-", suffix=".log")
+        os.close(fd)
+    open(log, "w").close()
+    cmd = qemu_command(disk, mode, mem, kernel, initrd, log, extra_append, extra_disks)
+    pattern = re.compile(kill_on) if isinstance(kill_on, str) else kill_on
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reason, matched, pos, partial = None, None, 0, ""
+    try:
+        while proc.poll() is None:
+            now = time.monotonic() - start
+            if pattern is not None:
+                with open(log, errors="replace") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos = f.tell()
+                lines = (partial + chunk).split("\n")
+                partial = lines.pop()
+                for line in lines:  # complete lines only
+                    if pattern.search(line):
+                        matched = line
+                        break
+                if matched is not None:
+                    reason = "killed"
+                    break
+            if kill_after is not None and now >= kill_after:
+                reason = "killed"
+                break
+            if now >= timeout:
+                reason = "timeout"
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    seconds = time.monotonic() - start
+    status = proc.returncode
+    stderr = err.decode(errors="replace")
+    result = None
+    if reason is None:
+        if status == 0:
+            reason = "no-result"
+        elif status > 0 and status & 1 and not re.search(r"^qemu-system-\S+: ", stderr, re.M):
+            reason, result = "debug-exit", status >> 1
+        else:
+            raise HarnessError(f"QEMU failed with status {status}: {stderr.strip()}")
+    return BootResult(result, status, reason, seconds, log, stderr, matched)
