@@ -26,5 +26,9 @@ int cmd_keyring(int argc, char **argv);
 /* cmd_sign.c */
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+/* cmd_build.c, cmd_apply.c */
+int si_cmd_build_full(int argc, char **argv);
+int si_cmd_build_delta(int argc, char **argv);
+int si_cmd_apply(int argc, char **argv);
 
 #endif

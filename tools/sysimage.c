@@ -13,6 +13,9 @@ static const struct si_tool_command commands[] = {
     {"keyring", "keyring create|check (see their --help)", cmd_keyring},
     {"sign", "sign a file into FILE.sig", cmd_sign},
     {"verify", "verify FILE.sig with keyrings", cmd_verify},
+    {"build full", "build a full update tarball from a tree or tarball", si_cmd_build_full},
+    {"build delta", "build a delta update tarball between two trees/tarballs", si_cmd_build_delta},
+    {"apply", "apply update tarballs to a directory", si_cmd_apply},
     {NULL, NULL, NULL},
 };
 

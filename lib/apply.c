@@ -1,0 +1,908 @@
+/* apply.c - stream update tarballs (DESIGN §5) into a target directory.
+ *
+ * Every path is resolved relative to a file descriptor of the target,
+ * component by component with O_NOFOLLOW: no member is ever written through
+ * a symlink, and member names with empty, "." or ".." components are refused,
+ * so nothing outside the target can be reached. Files, symlinks, device
+ * nodes and hardlinks are created under a temporary name in their final
+ * directory and renamed into place; directories are created or updated in
+ * place. The whole target is synced once at the end (syncfs). */
+#include "apply.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define TMP_NAME ".sysimage-tmp"
+#define READ_CHUNK (128 * 1024)
+#define PREFIX "system/"
+#define PREFIX_LEN 7
+#define PART_PREFIX "partitions/"
+#define PART_PREFIX_LEN 11
+#define XATTR_LIST_MAX_BYTES 65536
+#define REMOVED_LINE_MAX (PATH_MAX + PREFIX_LEN + 2)
+
+struct dirtime {
+    char *path;
+    struct timespec mtime;
+};
+
+struct applier {
+    const si_apply_opts *o;
+    int root;                 /* O_PATH fd of the target */
+    char cpath[PATH_MAX];     /* cached parent directory (relative) */
+    int cfd;                  /* its O_PATH fd, or -1 */
+    struct dirtime *dt;       /* directory mtimes, set after each tarball */
+    size_t ndt, capdt;
+    uint64_t done, total;
+    const char *file;         /* tarball being applied */
+    int in;                   /* its fd */
+    unsigned char *inbuf;
+    unsigned char *zbuf;      /* zeros for partition holes */
+};
+
+static si_result map_errno(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? SI_ERR_NO_SPACE : SI_ERR_APPLY;
+}
+
+/* ------------------------------------------------------------ removal */
+
+/* Remove dfd/name and everything below it, never following symlinks.
+ * Missing is fine. Returns 0 or -errno. */
+static int remove_tree_at(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        rc = remove_tree_at(fd, de->d_name);
+    }
+    if (rc == 0 && errno)
+        rc = -errno;
+    closedir(d);
+    if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        rc = -errno;
+    return rc;
+}
+
+si_result si_empty_dir(const char *dir, si_err *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", dir, strerror(errno));
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return si_err_set(err, SI_ERR_IO, "%s: %s", dir, strerror(errno));
+    }
+    si_result rc = SI_OK;
+    struct dirent *de;
+    while ((errno = 0, de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int r = remove_tree_at(fd, de->d_name);
+        if (r < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s/%s: cannot remove: %s", dir, de->d_name,
+                            strerror(-r));
+            break;
+        }
+    }
+    if (rc == SI_OK && errno)
+        rc = si_err_set(err, SI_ERR_IO, "%s: readdir: %s", dir, strerror(errno));
+    closedir(d);
+    return rc;
+}
+
+/* ------------------------------------------------------------ paths */
+
+/* A relative path: non-empty, no empty, "." or ".." components. */
+static int rel_path_ok(const char *p)
+{
+    if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
+        return 0;
+    const char *c = p;
+    for (;;) {
+        const char *s = strchr(c, '/');
+        size_t len = s ? (size_t)(s - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
+        if (!s)
+            return 1;
+        c = s + 1;
+    }
+}
+
+/* Member name -> path relative to the target. "system/" itself gives "".
+ * Returns 0 when name is under system/, -1 otherwise or when unsafe. */
+static int system_rel(const char *name, char *rel, size_t relsz)
+{
+    if (!name || strncmp(name, PREFIX, PREFIX_LEN) != 0) {
+        if (name && strcmp(name, "system") == 0) {
+            rel[0] = '\0';
+            return 0;
+        }
+        return -1;
+    }
+    const char *p = name + PREFIX_LEN;
+    size_t len = strlen(p);
+    if (len && p[len - 1] == '/')
+        len--;
+    if (len >= relsz)
+        return -1;
+    memcpy(rel, p, len);
+    rel[len] = '\0';
+    if (!len)
+        return p[0] ? -1 : 0; /* "system//" is not "system/" */
+    return rel_path_ok(rel) ? 0 : -1;
+}
+
+static void cache_drop(struct applier *ap)
+{
+    if (ap->cfd >= 0)
+        close(ap->cfd);
+    ap->cfd = -1;
+    ap->cpath[0] = '\0';
+}
+
+/* Open the directory that holds rel (relative to the target) without
+ * following any symlink; create missing directories (0755, root) when
+ * create is set. *pfd is borrowed (the root or the cache), *base points into
+ * rel. Returns SI_OK, SI_ERR_NOT_FOUND (missing and !create), or an error. */
+static si_result open_parent(struct applier *ap, const char *member, const char *rel, bool create,
+                             int *pfd, const char **base, si_err *err)
+{
+    const char *slash = strrchr(rel, '/');
+    if (!slash) {
+        *pfd = ap->root;
+        *base = rel;
+        return SI_OK;
+    }
+    size_t dlen = (size_t)(slash - rel);
+    *base = slash + 1;
+    if (ap->cfd >= 0 && strlen(ap->cpath) == dlen && memcmp(ap->cpath, rel, dlen) == 0) {
+        *pfd = ap->cfd;
+        return SI_OK;
+    }
+    char dir[PATH_MAX];
+    memcpy(dir, rel, dlen);
+    dir[dlen] = '\0';
+    int cur = ap->root;
+    char *save = NULL;
+    for (char *comp = strtok_r(dir, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+        int fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create) {
+            if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST) {
+                int e = errno;
+                if (cur != ap->root)
+                    close(cur);
+                return si_err_set(err, map_errno(e), "%s: mkdir %s: %s", member, comp,
+                                  strerror(e));
+            }
+            fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        int e = errno;
+        struct stat st;
+        if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))) {
+            close(fd);
+            fd = -1;
+            e = ENOTDIR;
+        }
+        if (fd < 0) {
+            struct stat lst;
+            bool is_link = fstatat(cur, comp, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode);
+            if (cur != ap->root)
+                close(cur);
+            if (is_link)
+                return si_err_set(err, SI_ERR_UNSAFE_PATH,
+                                  "%s: refusing to write through the symlink %s", member, comp);
+            if (e == ENOENT && !create)
+                return SI_ERR_NOT_FOUND;
+            return si_err_set(err, SI_ERR_APPLY, "%s: parent %s: %s", member, comp, strerror(e));
+        }
+        if (cur != ap->root)
+            close(cur);
+        cur = fd;
+    }
+    cache_drop(ap);
+    memcpy(ap->cpath, rel, dlen);
+    ap->cpath[dlen] = '\0';
+    ap->cfd = cur;
+    *pfd = cur;
+    return SI_OK;
+}
+
+/* rename tmp over base; a directory in the way is removed first. */
+static si_result replace(struct applier *ap, int pfd, const char *base, const char *member,
+                         si_err *err)
+{
+    if (renameat(pfd, TMP_NAME, pfd, base) == 0)
+        return SI_OK;
+    if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR) {
+        int r = remove_tree_at(pfd, base);
+        cache_drop(ap);
+        if (r < 0)
+            return si_err_set(err, SI_ERR_APPLY, "%s: cannot remove the old entry: %s", member,
+                              strerror(-r));
+        if (renameat(pfd, TMP_NAME, pfd, base) == 0)
+            return SI_OK;
+    }
+    int e = errno;
+    unlinkat(pfd, TMP_NAME, 0);
+    return si_err_set(err, map_errno(e), "%s: rename: %s", member, strerror(e));
+}
+
+/* Clear a leftover temporary entry (power cut). */
+static si_result clear_tmp(struct applier *ap, int pfd, const char *member, si_err *err)
+{
+    int r = remove_tree_at(pfd, TMP_NAME);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: cannot remove a stale %s: %s", member, TMP_NAME,
+                          strerror(-r));
+    (void)ap;
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+/* Make the xattrs of an object exactly those of ae. fd >= 0 uses f*xattr,
+ * else path with l*xattr. */
+static si_result sync_xattrs(struct archive_entry *ae, int fd, const char *path,
+                             const char *member, si_err *err)
+{
+    char list[XATTR_LIST_MAX_BYTES];
+    ssize_t n = fd >= 0 ? flistxattr(fd, list, sizeof(list)) : llistxattr(path, list, sizeof(list));
+    if (n < 0 && errno != ENOTSUP)
+        return si_err_set(err, SI_ERR_APPLY, "%s: listxattr: %s", member, strerror(errno));
+    for (char *p = list; n > 0 && p < list + n; p += strlen(p) + 1) {
+        bool keep = false;
+        const char *name;
+        const void *val;
+        size_t len;
+        archive_entry_xattr_reset(ae);
+        while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK)
+            if (strcmp(name, p) == 0)
+                keep = true;
+        if (keep)
+            continue;
+        int r = fd >= 0 ? fremovexattr(fd, p) : lremovexattr(path, p);
+        if (r < 0 && errno != ENODATA)
+            return si_err_set(err, SI_ERR_APPLY, "%s: removexattr %s: %s", member, p,
+                              strerror(errno));
+    }
+    const char *name;
+    const void *val;
+    size_t len;
+    archive_entry_xattr_reset(ae);
+    while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
+        if (!name || !*name)
+            return si_err_set(err, SI_ERR_PARSE, "%s: xattr without a name", member);
+        int r = fd >= 0 ? fsetxattr(fd, name, val, len, 0) : lsetxattr(path, name, val, len, 0);
+        if (r < 0)
+            return si_err_set(err, map_errno(errno), "%s: setxattr %s: %s", member, name,
+                              strerror(errno));
+    }
+    return SI_OK;
+}
+
+static si_result entry_owner(struct archive_entry *ae, const char *member, uid_t *uid, gid_t *gid,
+                             si_err *err)
+{
+    la_int64_t u = archive_entry_uid(ae), g = archive_entry_gid(ae);
+    if (u < 0 || u >= (la_int64_t)UINT32_MAX || g < 0 || g >= (la_int64_t)UINT32_MAX)
+        return si_err_set(err, SI_ERR_PARSE, "%s: owner %lld:%lld out of range", member,
+                          (long long)u, (long long)g);
+    *uid = (uid_t)u;
+    *gid = (gid_t)g;
+    return SI_OK;
+}
+
+static struct timespec entry_mtime(struct archive_entry *ae)
+{
+    struct timespec t = {.tv_sec = archive_entry_mtime(ae), .tv_nsec = archive_entry_mtime_nsec(ae)};
+    if (t.tv_nsec < 0 || t.tv_nsec >= 1000000000L)
+        t.tv_nsec = 0;
+    return t;
+}
+
+/* chown, chmod, xattrs, mtime of dfd/name via a path through /proc (for
+ * objects that cannot be opened: symlinks, device nodes, fifos). */
+static si_result meta_at(struct archive_entry *ae, int pfd, const char *name, bool is_link,
+                         const char *member, si_err *err)
+{
+    uid_t uid;
+    gid_t gid;
+    si_result rc = entry_owner(ae, member, &uid, &gid, err);
+    if (rc != SI_OK)
+        return rc;
+    if (fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: chown: %s", member, strerror(errno));
+    if (!is_link && fchmodat(pfd, name, archive_entry_perm(ae) & 07777, 0) < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: chmod: %s", member, strerror(errno));
+    char path[64 + NAME_MAX];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", pfd, name);
+    rc = sync_xattrs(ae, -1, path, member, err);
+    if (rc != SI_OK)
+        return rc;
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(ae)};
+    if (utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: utimensat: %s", member, strerror(errno));
+    return SI_OK;
+}
+
+static si_result meta_fd(struct archive_entry *ae, int fd, bool set_mtime, const char *member,
+                         si_err *err)
+{
+    uid_t uid;
+    gid_t gid;
+    si_result rc = entry_owner(ae, member, &uid, &gid, err);
+    if (rc != SI_OK)
+        return rc;
+    if (fchown(fd, uid, gid) < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: chown: %s", member, strerror(errno));
+    if (fchmod(fd, archive_entry_perm(ae) & 07777) < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: chmod: %s", member, strerror(errno));
+    rc = sync_xattrs(ae, fd, NULL, member, err);
+    if (rc != SI_OK)
+        return rc;
+    if (set_mtime) {
+        struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(ae)};
+        if (futimens(fd, ts) < 0)
+            return si_err_set(err, SI_ERR_APPLY, "%s: futimens: %s", member, strerror(errno));
+    }
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ data */
+
+/* Copy the member's data to fd at its offsets. Holes stay holes unless
+ * fill_holes (raw partitions, whose old bytes must be overwritten). */
+static si_result write_member_data(struct applier *ap, struct archive *a, int fd, int64_t size,
+                                   bool fill_holes, const char *member, si_err *err)
+{
+    int64_t pos = 0;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", ap->file, member,
+                              archive_error_string(a));
+        if (off < 0 || off > size || (int64_t)len > size - off)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: data outside the member", ap->file,
+                              member);
+        while (fill_holes && pos < off) {
+            size_t z = (size_t)(off - pos) < READ_CHUNK ? (size_t)(off - pos) : READ_CHUNK;
+            ssize_t w = pwrite(fd, ap->zbuf, z, pos);
+            if (w <= 0)
+                return si_err_set(err, map_errno(errno), "%s: write: %s", member,
+                                  w < 0 ? strerror(errno) : "short write");
+            pos += w;
+        }
+        const char *p = buf;
+        while (len) {
+            ssize_t w = pwrite(fd, p, len, off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return si_err_set(err, map_errno(errno), "%s: write: %s", member,
+                                  w < 0 ? strerror(errno) : "short write");
+            p += w;
+            off += w;
+            len -= (size_t)w;
+        }
+        if (off > pos)
+            pos = off;
+    }
+    while (fill_holes && pos < size) {
+        size_t z = (size_t)(size - pos) < READ_CHUNK ? (size_t)(size - pos) : READ_CHUNK;
+        ssize_t w = pwrite(fd, ap->zbuf, z, pos);
+        if (w <= 0)
+            return si_err_set(err, map_errno(errno), "%s: write: %s", member,
+                              w < 0 ? strerror(errno) : "short write");
+        pos += w;
+    }
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ members */
+
+static si_result apply_regular(struct applier *ap, struct archive *a, struct archive_entry *ae,
+                               int pfd, const char *base, const char *member, si_err *err)
+{
+    si_result rc = clear_tmp(ap, pfd, member, err);
+    if (rc != SI_OK)
+        return rc;
+    int fd = openat(pfd, TMP_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return si_err_set(err, map_errno(errno), "%s: create: %s", member, strerror(errno));
+    int64_t size = archive_entry_size(ae);
+    if (size < 0)
+        size = 0;
+    rc = write_member_data(ap, a, fd, size, false, member, err);
+    if (rc == SI_OK && ftruncate(fd, size) < 0)
+        rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member, strerror(errno));
+    if (rc == SI_OK)
+        rc = meta_fd(ae, fd, true, member, err);
+    if (close(fd) < 0 && rc == SI_OK)
+        rc = si_err_set(err, map_errno(errno), "%s: close: %s", member, strerror(errno));
+    if (rc != SI_OK) {
+        unlinkat(pfd, TMP_NAME, 0);
+        return rc;
+    }
+    return replace(ap, pfd, base, member, err);
+}
+
+static si_result add_dirtime(struct applier *ap, const char *rel, struct timespec t, si_err *err)
+{
+    if (ap->ndt == ap->capdt) {
+        size_t cap = ap->capdt ? ap->capdt * 2 : 256;
+        struct dirtime *dt = realloc(ap->dt, cap * sizeof(*dt));
+        if (!dt)
+            return si_err_set(err, SI_ERR_NOMEM, "out of memory (directory times)");
+        ap->dt = dt;
+        ap->capdt = cap;
+    }
+    if (!(ap->dt[ap->ndt].path = strdup(rel)))
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (directory times)");
+    ap->dt[ap->ndt++].mtime = t;
+    return SI_OK;
+}
+
+static si_result apply_dir(struct applier *ap, struct archive_entry *ae, int pfd,
+                           const char *base, const char *rel, const char *member, si_err *err)
+{
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        if (unlinkat(pfd, base, 0) < 0)
+            return si_err_set(err, SI_ERR_APPLY, "%s: unlink: %s", member, strerror(errno));
+    }
+    if (mkdirat(pfd, base, 0700) < 0 && errno != EEXIST)
+        return si_err_set(err, map_errno(errno), "%s: mkdir: %s", member, strerror(errno));
+    int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: open: %s", member, strerror(errno));
+    si_result rc = meta_fd(ae, fd, false, member, err);
+    close(fd);
+    if (rc == SI_OK)
+        rc = add_dirtime(ap, rel, entry_mtime(ae), err);
+    return rc;
+}
+
+/* A relative symlink target must not climb above the target's root. */
+static bool symlink_escapes(const char *rel, const char *target)
+{
+    if (target[0] == '/')
+        return false; /* resolved against the system's own root at run time */
+    long depth = 0;
+    for (const char *c = rel; *c; c++)
+        depth += *c == '/';
+    const char *c = target;
+    while (*c) {
+        const char *s = strchr(c, '/');
+        size_t len = s ? (size_t)(s - c) : strlen(c);
+        if (len == 2 && c[0] == '.' && c[1] == '.') {
+            if (--depth < 0)
+                return true;
+        } else if (len && !(len == 1 && c[0] == '.')) {
+            depth++;
+        }
+        if (!s)
+            break;
+        c = s + 1;
+    }
+    return false;
+}
+
+static si_result apply_symlink(struct applier *ap, struct archive_entry *ae, int pfd,
+                               const char *base, const char *rel, const char *member, si_err *err)
+{
+    const char *target = archive_entry_symlink(ae);
+    if (!target || !*target || strlen(target) >= PATH_MAX)
+        return si_err_set(err, SI_ERR_PARSE, "%s: symlink without a valid target", member);
+    if (symlink_escapes(rel, target))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: symlink to '%s' escapes the target",
+                          member, target);
+    si_result rc = clear_tmp(ap, pfd, member, err);
+    if (rc != SI_OK)
+        return rc;
+    if (symlinkat(target, pfd, TMP_NAME) < 0)
+        return si_err_set(err, map_errno(errno), "%s: symlink: %s", member, strerror(errno));
+    rc = meta_at(ae, pfd, TMP_NAME, true, member, err);
+    if (rc != SI_OK) {
+        unlinkat(pfd, TMP_NAME, 0);
+        return rc;
+    }
+    return replace(ap, pfd, base, member, err);
+}
+
+static si_result apply_node(struct applier *ap, struct archive_entry *ae, int pfd,
+                            const char *base, const char *member, si_err *err)
+{
+    mode_t type = archive_entry_filetype(ae);
+    dev_t dev = type == AE_IFIFO ? 0 : archive_entry_rdev(ae);
+    si_result rc = clear_tmp(ap, pfd, member, err);
+    if (rc != SI_OK)
+        return rc;
+    if (mknodat(pfd, TMP_NAME, type | 0600, dev) < 0)
+        return si_err_set(err, map_errno(errno), "%s: mknod: %s", member, strerror(errno));
+    rc = meta_at(ae, pfd, TMP_NAME, false, member, err);
+    if (rc != SI_OK) {
+        unlinkat(pfd, TMP_NAME, 0);
+        return rc;
+    }
+    return replace(ap, pfd, base, member, err);
+}
+
+static si_result apply_hardlink(struct applier *ap, struct archive_entry *ae, const char *rel,
+                                const char *member, si_err *err)
+{
+    const char *hl = archive_entry_hardlink(ae);
+    char trel[PATH_MAX];
+    if (system_rel(hl, trel, sizeof(trel)) < 0 || !trel[0])
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: hardlink to '%s' outside system/",
+                          member, hl);
+    /* resolve the link target first: its directory fd must stay valid */
+    int tfd;
+    const char *tbase;
+    si_result rc = open_parent(ap, member, trel, false, &tfd, &tbase, err);
+    if (rc == SI_ERR_NOT_FOUND)
+        return si_err_set(err, SI_ERR_APPLY, "%s: hardlink target %s does not exist", member, hl);
+    if (rc != SI_OK)
+        return rc;
+    int tdir = tfd == ap->root ? ap->root : dup(tfd);
+    if (tdir < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: dup: %s", member, strerror(errno));
+    struct stat tst, st;
+    int pfd;
+    const char *base;
+    if (fstatat(tdir, tbase, &tst, AT_SYMLINK_NOFOLLOW) < 0)
+        rc = si_err_set(err, SI_ERR_APPLY, "%s: hardlink target %s: %s", member, hl,
+                        strerror(errno));
+    else if (S_ISDIR(tst.st_mode))
+        rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: hardlink to the directory %s", member, hl);
+    if (rc == SI_OK)
+        rc = open_parent(ap, member, rel, true, &pfd, &base, err);
+    if (rc == SI_OK && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_dev == tst.st_dev && st.st_ino == tst.st_ino) {
+        /* already linked (re-apply) */
+    } else if (rc == SI_OK) {
+        rc = clear_tmp(ap, pfd, member, err);
+        if (rc == SI_OK && linkat(tdir, tbase, pfd, TMP_NAME, 0) < 0)
+            rc = si_err_set(err, map_errno(errno), "%s: link to %s: %s", member, hl,
+                            strerror(errno));
+        if (rc == SI_OK)
+            rc = replace(ap, pfd, base, member, err);
+    }
+    if (tdir != ap->root)
+        close(tdir);
+    return rc;
+}
+
+static si_result apply_system_member(struct applier *ap, struct archive *a,
+                                     struct archive_entry *ae, const char *member,
+                                     const char *rel, si_err *err)
+{
+    mode_t type = archive_entry_filetype(ae);
+    if (!rel[0]) {
+        if (type != AE_IFDIR)
+            return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: not a directory", ap->file,
+                              member);
+        return SI_OK; /* the target itself */
+    }
+    if (archive_entry_hardlink(ae))
+        return apply_hardlink(ap, ae, rel, member, err);
+    int pfd;
+    const char *base;
+    si_result rc = open_parent(ap, member, rel, true, &pfd, &base, err);
+    if (rc != SI_OK)
+        return rc;
+    switch (type) {
+    case AE_IFREG:
+        return apply_regular(ap, a, ae, pfd, base, member, err);
+    case AE_IFDIR:
+        return apply_dir(ap, ae, pfd, base, rel, member, err);
+    case AE_IFLNK:
+        return apply_symlink(ap, ae, pfd, base, rel, member, err);
+    case AE_IFCHR:
+    case AE_IFBLK:
+    case AE_IFIFO:
+        return apply_node(ap, ae, pfd, base, member, err);
+    default:
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: unsupported member type 0%o",
+                          ap->file, member, (unsigned)type);
+    }
+}
+
+/* One line of `removed`: delete that path (and what is below it). */
+static si_result remove_one(struct applier *ap, const char *line, si_err *err)
+{
+    char rel[PATH_MAX];
+    if (system_rel(line, rel, sizeof(rel)) < 0 || !rel[0])
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: removed: unsafe entry '%s'", ap->file,
+                          line);
+    int pfd;
+    const char *base;
+    si_err tmp = {0};
+    si_result rc = open_parent(ap, line, rel, false, &pfd, &base, &tmp);
+    if (rc == SI_ERR_NOT_FOUND || rc == SI_ERR_UNSAFE_PATH)
+        return SI_OK; /* nothing there, or only reachable through a symlink */
+    if (rc != SI_OK) {
+        if (err)
+            *err = tmp;
+        return rc;
+    }
+    int r = remove_tree_at(pfd, base);
+    cache_drop(ap);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_APPLY, "%s: removed: %s: %s", ap->file, line, strerror(-r));
+    return SI_OK;
+}
+
+static si_result apply_removed(struct applier *ap, struct archive *a, si_err *err)
+{
+    char *line = malloc(REMOVED_LINE_MAX + 1);
+    if (!line)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (removed)");
+    size_t ll = 0;
+    si_result rc = SI_OK;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: %s", ap->file,
+                            archive_error_string(a));
+            break;
+        }
+        const char *p = buf;
+        for (size_t i = 0; i < len && rc == SI_OK; i++) {
+            if (p[i] == '\n') {
+                line[ll] = '\0';
+                if (ll)
+                    rc = remove_one(ap, line, err);
+                ll = 0;
+            } else if (p[i] == '\0') {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: NUL byte in a path", ap->file);
+            } else if (ll == REMOVED_LINE_MAX) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: line too long", ap->file);
+            } else {
+                line[ll++] = p[i];
+            }
+        }
+        if (rc != SI_OK)
+            break;
+    }
+    if (rc == SI_OK && ll) {
+        line[ll] = '\0';
+        rc = remove_one(ap, line, err);
+    }
+    free(line);
+    return rc;
+}
+
+static si_result apply_partition(struct applier *ap, struct archive *a, struct archive_entry *ae,
+                                 const char *member, si_err *err)
+{
+    const char *n = member + PART_PREFIX_LEN;
+    size_t len = strlen(n);
+    if (len < 5 || len > 64 || strcmp(n + len - 4, ".img") != 0 || n[0] == '.')
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: not partitions/<name>.img", ap->file,
+                          member);
+    char label[64];
+    memcpy(label, n, len - 4);
+    label[len - 4] = '\0';
+    for (const char *c = label; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_' || *c == '.'))
+            return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: bad partition name", ap->file,
+                              member);
+    if (strcmp(label, "system") == 0 || strcmp(label, "userdata") == 0 ||
+        strcmp(label, "cache") == 0)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH,
+                          "%s: %s: refusing to write the %s partition raw", ap->file, member,
+                          label);
+    if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: must be a regular file", ap->file,
+                          member);
+    const char *path = NULL;
+    for (size_t i = 0; i < ap->o->npartitions; i++)
+        if (ap->o->partitions[i].name && strcmp(ap->o->partitions[i].name, label) == 0)
+            path = ap->o->partitions[i].path;
+    if (!path)
+        return si_err_set(err, SI_ERR_PARTITION, "%s: %s: no partition mapped for '%s'",
+                          ap->file, member, label);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_PARTITION, "%s: %s: %s", member, path, strerror(errno));
+    int64_t size = archive_entry_size(ae);
+    if (size < 0)
+        size = 0;
+    si_result rc = write_member_data(ap, a, fd, size, true, member, err);
+    struct stat st;
+    if (rc == SI_OK && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, size) < 0)
+        rc = si_err_set(err, map_errno(errno), "%s: %s: truncate: %s", member, path,
+                        strerror(errno));
+    if (rc == SI_OK && fsync(fd) < 0)
+        rc = si_err_set(err, SI_ERR_IO, "%s: %s: fsync: %s", member, path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* ------------------------------------------------------------ tarballs */
+
+static la_ssize_t src_read(struct archive *a, void *cd, const void **buf)
+{
+    struct applier *ap = cd;
+    for (;;) {
+        ssize_t r = read(ap->in, ap->inbuf, READ_CHUNK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            archive_set_error(a, errno, "read: %s", strerror(errno));
+            return -1;
+        }
+        *buf = ap->inbuf;
+        ap->done += (uint64_t)r;
+        if (ap->o->progress && r > 0)
+            ap->o->progress(ap->done, ap->total, ap->o->progress_ctx);
+        return r;
+    }
+}
+
+static si_result set_dirtimes(struct applier *ap, si_err *err)
+{
+    si_result rc = SI_OK;
+    for (size_t i = 0; i < ap->ndt; i++) {
+        if (rc == SI_OK) {
+            int pfd;
+            const char *base;
+            si_err tmp = {0};
+            si_result r = open_parent(ap, ap->dt[i].path, ap->dt[i].path, false, &pfd, &base, &tmp);
+            if (r == SI_OK) {
+                struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ap->dt[i].mtime};
+                if (utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
+                    rc = si_err_set(err, SI_ERR_APPLY, "system/%s: utimensat: %s",
+                                    ap->dt[i].path, strerror(errno));
+            }
+        }
+        free(ap->dt[i].path);
+    }
+    ap->ndt = 0;
+    return rc;
+}
+
+static si_result apply_one(struct applier *ap, const char *file, si_err *err)
+{
+    ap->file = file;
+    ap->in = open(file, O_RDONLY | O_CLOEXEC);
+    if (ap->in < 0)
+        return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", file,
+                          strerror(errno));
+    struct archive *a = archive_read_new();
+    if (!a) {
+        close(ap->in);
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (archive reader)");
+    }
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_none(a);
+    si_result rc = SI_OK;
+    if (archive_read_open(a, ap, NULL, src_read, NULL) != ARCHIVE_OK)
+        rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
+    bool first = true;
+    char rel[PATH_MAX];
+    while (rc == SI_OK) {
+        struct archive_entry *ae;
+        int r = archive_read_next_header(a, &ae);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
+            break;
+        }
+        const char *name = archive_entry_pathname(ae);
+        if (!name) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: member without a name", file);
+            break;
+        }
+        if (strcmp(name, "removed") == 0) {
+            if (!first)
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: 'removed' must be the first member",
+                                file);
+            else if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+                rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'removed' is not a regular file",
+                                file);
+            else
+                rc = apply_removed(ap, a, err);
+        } else if (strncmp(name, PART_PREFIX, PART_PREFIX_LEN) == 0) {
+            rc = apply_partition(ap, a, ae, name, err);
+        } else if (system_rel(name, rel, sizeof(rel)) == 0) {
+            rc = apply_system_member(ap, a, ae, name, rel, err);
+        } else {
+            rc = si_err_set(err, SI_ERR_UNSAFE_PATH,
+                            "%s: member '%s' is outside system/, removed and partitions/", file,
+                            name);
+        }
+        first = false;
+    }
+    si_result r2 = set_dirtimes(ap, rc == SI_OK ? err : NULL);
+    if (rc == SI_OK)
+        rc = r2;
+    archive_read_free(a);
+    close(ap->in);
+    ap->in = -1;
+    return rc;
+}
+
+si_result si_apply_files(const si_apply_opts *opts, const char *const *files, size_t nfiles,
+                         si_err *err)
+{
+    if (!opts || !opts->target_dir || (nfiles && !files))
+        return si_err_set(err, SI_ERR_USAGE, "apply: a target directory is required");
+    struct applier ap;
+    memset(&ap, 0, sizeof(ap));
+    ap.o = opts;
+    ap.cfd = -1;
+    ap.in = -1;
+    for (size_t i = 0; i < nfiles; i++) {
+        struct stat st;
+        if (stat(files[i], &st) < 0)
+            return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s",
+                              files[i], strerror(errno));
+        ap.total += (uint64_t)st.st_size;
+    }
+    ap.root = open(opts->target_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (ap.root < 0)
+        return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s",
+                          opts->target_dir, strerror(errno));
+    si_result rc = SI_OK;
+    ap.inbuf = malloc(READ_CHUNK);
+    ap.zbuf = calloc(1, READ_CHUNK);
+    if (!ap.inbuf || !ap.zbuf)
+        rc = si_err_set(err, SI_ERR_NOMEM, "out of memory (apply buffers)");
+    if (rc == SI_OK && opts->format)
+        rc = si_empty_dir(opts->target_dir, err);
+    for (size_t i = 0; i < nfiles && rc == SI_OK; i++)
+        rc = apply_one(&ap, files[i], err);
+    cache_drop(&ap);
+    if (syncfs(ap.root) < 0 && rc == SI_OK)
+        rc = si_err_set(err, SI_ERR_IO, "%s: syncfs: %s", opts->target_dir, strerror(errno));
+    close(ap.root);
+    free(ap.inbuf);
+    free(ap.zbuf);
+    free(ap.dt);
+    return rc;
+}

@@ -1,0 +1,1299 @@
+/* payload.c - build full and delta update tarballs (DESIGN §5).
+ *
+ * A source is an OS tree (directory) or a full tarball (members system/...).
+ * Both are read into a manifest: one entry per path with its metadata (type,
+ * mode, owner, size, mtime, device number, symlink target, xattrs, hardlink
+ * group) but never file contents. Contents are compared by streaming: two
+ * trees are compared byte by byte, a tarball's members are hashed (SHA-256)
+ * while its manifest is read.
+ *
+ * Output order: tree sources are written in path order where '/' sorts before
+ * every other byte (a depth-first walk with sorted children), so parents come
+ * before children and a hardlink group's first path (its leader) before the
+ * other members, which are written as hardlinks to it. Tarball sources keep
+ * their member order. Owners are numeric only; atime/ctime are dropped. */
+#include "payload.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mbedtls/sha256.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define IOBUF 65536
+#define PREFIX "system/"
+#define PREFIX_LEN 7
+#define XATTR_LIST_MAX_BYTES 65536
+#define XATTR_VALUE_MAX_BYTES 65536
+
+struct xattr {
+    char *name;
+    void *value;
+    size_t len;
+};
+
+struct ment {
+    char *path;          /* relative to the tree root, no prefix, no trailing '/' */
+    mode_t mode;         /* type and permission bits */
+    uid_t uid;
+    gid_t gid;
+    int64_t size;        /* regular files */
+    int64_t mtime;
+    long mtime_nsec;
+    dev_t rdev;
+    char *link;          /* symlink target */
+    char *hardlink;      /* tarball sources: path this member links to */
+    struct xattr *xa;
+    size_t nxa;
+    uint64_t dev, ino;   /* tree sources */
+    size_t leader;       /* index of the hardlink group's first path (self if none) */
+    bool has_hash;
+    bool ship;           /* delta: goes into the output */
+    unsigned char hash[32];
+};
+
+struct manifest {
+    const char *src;     /* the path given by the caller */
+    bool is_tree;
+    struct ment *e;
+    size_t n, cap;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+/* Path order: '/' sorts before any other byte, so that a directory's whole
+ * subtree comes right after it (same order as a sorted depth-first walk). */
+static int path_cmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    for (;; x++, y++) {
+        unsigned cx = *x == '/' ? 1 : *x == 0 ? 0 : (unsigned)*x + 1;
+        unsigned cy = *y == '/' ? 1 : *y == 0 ? 0 : (unsigned)*y + 1;
+        if (cx != cy)
+            return cx < cy ? -1 : 1;
+        if (!cx)
+            return 0;
+    }
+}
+
+static int ment_cmp(const void *a, const void *b)
+{
+    return path_cmp(((const struct ment *)a)->path, ((const struct ment *)b)->path);
+}
+
+static int xattr_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct xattr *)a)->name, ((const struct xattr *)b)->name);
+}
+
+static void ment_free(struct ment *m)
+{
+    free(m->path);
+    free(m->link);
+    free(m->hardlink);
+    for (size_t i = 0; i < m->nxa; i++) {
+        free(m->xa[i].name);
+        free(m->xa[i].value);
+    }
+    free(m->xa);
+}
+
+static void manifest_free(struct manifest *mf)
+{
+    for (size_t i = 0; i < mf->n; i++)
+        ment_free(&mf->e[i]);
+    free(mf->e);
+    mf->e = NULL;
+    mf->n = mf->cap = 0;
+}
+
+static struct ment *manifest_add(struct manifest *mf)
+{
+    if (mf->n == mf->cap) {
+        size_t cap = mf->cap ? mf->cap * 2 : 1024;
+        struct ment *e = realloc(mf->e, cap * sizeof(*e));
+        if (!e)
+            return NULL;
+        mf->e = e;
+        mf->cap = cap;
+    }
+    struct ment *m = &mf->e[mf->n++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
+static si_result nomem(si_err *err, const char *what)
+{
+    return si_err_set(err, SI_ERR_NOMEM, "out of memory (%s)", what);
+}
+
+/* A relative member path must be non-empty, without empty, "." or ".."
+ * components. */
+static bool rel_path_ok(const char *p)
+{
+    if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
+        return false;
+    const char *c = p;
+    while (*c) {
+        const char *s = strchr(c, '/');
+        size_t len = s ? (size_t)(s - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        if (!s)
+            break;
+        c = s + 1;
+        if (!*c)
+            return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ hashing */
+
+struct hasher {
+    mbedtls_sha256_context ctx;
+};
+
+static void hasher_init(struct hasher *h)
+{
+    mbedtls_sha256_init(&h->ctx);
+    mbedtls_sha256_starts_ret(&h->ctx, 0);
+}
+
+static void hasher_update(struct hasher *h, const void *buf, size_t len)
+{
+    mbedtls_sha256_update_ret(&h->ctx, buf, len);
+}
+
+static void hasher_final(struct hasher *h, unsigned char out[32])
+{
+    mbedtls_sha256_finish_ret(&h->ctx, out);
+    mbedtls_sha256_free(&h->ctx);
+}
+
+static const unsigned char zeros[IOBUF];
+
+static si_result hash_tree_file(const struct manifest *mf, struct ment *m, si_err *err)
+{
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof(full), "%s/%s", mf->src, m->path);
+    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+    unsigned char *buf = malloc(IOBUF);
+    if (!buf) {
+        close(fd);
+        return nomem(err, "read buffer");
+    }
+    struct hasher h;
+    hasher_init(&h);
+    int64_t total = 0;
+    si_result rc = SI_OK;
+    for (;;) {
+        ssize_t r = read(fd, buf, IOBUF);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        hasher_update(&h, buf, (size_t)r);
+        total += r;
+    }
+    hasher_final(&h, m->hash);
+    free(buf);
+    close(fd);
+    if (rc == SI_OK && total != m->size)
+        rc = si_err_set(err, SI_ERR_IO, "%s: file changed while reading", full);
+    if (rc == SI_OK)
+        m->has_hash = true;
+    return rc;
+}
+
+/* Hash the current member's data, holes as zeros, up to size bytes. */
+static si_result hash_archive_data(struct archive *a, struct ment *m, const char *name,
+                                   si_err *err)
+{
+    struct hasher h;
+    hasher_init(&h);
+    int64_t pos = 0;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            hasher_final(&h, m->hash);
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s", name, archive_error_string(a));
+        }
+        if (off < pos || off > m->size || (int64_t)len > m->size - off) {
+            hasher_final(&h, m->hash);
+            return si_err_set(err, SI_ERR_PARSE, "%s: data block outside the member", name);
+        }
+        while (pos < off) {
+            size_t z = (size_t)(off - pos) < sizeof(zeros) ? (size_t)(off - pos) : sizeof(zeros);
+            hasher_update(&h, zeros, z);
+            pos += (int64_t)z;
+        }
+        hasher_update(&h, buf, len);
+        pos += (int64_t)len;
+    }
+    while (pos < m->size) {
+        size_t z = (size_t)(m->size - pos) < sizeof(zeros) ? (size_t)(m->size - pos) : sizeof(zeros);
+        hasher_update(&h, zeros, z);
+        pos += (int64_t)z;
+    }
+    hasher_final(&h, m->hash);
+    m->has_hash = true;
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ tree source */
+
+static si_result read_xattrs_path(const char *full, struct ment *m, si_err *err)
+{
+    ssize_t n = llistxattr(full, NULL, 0);
+    if (n < 0) {
+        if (errno == ENOTSUP)
+            return SI_OK;
+        return si_err_set(err, SI_ERR_IO, "%s: listxattr: %s", full, strerror(errno));
+    }
+    if (n == 0)
+        return SI_OK;
+    if (n > XATTR_LIST_MAX_BYTES)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: xattr list too large", full);
+    char *list = malloc((size_t)n);
+    if (!list)
+        return nomem(err, "xattr list");
+    n = llistxattr(full, list, (size_t)n);
+    if (n < 0) {
+        free(list);
+        return si_err_set(err, SI_ERR_IO, "%s: listxattr: %s", full, strerror(errno));
+    }
+    si_result rc = SI_OK;
+    for (char *p = list; p < list + n; p += strlen(p) + 1) {
+        ssize_t vl = lgetxattr(full, p, NULL, 0);
+        if (vl < 0) {
+            if (errno == ENODATA)
+                continue;
+            rc = si_err_set(err, SI_ERR_IO, "%s: getxattr %s: %s", full, p, strerror(errno));
+            break;
+        }
+        if (vl > XATTR_VALUE_MAX_BYTES) {
+            rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s: xattr %s too large", full, p);
+            break;
+        }
+        void *val = malloc(vl ? (size_t)vl : 1);
+        struct xattr *xa = realloc(m->xa, (m->nxa + 1) * sizeof(*xa));
+        char *name = strdup(p);
+        if (!val || !xa || !name) {
+            free(val);
+            free(name);
+            if (xa)
+                m->xa = xa;
+            rc = nomem(err, "xattr");
+            break;
+        }
+        m->xa = xa;
+        vl = lgetxattr(full, p, val, (size_t)vl);
+        if (vl < 0) {
+            free(val);
+            free(name);
+            rc = si_err_set(err, SI_ERR_IO, "%s: getxattr %s: %s", full, p, strerror(errno));
+            break;
+        }
+        m->xa[m->nxa].name = name;
+        m->xa[m->nxa].value = val;
+        m->xa[m->nxa].len = (size_t)vl;
+        m->nxa++;
+    }
+    free(list);
+    if (rc == SI_OK && m->nxa > 1)
+        qsort(m->xa, m->nxa, sizeof(*m->xa), xattr_cmp);
+    return rc;
+}
+
+/* Walk dirfd (path rel, "" for the root) recursively; stays on root_dev. */
+static si_result walk_tree(struct manifest *mf, int dfd, const char *rel, dev_t root_dev,
+                           si_err *err)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return si_err_set(err, SI_ERR_IO, "%s/%s: %s", mf->src, rel, strerror(errno));
+    }
+    si_result rc = SI_OK;
+    struct dirent *de;
+    while (rc == SI_OK && (errno = 0, de = readdir(d))) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        char path[PATH_MAX];
+        int pl = snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "", name);
+        if (pl < 0 || (size_t)pl >= sizeof(path)) {
+            rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s/%s/%s: path too long", mf->src, rel, name);
+            break;
+        }
+        char full[PATH_MAX * 2];
+        snprintf(full, sizeof(full), "%s/%s", mf->src, path);
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+            break;
+        }
+        if (S_ISSOCK(st.st_mode))
+            continue; /* runtime artefacts, like tar does */
+        struct ment *m = manifest_add(mf);
+        if (!m || !(m->path = strdup(path))) {
+            rc = nomem(err, "manifest");
+            break;
+        }
+        m->mode = st.st_mode;
+        m->uid = st.st_uid;
+        m->gid = st.st_gid;
+        m->size = S_ISREG(st.st_mode) ? st.st_size : 0;
+        m->mtime = st.st_mtim.tv_sec;
+        m->mtime_nsec = st.st_mtim.tv_nsec;
+        m->rdev = (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? st.st_rdev : 0;
+        m->dev = st.st_dev;
+        m->ino = (!S_ISDIR(st.st_mode) && st.st_nlink > 1) ? st.st_ino : 0;
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX + 1];
+            ssize_t tl = readlinkat(dfd, name, target, PATH_MAX);
+            if (tl < 0) {
+                rc = si_err_set(err, SI_ERR_IO, "%s: readlink: %s", full, strerror(errno));
+                break;
+            }
+            if (tl >= PATH_MAX) {
+                rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s: symlink target too long", full);
+                break;
+            }
+            target[tl] = '\0';
+            if (!(m->link = strdup(target))) {
+                rc = nomem(err, "symlink");
+                break;
+            }
+        }
+        rc = read_xattrs_path(full, m, err);
+        if (rc != SI_OK)
+            break;
+        if (S_ISDIR(st.st_mode) && st.st_dev == root_dev) {
+            int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+                break;
+            }
+            rc = walk_tree(mf, sub, path, root_dev, err);
+        }
+    }
+    if (rc == SI_OK && errno)
+        rc = si_err_set(err, SI_ERR_IO, "%s/%s: readdir: %s", mf->src, rel, strerror(errno));
+    closedir(d);
+    return rc;
+}
+
+/* Hardlink groups of a sorted tree manifest: the first path with a given
+ * (dev, ino) is the leader of the others. Open addressing on (dev, ino). */
+static si_result group_tree_hardlinks(struct manifest *mf, si_err *err)
+{
+    for (size_t i = 0; i < mf->n; i++)
+        mf->e[i].leader = i;
+    size_t nl = 0;
+    for (size_t i = 0; i < mf->n; i++)
+        nl += mf->e[i].ino != 0;
+    if (!nl)
+        return SI_OK;
+    size_t cap = 16;
+    while (cap < nl * 2)
+        cap *= 2;
+    size_t *tab = malloc(cap * sizeof(*tab));
+    if (!tab)
+        return nomem(err, "hardlink table");
+    for (size_t i = 0; i < cap; i++)
+        tab[i] = SIZE_MAX;
+    for (size_t i = 0; i < mf->n; i++) {
+        struct ment *m = &mf->e[i];
+        if (!m->ino)
+            continue;
+        uint64_t h = (m->ino * 0x9E3779B97F4A7C15ULL) ^ m->dev;
+        size_t s = (size_t)(h & (cap - 1));
+        for (;; s = (s + 1) & (cap - 1)) {
+            if (tab[s] == SIZE_MAX) {
+                tab[s] = i;
+                break;
+            }
+            struct ment *o = &mf->e[tab[s]];
+            if (o->ino == m->ino && o->dev == m->dev) {
+                m->leader = tab[s];
+                break;
+            }
+        }
+    }
+    free(tab);
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ tarball source */
+
+static struct archive *open_tar_reader(const char *path, si_err *err)
+{
+    struct archive *a = archive_read_new();
+    if (!a) {
+        nomem(err, "archive reader");
+        return NULL;
+    }
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_none(a);
+    if (archive_read_open_filename(a, path, IOBUF) != ARCHIVE_OK) {
+        si_err_set(err, SI_ERR_IO, "%s: %s", path, archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Strip "./" and the system/ prefix; rel gets "" for the system/ dir. */
+static si_result member_rel(const char *tarpath, const char *name, char *rel, size_t relsz,
+                            si_err *err)
+{
+    if (!name)
+        return si_err_set(err, SI_ERR_PARSE, "%s: member without a name", tarpath);
+    const char *p = name;
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    if (strcmp(p, "system") == 0 || strcmp(p, PREFIX) == 0) {
+        rel[0] = '\0';
+        return SI_OK;
+    }
+    if (strncmp(p, PREFIX, PREFIX_LEN) != 0)
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member '%s' is not under system/",
+                          tarpath, name);
+    p += PREFIX_LEN;
+    size_t len = strlen(p);
+    while (len && p[len - 1] == '/')
+        len--;
+    if (len >= relsz)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: member '%s': path too long", tarpath, name);
+    memcpy(rel, p, len);
+    rel[len] = '\0';
+    if (!rel_path_ok(rel))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path", tarpath, name);
+    return SI_OK;
+}
+
+static si_result entry_xattrs(struct archive_entry *ae, struct ment *m, si_err *err)
+{
+    int n = archive_entry_xattr_reset(ae);
+    if (n <= 0)
+        return SI_OK;
+    m->xa = calloc((size_t)n, sizeof(*m->xa));
+    if (!m->xa)
+        return nomem(err, "xattrs");
+    const char *name;
+    const void *val;
+    size_t len;
+    while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK && m->nxa < (size_t)n) {
+        struct xattr *x = &m->xa[m->nxa];
+        x->name = strdup(name);
+        x->value = malloc(len ? len : 1);
+        if (!x->name || !x->value) {
+            free(x->name);
+            free(x->value);
+            return nomem(err, "xattr");
+        }
+        memcpy(x->value, val, len);
+        x->len = len;
+        m->nxa++;
+    }
+    if (m->nxa > 1)
+        qsort(m->xa, m->nxa, sizeof(*m->xa), xattr_cmp);
+    return SI_OK;
+}
+
+static int ment_path_key_cmp(const void *key, const void *elem)
+{
+    return path_cmp((const char *)key, ((const struct ment *)elem)->path);
+}
+
+static struct ment *manifest_find(struct manifest *mf, const char *path)
+{
+    return bsearch(path, mf->e, mf->n, sizeof(*mf->e), ment_path_key_cmp);
+}
+
+static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
+{
+    struct archive *a = open_tar_reader(mf->src, err);
+    if (!a)
+        return err ? err->code : SI_ERR_IO;
+    si_result rc = SI_OK;
+    struct archive_entry *ae;
+    char rel[PATH_MAX];
+    for (;;) {
+        int r = archive_read_next_header(a, &ae);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", mf->src, archive_error_string(a));
+            break;
+        }
+        const char *name = archive_entry_pathname(ae);
+        rc = member_rel(mf->src, name, rel, sizeof(rel), err);
+        if (rc != SI_OK)
+            break;
+        if (!rel[0])
+            continue;
+        struct ment *m = manifest_add(mf);
+        if (!m || !(m->path = strdup(rel))) {
+            rc = nomem(err, "manifest");
+            break;
+        }
+        const char *hl = archive_entry_hardlink(ae);
+        if (hl) {
+            char hrel[PATH_MAX];
+            rc = member_rel(mf->src, hl, hrel, sizeof(hrel), err);
+            if (rc != SI_OK)
+                break;
+            if (!hrel[0]) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: member '%s' links to system/",
+                                mf->src, name);
+                break;
+            }
+            if (!(m->hardlink = strdup(hrel))) {
+                rc = nomem(err, "hardlink");
+                break;
+            }
+        }
+        m->mode = archive_entry_mode(ae);
+        if (hl)
+            m->mode = S_IFREG | (m->mode & 07777);
+        m->uid = (uid_t)archive_entry_uid(ae);
+        m->gid = (gid_t)archive_entry_gid(ae);
+        m->size = S_ISREG(m->mode) && !hl ? archive_entry_size(ae) : 0;
+        m->mtime = archive_entry_mtime(ae);
+        m->mtime_nsec = archive_entry_mtime_nsec(ae);
+        if (S_ISCHR(m->mode) || S_ISBLK(m->mode))
+            m->rdev = archive_entry_rdev(ae);
+        if (S_ISLNK(m->mode)) {
+            const char *t = archive_entry_symlink(ae);
+            if (!t || !(m->link = strdup(t))) {
+                rc = t ? nomem(err, "symlink")
+                       : si_err_set(err, SI_ERR_PARSE, "%s: symlink '%s' without target",
+                                    mf->src, name);
+                break;
+            }
+        }
+        rc = entry_xattrs(ae, m, err);
+        if (rc != SI_OK)
+            break;
+        if (hash && S_ISREG(m->mode) && !hl) {
+            rc = hash_archive_data(a, m, name, err);
+            if (rc != SI_OK)
+                break;
+        }
+    }
+    archive_read_free(a);
+    if (rc != SI_OK)
+        return rc;
+    qsort(mf->e, mf->n, sizeof(*mf->e), ment_cmp);
+    for (size_t i = 0; i + 1 < mf->n; i++)
+        if (path_cmp(mf->e[i].path, mf->e[i + 1].path) == 0)
+            return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member system/%s appears twice",
+                              mf->src, mf->e[i].path);
+    /* Hardlink groups: root = the member that carries the data; leader =
+     * the smallest path of the group. */
+    size_t *root = malloc((mf->n ? mf->n : 1) * sizeof(*root));
+    if (!root)
+        return nomem(err, "hardlink groups");
+    for (size_t i = 0; i < mf->n; i++) {
+        root[i] = i;
+        mf->e[i].leader = i;
+    }
+    for (size_t i = 0; i < mf->n && rc == SI_OK; i++) {
+        size_t cur = i, steps = 0;
+        while (mf->e[cur].hardlink) {
+            struct ment *t = manifest_find(mf, mf->e[cur].hardlink);
+            if (!t || !S_ISREG(t->mode) || ++steps > mf->n) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: system/%s: bad hardlink target system/%s",
+                                mf->src, mf->e[i].path, mf->e[cur].hardlink);
+                break;
+            }
+            cur = (size_t)(t - mf->e);
+        }
+        root[i] = cur;
+    }
+    size_t *lead = malloc((mf->n ? mf->n : 1) * sizeof(*lead));
+    if (!lead && rc == SI_OK)
+        rc = nomem(err, "hardlink groups");
+    for (size_t i = 0; i < mf->n && rc == SI_OK; i++)
+        lead[i] = SIZE_MAX;
+    for (size_t i = 0; i < mf->n && rc == SI_OK; i++) {
+        struct ment *r = &mf->e[root[i]];
+        if (lead[root[i]] == SIZE_MAX)
+            lead[root[i]] = i;
+        mf->e[i].leader = lead[root[i]];
+        if (root[i] != i) {
+            mf->e[i].size = r->size;
+            memcpy(mf->e[i].hash, r->hash, 32);
+            mf->e[i].has_hash = r->has_hash;
+        }
+    }
+    free(lead);
+    free(root);
+    return rc;
+}
+
+static si_result read_manifest(struct manifest *mf, const char *src, bool hash, si_err *err)
+{
+    memset(mf, 0, sizeof(*mf));
+    mf->src = src;
+    struct stat st;
+    if (stat(src, &st) < 0)
+        return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", src,
+                          strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        mf->is_tree = true;
+        int fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", src, strerror(errno));
+        si_result rc = walk_tree(mf, fd, "", st.st_dev, err);
+        if (rc != SI_OK)
+            return rc;
+        qsort(mf->e, mf->n, sizeof(*mf->e), ment_cmp);
+        return group_tree_hardlinks(mf, err);
+    }
+    if (!S_ISREG(st.st_mode))
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: neither a directory nor a tarball", src);
+    return read_tar_manifest(mf, hash, err);
+}
+
+/* ------------------------------------------------------------ writer */
+
+static struct archive *open_writer(const char *tmp, const si_build_opts *opts, si_err *err)
+{
+    si_compression comp = opts ? opts->compression : SI_COMP_ZSTD;
+    int level = opts ? opts->level : 0;
+    struct archive *w = archive_write_new();
+    if (!w) {
+        nomem(err, "archive writer");
+        return NULL;
+    }
+    int r = archive_write_set_format_pax(w);
+    /* names are bytes: no locale conversion, same output everywhere */
+    if (r == ARCHIVE_OK)
+        r = archive_write_set_format_option(w, "pax", "hdrcharset", "BINARY");
+    const char *fname = NULL;
+    if (r == ARCHIVE_OK) {
+        switch (comp) {
+        case SI_COMP_ZSTD:
+            if (level < 0 || level > 19) {
+                si_err_set(err, SI_ERR_USAGE, "zstd level %d out of range 1..19", level);
+                archive_write_free(w);
+                return NULL;
+            }
+            r = archive_write_add_filter_zstd(w);
+            fname = "zstd";
+            break;
+        case SI_COMP_XZ:
+            if (level < 0 || level > 9) {
+                si_err_set(err, SI_ERR_USAGE, "xz level %d out of range 0..9", level);
+                archive_write_free(w);
+                return NULL;
+            }
+            r = archive_write_add_filter_xz(w);
+            fname = "xz";
+            break;
+        case SI_COMP_NONE:
+            r = archive_write_add_filter_none(w);
+            break;
+        default:
+            si_err_set(err, SI_ERR_USAGE, "unknown compression %d", (int)comp);
+            archive_write_free(w);
+            return NULL;
+        }
+    }
+    if (r == ARCHIVE_OK && fname && level > 0) {
+        char lv[16];
+        snprintf(lv, sizeof(lv), "%d", level);
+        r = archive_write_set_filter_option(w, fname, "compression-level", lv);
+    }
+    if (r == ARCHIVE_OK)
+        r = archive_write_set_bytes_in_last_block(w, 1);
+    if (r == ARCHIVE_OK)
+        r = archive_write_open_filename(w, tmp);
+    if (r != ARCHIVE_OK) {
+        si_err_set(err, SI_ERR_IO, "%s: %s", tmp, archive_error_string(w));
+        archive_write_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static si_result write_header(struct archive *w, struct archive_entry *ae, const char *out,
+                              si_err *err)
+{
+    int r = archive_write_header(w, ae);
+    if (r != ARCHIVE_OK)
+        return si_err_set(err, SI_ERR_IO, "%s: member %s: %s", out, archive_entry_pathname(ae),
+                          archive_error_string(w));
+    return SI_OK;
+}
+
+static si_result write_data(struct archive *w, const void *buf, size_t len, const char *out,
+                            si_err *err)
+{
+    while (len) {
+        la_ssize_t r = archive_write_data(w, buf, len);
+        if (r <= 0)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", out, archive_error_string(w));
+        buf = (const char *)buf + r;
+        len -= (size_t)r;
+    }
+    return SI_OK;
+}
+
+static void fill_entry(struct archive_entry *ae, const struct manifest *mf, const struct ment *m)
+{
+    char name[PATH_MAX + PREFIX_LEN + 1];
+    snprintf(name, sizeof(name), PREFIX "%s", m->path);
+    archive_entry_copy_pathname(ae, name);
+    archive_entry_set_mode(ae, m->mode);
+    archive_entry_set_uid(ae, m->uid);
+    archive_entry_set_gid(ae, m->gid);
+    archive_entry_set_mtime(ae, m->mtime, m->mtime_nsec);
+    for (size_t i = 0; i < m->nxa; i++)
+        archive_entry_xattr_add_entry(ae, m->xa[i].name, m->xa[i].value, m->xa[i].len);
+    if (m->leader != (size_t)(m - mf->e)) {
+        snprintf(name, sizeof(name), PREFIX "%s", mf->e[m->leader].path);
+        archive_entry_copy_hardlink(ae, name);
+        archive_entry_set_size(ae, 0);
+        return;
+    }
+    if (S_ISREG(m->mode))
+        archive_entry_set_size(ae, m->size);
+    else
+        archive_entry_set_size(ae, 0);
+    if (S_ISLNK(m->mode))
+        archive_entry_copy_symlink(ae, m->link);
+    if (S_ISCHR(m->mode) || S_ISBLK(m->mode))
+        archive_entry_set_rdev(ae, m->rdev);
+}
+
+/* Write one tree entry: header (with the sparse map of the file) and data. */
+static si_result emit_tree_entry(struct archive *w, const struct manifest *mf,
+                                 const struct ment *m, const char *out, unsigned char *buf,
+                                 si_err *err)
+{
+    struct archive_entry *ae = archive_entry_new();
+    if (!ae)
+        return nomem(err, "entry");
+    fill_entry(ae, mf, m);
+    bool data = S_ISREG(m->mode) && m->leader == (size_t)(m - mf->e) && m->size > 0;
+    int fd = -1;
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof(full), "%s/%s", mf->src, m->path);
+    si_result rc = SI_OK;
+    if (data) {
+        fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            archive_entry_free(ae);
+            return si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+        }
+        /* Sparse map: only when the file has at least one hole. */
+        off_t d0 = lseek(fd, 0, SEEK_DATA);
+        off_t h0 = d0 >= 0 ? lseek(fd, d0, SEEK_HOLE) : -1;
+        bool sparse = d0 < 0 ? (errno == ENXIO) : (d0 > 0 || h0 < m->size);
+        if (sparse) {
+            off_t pos = 0;
+            for (;;) {
+                off_t d = lseek(fd, pos, SEEK_DATA);
+                if (d < 0)
+                    break;
+                off_t h = lseek(fd, d, SEEK_HOLE);
+                if (h < 0 || h > m->size)
+                    h = m->size;
+                if (h > d)
+                    archive_entry_sparse_add_entry(ae, d, h - d);
+                pos = h;
+                if (pos >= m->size)
+                    break;
+            }
+            /* a trailing hole still needs an (empty) final extent */
+            archive_entry_sparse_add_entry(ae, m->size, 0);
+        }
+        lseek(fd, 0, SEEK_SET);
+    }
+    rc = write_header(w, ae, out, err);
+    int64_t total = 0;
+    while (rc == SI_OK && data) {
+        ssize_t r = read(fd, buf, IOBUF);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        if (total + r > m->size) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: file grew while reading", full);
+            break;
+        }
+        rc = write_data(w, buf, (size_t)r, out, err);
+        total += r;
+    }
+    if (rc == SI_OK && data && total != m->size)
+        rc = si_err_set(err, SI_ERR_IO, "%s: file shrank while reading", full);
+    if (fd >= 0)
+        close(fd);
+    archive_entry_free(ae);
+    return rc;
+}
+
+/* Copy the current member of a tarball into w with normalised metadata. */
+static si_result copy_tar_member(struct archive *a, struct archive *w, struct archive_entry *in,
+                                 const char *rel, const char *hlrel, const char *src,
+                                 const char *out, unsigned char *buf, si_err *err)
+{
+    struct archive_entry *ae = archive_entry_clone(in);
+    if (!ae)
+        return nomem(err, "entry");
+    char name[PATH_MAX + PREFIX_LEN + 1];
+    snprintf(name, sizeof(name), PREFIX "%s", rel);
+    archive_entry_copy_pathname(ae, name);
+    if (hlrel) {
+        snprintf(name, sizeof(name), PREFIX "%s", hlrel);
+        archive_entry_copy_hardlink(ae, name);
+        archive_entry_set_size(ae, 0);
+    }
+    archive_entry_copy_uname(ae, NULL);
+    archive_entry_copy_gname(ae, NULL);
+    archive_entry_unset_atime(ae);
+    archive_entry_unset_ctime(ae);
+    archive_entry_unset_birthtime(ae);
+    archive_entry_set_fflags(ae, 0, 0);
+    archive_entry_acl_clear(ae);
+    archive_entry_sparse_clear(ae);
+    int64_t size = archive_entry_size(ae);
+    if (!S_ISREG(archive_entry_mode(ae)) || hlrel)
+        size = 0;
+    si_result rc = write_header(w, ae, out, err);
+    int64_t pos = 0;
+    while (rc == SI_OK && size > 0) {
+        const void *blk;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &blk, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", src, rel, archive_error_string(a));
+            break;
+        }
+        if (off < pos || off > size || (int64_t)len > size - off) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: data block outside the member", src, rel);
+            break;
+        }
+        while (rc == SI_OK && pos < off) {
+            size_t z = (size_t)(off - pos) < IOBUF ? (size_t)(off - pos) : IOBUF;
+            rc = write_data(w, zeros, z, out, err);
+            pos += (int64_t)z;
+        }
+        if (rc == SI_OK)
+            rc = write_data(w, blk, len, out, err);
+        pos += (int64_t)len;
+    }
+    while (rc == SI_OK && pos < size) {
+        size_t z = (size_t)(size - pos) < IOBUF ? (size_t)(size - pos) : IOBUF;
+        rc = write_data(w, zeros, z, out, err);
+        pos += (int64_t)z;
+    }
+    (void)buf;
+    archive_entry_free(ae);
+    return rc;
+}
+
+/* Stream a tarball source into w: every member, or only the shipped ones
+ * of mf (delta). */
+static si_result copy_tar(const char *src, struct archive *w, struct manifest *mf,
+                          const char *out, unsigned char *buf, si_err *err)
+{
+    struct archive *a = open_tar_reader(src, err);
+    if (!a)
+        return err ? err->code : SI_ERR_IO;
+    si_result rc = SI_OK;
+    struct archive_entry *ae;
+    char rel[PATH_MAX], hrel[PATH_MAX];
+    for (;;) {
+        int r = archive_read_next_header(a, &ae);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", src, archive_error_string(a));
+            break;
+        }
+        rc = member_rel(src, archive_entry_pathname(ae), rel, sizeof(rel), err);
+        if (rc != SI_OK)
+            break;
+        if (!rel[0])
+            continue;
+        const char *hl = archive_entry_hardlink(ae);
+        if (hl) {
+            rc = member_rel(src, hl, hrel, sizeof(hrel), err);
+            if (rc != SI_OK)
+                break;
+        }
+        if (mf) {
+            struct ment *m = manifest_find(mf, rel);
+            if (!m) {
+                rc = si_err_set(err, SI_ERR_IO, "%s: system/%s changed while reading", src, rel);
+                break;
+            }
+            /* a shipped hardlink whose data member is not shipped links
+             * to the unchanged path already in the target */
+            if (!m->ship)
+                continue;
+        }
+        int mode = archive_entry_mode(ae);
+        if (!hl && !S_ISREG(mode) && !S_ISDIR(mode) && !S_ISLNK(mode) && !S_ISCHR(mode) &&
+            !S_ISBLK(mode) && !S_ISFIFO(mode)) {
+            rc = si_err_set(err, SI_ERR_UNSUPPORTED, "%s: system/%s: unsupported member type",
+                            src, rel);
+            break;
+        }
+        rc = copy_tar_member(a, w, ae, rel, hl ? hrel : NULL, src, out, buf, err);
+        if (rc != SI_OK)
+            break;
+    }
+    archive_read_free(a);
+    return rc;
+}
+
+static si_result finish_writer(struct archive *w, const char *tmp, const char *out, si_result rc,
+                               si_err *err)
+{
+    if (rc == SI_OK && archive_write_close(w) != ARCHIVE_OK)
+        rc = si_err_set(err, SI_ERR_IO, "%s: %s", out, archive_error_string(w));
+    archive_write_free(w);
+    if (rc == SI_OK) {
+        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (rc == SI_OK && rename(tmp, out) < 0)
+        rc = si_err_set(err, SI_ERR_IO, "%s: rename: %s", out, strerror(errno));
+    if (rc != SI_OK)
+        unlink(tmp);
+    return rc;
+}
+
+static si_result tmp_name(const char *out, char *tmp, size_t sz, si_err *err)
+{
+    int n = snprintf(tmp, sz, "%s.tmp", out);
+    if (n < 0 || (size_t)n >= sz)
+        return si_err_set(err, SI_ERR_USAGE, "%s: output path too long", out);
+    return SI_OK;
+}
+
+/* ------------------------------------------------------------ full */
+
+si_result si_build_full(const char *from, const char *out, const si_build_opts *opts, si_err *err)
+{
+    if (!from || !out)
+        return si_err_set(err, SI_ERR_USAGE, "build full: source and output are required");
+    char tmp[PATH_MAX];
+    si_result rc = tmp_name(out, tmp, sizeof(tmp), err);
+    if (rc != SI_OK)
+        return rc;
+    struct stat st;
+    if (stat(from, &st) < 0)
+        return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", from,
+                          strerror(errno));
+    unsigned char *buf = malloc(IOBUF);
+    if (!buf)
+        return nomem(err, "buffer");
+    struct manifest mf;
+    memset(&mf, 0, sizeof(mf));
+    if (S_ISDIR(st.st_mode)) {
+        rc = read_manifest(&mf, from, false, err);
+        if (rc != SI_OK) {
+            manifest_free(&mf);
+            free(buf);
+            return rc;
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        /* validate the whole tarball (paths, hardlinks, duplicates) first */
+        rc = read_manifest(&mf, from, false, err);
+        manifest_free(&mf);
+        if (rc != SI_OK) {
+            free(buf);
+            return rc;
+        }
+    } else {
+        free(buf);
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: neither a directory nor a tarball", from);
+    }
+    struct archive *w = open_writer(tmp, opts, err);
+    if (!w) {
+        manifest_free(&mf);
+        free(buf);
+        return err ? err->code : SI_ERR_IO;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        for (size_t i = 0; i < mf.n && rc == SI_OK; i++)
+            rc = emit_tree_entry(w, &mf, &mf.e[i], out, buf, err);
+    } else {
+        rc = copy_tar(from, w, NULL, out, buf, err);
+    }
+    rc = finish_writer(w, tmp, out, rc, err);
+    manifest_free(&mf);
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------ delta */
+
+static bool xattrs_equal(const struct ment *a, const struct ment *b)
+{
+    if (a->nxa != b->nxa)
+        return false;
+    for (size_t i = 0; i < a->nxa; i++)
+        if (strcmp(a->xa[i].name, b->xa[i].name) != 0 || a->xa[i].len != b->xa[i].len ||
+            memcmp(a->xa[i].value, b->xa[i].value, a->xa[i].len) != 0)
+            return false;
+    return true;
+}
+
+static si_result files_equal(const char *pa, const char *pb, bool *eq, si_err *err)
+{
+    int fa = open(pa, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fa < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", pa, strerror(errno));
+    int fb = open(pb, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fb < 0) {
+        close(fa);
+        return si_err_set(err, SI_ERR_IO, "%s: %s", pb, strerror(errno));
+    }
+    unsigned char *ba = malloc(IOBUF), *bb = malloc(IOBUF);
+    si_result rc = SI_OK;
+    *eq = true;
+    if (!ba || !bb)
+        rc = nomem(err, "compare buffers");
+    while (rc == SI_OK) {
+        ssize_t ra = read(fa, ba, IOBUF);
+        if (ra < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", pa, strerror(errno));
+            break;
+        }
+        size_t got = 0;
+        while (got < (size_t)ra) {
+            ssize_t rb = read(fb, bb + got, (size_t)ra - got);
+            if (rb < 0) {
+                rc = si_err_set(err, SI_ERR_IO, "%s: %s", pb, strerror(errno));
+                break;
+            }
+            if (rb == 0)
+                break;
+            got += (size_t)rb;
+        }
+        if (rc != SI_OK)
+            break;
+        if (got != (size_t)ra || memcmp(ba, bb, got) != 0) {
+            *eq = false;
+            break;
+        }
+        if (ra == 0) {
+            char c;
+            if (read(fb, &c, 1) != 0)
+                *eq = false;
+            break;
+        }
+    }
+    free(ba);
+    free(bb);
+    close(fa);
+    close(fb);
+    return rc;
+}
+
+static si_result content_equal(struct manifest *mo, struct ment *o, struct manifest *mn,
+                               struct ment *n, bool *eq, si_err *err)
+{
+    struct ment *od = &mo->e[o->leader], *nd = &mn->e[n->leader];
+    if (mo->is_tree && mn->is_tree) {
+        char pa[PATH_MAX * 2], pb[PATH_MAX * 2];
+        snprintf(pa, sizeof(pa), "%s/%s", mo->src, od->path);
+        snprintf(pb, sizeof(pb), "%s/%s", mn->src, nd->path);
+        return files_equal(pa, pb, eq, err);
+    }
+    si_result rc = SI_OK;
+    if (!od->has_hash && mo->is_tree)
+        rc = hash_tree_file(mo, od, err);
+    if (rc == SI_OK && !nd->has_hash && mn->is_tree)
+        rc = hash_tree_file(mn, nd, err);
+    if (rc != SI_OK)
+        return rc;
+    *eq = memcmp(od->hash, nd->hash, 32) == 0;
+    return SI_OK;
+}
+
+/* Compare everything but mtime. */
+static si_result entry_changed(struct manifest *mo, struct ment *o, struct manifest *mn,
+                               struct ment *n, bool *changed, si_err *err)
+{
+    *changed = true;
+    if (o->mode != n->mode || o->uid != n->uid || o->gid != n->gid || o->rdev != n->rdev)
+        return SI_OK;
+    if (!xattrs_equal(o, n))
+        return SI_OK;
+    if (S_ISLNK(o->mode) && strcmp(o->link, n->link) != 0)
+        return SI_OK;
+    if (path_cmp(mo->e[o->leader].path, mn->e[n->leader].path) != 0)
+        return SI_OK;
+    if (S_ISREG(o->mode)) {
+        if (o->size != n->size)
+            return SI_OK;
+        bool eq = true;
+        if (o->size > 0) {
+            si_result rc = content_equal(mo, o, mn, n, &eq, err);
+            if (rc != SI_OK)
+                return rc;
+        }
+        if (!eq)
+            return SI_OK;
+    }
+    *changed = false;
+    return SI_OK;
+}
+
+struct strbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static bool sb_add(struct strbuf *sb, const char *s)
+{
+    size_t l = strlen(s);
+    if (sb->len + l + PREFIX_LEN + 2 > sb->cap) {
+        size_t cap = sb->cap ? sb->cap * 2 : 4096;
+        while (cap < sb->len + l + PREFIX_LEN + 2)
+            cap *= 2;
+        char *p = realloc(sb->p, cap);
+        if (!p)
+            return false;
+        sb->p = p;
+        sb->cap = cap;
+    }
+    memcpy(sb->p + sb->len, PREFIX, PREFIX_LEN);
+    memcpy(sb->p + sb->len + PREFIX_LEN, s, l);
+    sb->len += PREFIX_LEN + l;
+    sb->p[sb->len++] = '\n';
+    return true;
+}
+
+si_result si_build_delta(const char *from_old, const char *to_new, const char *out,
+                         const si_build_opts *opts, si_err *err)
+{
+    if (!from_old || !to_new || !out)
+        return si_err_set(err, SI_ERR_USAGE, "build delta: old, new and output are required");
+    char tmp[PATH_MAX];
+    si_result rc = tmp_name(out, tmp, sizeof(tmp), err);
+    if (rc != SI_OK)
+        return rc;
+    struct manifest mo, mn;
+    memset(&mo, 0, sizeof(mo));
+    memset(&mn, 0, sizeof(mn));
+    struct strbuf removed = {0};
+    unsigned char *buf = NULL;
+    struct archive *w = NULL;
+    rc = read_manifest(&mo, from_old, true, err);
+    if (rc == SI_OK)
+        rc = read_manifest(&mn, to_new, true, err);
+    /* merge-join the sorted manifests */
+    size_t i = 0, j = 0;
+    while (rc == SI_OK && (i < mo.n || j < mn.n)) {
+        int c = i >= mo.n ? 1 : j >= mn.n ? -1 : path_cmp(mo.e[i].path, mn.e[j].path);
+        if (c < 0) {
+            if (!sb_add(&removed, mo.e[i].path))
+                rc = nomem(err, "removed list");
+            i++;
+        } else if (c > 0) {
+            mn.e[j++].ship = true;
+        } else {
+            bool changed;
+            rc = entry_changed(&mo, &mo.e[i], &mn, &mn.e[j], &changed, err);
+            if (rc == SI_OK && changed) {
+                mn.e[j].ship = true;
+                /* a directory that stays a directory keeps its contents:
+                 * its new metadata is applied in place */
+                if (!(S_ISDIR(mo.e[i].mode) && S_ISDIR(mn.e[j].mode)) &&
+                    !sb_add(&removed, mo.e[i].path))
+                    rc = nomem(err, "removed list");
+            }
+            i++;
+            j++;
+        }
+    }
+    if (rc == SI_OK && !(buf = malloc(IOBUF)))
+        rc = nomem(err, "buffer");
+    if (rc == SI_OK && !(w = open_writer(tmp, opts, err)))
+        rc = err ? err->code : SI_ERR_IO;
+    if (rc == SI_OK) {
+        struct archive_entry *ae = archive_entry_new();
+        if (!ae)
+            rc = nomem(err, "entry");
+        else {
+            archive_entry_copy_pathname(ae, "removed");
+            archive_entry_set_filetype(ae, AE_IFREG);
+            archive_entry_set_perm(ae, 0644);
+            archive_entry_set_uid(ae, 0);
+            archive_entry_set_gid(ae, 0);
+            archive_entry_set_mtime(ae, 0, 0);
+            archive_entry_set_size(ae, (la_int64_t)removed.len);
+            rc = write_header(w, ae, out, err);
+            if (rc == SI_OK && removed.len)
+                rc = write_data(w, removed.p, removed.len, out, err);
+            archive_entry_free(ae);
+        }
+    }
+    if (rc == SI_OK) {
+        if (mn.is_tree) {
+            for (size_t k = 0; k < mn.n && rc == SI_OK; k++) {
+                struct ment *m = &mn.e[k];
+                if (!m->ship)
+                    continue;
+                /* a hardlink whose leader is unchanged links to the path
+                 * already in the target */
+                rc = emit_tree_entry(w, &mn, m, out, buf, err);
+            }
+        } else {
+            rc = copy_tar(to_new, w, &mn, out, buf, err);
+        }
+    }
+    if (w)
+        rc = finish_writer(w, tmp, out, rc, err);
+    free(removed.p);
+    free(buf);
+    manifest_free(&mo);
+    manifest_free(&mn);
+    return rc;
+}
