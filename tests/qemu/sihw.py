@@ -332,11 +332,12 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
 
 
 def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
-                  kernel=None, initrd=None, extra_append="", extra_disks=()):
+                  kernel=None, initrd=None, extra_append="", extra_disks=(), kill_delay=0.0):
     """Boot the recovery image on disk and return a BootResult.
 
     kill_after: seconds after start to SIGKILL QEMU (a power cut);
-    kill_on: a regex; QEMU is killed as soon as a serial line matches it."""
+    kill_on: a regex; QEMU is killed as soon as a serial line matches it, or
+    kill_delay seconds after that line."""
     for p in (kernel or os.path.join(RECOVERY_DIR, "vmlinuz"), initrd or os.path.join(RECOVERY_DIR, "initrd.img")):
         if not os.path.exists(p):
             raise HarnessError(f"{p} missing: run `make recovery-image`")
@@ -350,10 +351,14 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reason, matched, pos, partial = None, None, 0, ""
+    kill_at = None
     try:
         while proc.poll() is None:
             now = time.monotonic() - start
-            if pattern is not None:
+            if kill_at is not None and now >= kill_at:
+                reason = "killed"
+                break
+            if pattern is not None and matched is None:
                 with open(log, errors="replace") as f:
                     f.seek(pos)
                     chunk = f.read()
@@ -365,8 +370,10 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
                         matched = line
                         break
                 if matched is not None:
-                    reason = "killed"
-                    break
+                    kill_at = now + kill_delay
+                    if kill_delay <= 0:
+                        reason = "killed"
+                        break
             if kill_after is not None and now >= kill_after:
                 reason = "killed"
                 break
@@ -390,3 +397,64 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
         else:
             raise HarnessError(f"QEMU failed with status {status}: {stderr.strip()}")
     return BootResult(result, status, reason, seconds, log, stderr, matched)
+
+
+# ---------------------------------------------------------------- host read-back (root)
+def partition_sha256(disk, label):
+    """SHA-256 (hex) of every byte of a partition: proves it was not touched."""
+    import hashlib
+    p = _part(disk, label)
+    h = hashlib.sha256()
+    with open(disk, "rb") as f:
+        f.seek(p.start)
+        left = p.size
+        while left:
+            b = f.read(min(left, 4 * MIB))
+            if not b:
+                raise HarnessError(f"{disk}: short read in partition {label!r}")
+            h.update(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+def can_mount():
+    """True when partitions can be loop-mounted read-only (root, loop devices)."""
+    return os.geteuid() == 0 and os.path.exists("/dev/loop-control") and shutil.which("losetup") is not None
+
+
+class mounted_ro:
+    """Context manager: the ext4 of partition `label` mounted read-only (a
+    read-only loop device, `noload`: the journal is not replayed, nothing is
+    written to the image) at a temporary directory, which it yields.
+    Needs root (can_mount())."""
+
+    def __init__(self, disk, label):
+        self.disk, self.label = disk, label
+        self.dev = self.mnt = None
+
+    def __enter__(self):
+        if not can_mount():
+            raise HarnessError("mounted_ro needs root and loop devices")
+        p = _part(self.disk, self.label)
+        self.dev = _run(["losetup", "--find", "--show", "--read-only", "--offset", str(p.start),
+                         "--sizelimit", str(p.size), self.disk]).stdout.decode().strip()
+        self.mnt = tempfile.mkdtemp(prefix=f"sihw-{self.label}-")
+        try:
+            _run(["mount", "-t", "ext4", "-o", "ro,noload,nodev,nosuid,noexec", self.dev, self.mnt])
+        except HarnessError:
+            self._cleanup(mounted=False)
+            raise
+        return self.mnt
+
+    def _cleanup(self, mounted=True):
+        try:
+            if mounted:
+                _run(["umount", self.mnt])
+        finally:
+            if self.dev:
+                subprocess.run(["losetup", "-d", self.dev], capture_output=True)
+            os.rmdir(self.mnt)
+
+    def __exit__(self, *exc):
+        self._cleanup()
+        return False
