@@ -308,6 +308,7 @@ class BootResult:
     log: str                # path of the serial log
     stderr: str = ""
     matched: object = None  # the line that triggered kill_on, if any
+    lines: list = field(default_factory=list)  # (host seconds since start, line) with timestamps=True
 
     def log_text(self):
         with open(self.log, errors="replace") as f:
@@ -332,12 +333,14 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
 
 
 def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
-                  kernel=None, initrd=None, extra_append="", extra_disks=(), kill_delay=0.0):
+                  kernel=None, initrd=None, extra_append="", extra_disks=(), kill_delay=0.0,
+                  timestamps=False):
     """Boot the recovery image on disk and return a BootResult.
 
     kill_after: seconds after start to SIGKILL QEMU (a power cut);
     kill_on: a regex; QEMU is killed as soon as a serial line matches it, or
-    kill_delay seconds after that line."""
+    kill_delay seconds after that line; timestamps: record in BootResult.lines
+    when each serial line appeared (host clock, polled every 50 ms)."""
     for p in (kernel or os.path.join(RECOVERY_DIR, "vmlinuz"), initrd or os.path.join(RECOVERY_DIR, "initrd.img")):
         if not os.path.exists(p):
             raise HarnessError(f"{p} missing: run `make recovery-image`")
@@ -352,20 +355,25 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reason, matched, pos, partial = None, None, 0, ""
     kill_at = None
+    timed = []
     try:
         while proc.poll() is None:
             now = time.monotonic() - start
             if kill_at is not None and now >= kill_at:
                 reason = "killed"
                 break
-            if pattern is not None and matched is None:
-                with open(log, errors="replace") as f:
+            if (pattern is not None and matched is None) or timestamps:
+                with open(log, "rb") as f:
                     f.seek(pos)
-                    chunk = f.read()
+                    chunk = f.read().decode(errors="replace")
                     pos = f.tell()
                 lines = (partial + chunk).split("\n")
                 partial = lines.pop()
+                if timestamps:
+                    timed.extend((now, line) for line in lines)
                 for line in lines:  # complete lines only
+                    if pattern is None or matched is not None:
+                        break
                     if pattern.search(line):
                         matched = line
                         break
@@ -396,7 +404,12 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
             reason, result = "debug-exit", status >> 1
         else:
             raise HarnessError(f"QEMU failed with status {status}: {stderr.strip()}")
-    return BootResult(result, status, reason, seconds, log, stderr, matched)
+    if timestamps:  # what came after the last poll
+        with open(log, "rb") as f:
+            f.seek(pos)
+            rest = (partial + f.read().decode(errors="replace")).split("\n")
+        timed.extend((seconds, line) for line in rest if line)
+    return BootResult(result, status, reason, seconds, log, stderr, matched, timed)
 
 
 # ---------------------------------------------------------------- host read-back (root)

@@ -264,9 +264,11 @@ def test_refused_and_system_untouched(art, tmp_path, case):
 # ---------------------------------------------------------------- power cuts
 def _cut_plan(seed, cuts):
     """`cuts` increasing progress points (percent of the apply) and a delay
-    after each: the install keeps progressing from cut to cut."""
+    after each: the install keeps progressing from cut to cut. The console
+    prints progress every 5 %, so the points are distinct multiples of 5:
+    every cut comes at least one progress line after the previous one."""
     rng = random.Random(seed)
-    points = sorted(rng.sample(range(2, 96), cuts))
+    points = sorted(5 * b for b in rng.sample(range(1, 19), cuts))
     return [(p, round(rng.uniform(0.0, 0.6), 2)) for p in points]
 
 
