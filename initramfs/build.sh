@@ -9,7 +9,7 @@
 # installed on the host. KERNEL_PKG=linux-image-<abi>-cloud-amd64 overrides.
 #
 # initramfs (newc cpio, zstd): /init, BusyBox (busybox-static) with its applet
-# links, the static recovery binary, and the board's modules (virtio, virtio_blk)
+# links, the static recovery binary (stripped), and the board's modules (virtio, virtio_blk)
 # with a modules.dep from `depmod -b`. Nothing else.
 set -eu
 
@@ -50,10 +50,12 @@ if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
     dl=$(mktemp -d "$KERNEL_CACHE/dl.XXXXXX")
     chmod 755 "$dl" # apt-get download runs as _apt when it can
     (cd "$dl" && apt-get download -q "$KERNEL_PKG")
-    rm -rf "$KDIR.tmp"
-    dpkg-deb -x "$dl"/"$KERNEL_PKG"_*.deb "$KDIR.tmp"
-    rm -rf "$dl" "$KDIR"
-    mv "$KDIR.tmp" "$KDIR"
+    dpkg-deb -x "$dl"/"$KERNEL_PKG"_*.deb "$dl/tree"
+    # rename(2) is atomic and fails onto a non-empty directory: a parallel
+    # build that got there first wins, and nobody sees a half-unpacked tree.
+    mv -T "$dl/tree" "$KDIR" 2>/dev/null || [ -f "$KDIR/boot/vmlinuz-$KVER" ] ||
+        { echo "build.sh: cannot place $KDIR" >&2; rm -rf "$dl"; exit 1; }
+    rm -rf "$dl"
 fi
 
 # ---------------------------------------------------------------- staging
@@ -67,7 +69,13 @@ for a in $("$BUSYBOX" --list); do
     [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
 done
 [ -L "$STAGE/bin/sh" ] || { echo "build.sh: busybox has no sh applet" >&2; exit 1; }
-install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
+# Debug info stays in build/bin; the image gets a stripped copy.
+if command -v strip >/dev/null 2>&1; then
+    strip -o "$STAGE/bin/sysimage-recovery" "$BIN"
+    chmod 0755 "$STAGE/bin/sysimage-recovery"
+else
+    install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
+fi
 
 SRCMOD=$KDIR/lib/modules/$KVER
 DSTMOD=$STAGE/lib/modules/$KVER
@@ -96,7 +104,7 @@ mkdir -p "$OUT"
 cp "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 find "$STAGE" -exec touch -h -d @1 {} +
-(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
     zstd -q -19 -T0 > "$OUT/initrd.img.tmp"
 mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
 echo "build.sh: $OUT/vmlinuz ($KVER, $(wc -c < "$OUT/vmlinuz") bytes)"

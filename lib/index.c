@@ -348,9 +348,12 @@ static si_result parse_root(const cJSON *root, si_index *idx, si_err *err)
         if ((r = get_str(global, "global", "generated_at", false, &idx->generated_at, &have_ts,
                          err)) != SI_OK)
             return r;
-        if (have_ts && si_index_parse_time(idx->generated_at, &idx->generated_at_epoch, err) !=
-                           SI_OK)
-            return si_err_prefix(err, DOC ": global.generated_at");
+        if (have_ts && (r = si_index_parse_time(idx->generated_at, &idx->generated_at_epoch,
+                                                err)) != SI_OK) {
+            if (err)
+                si_err_prefix(err, DOC ": global.generated_at");
+            return r;
+        }
     }
 
     const cJSON *images = NULL;

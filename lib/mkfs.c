@@ -97,6 +97,11 @@ static si_result prepare_target(const char *path, const si_mkfs_opts *o, uint64_
     }
     *size = o->size ? o->size : devsize;
     *size -= *size % o->block_size;
+    if (*size < SI_MKFS_MIN_BYTES) { /* checked before anything is written */
+        r = si_err_set(err, SI_ERR_NO_SPACE, "mkfs: %s: %llu bytes is too small for ext4 (min %d MiB)",
+                       path, (unsigned long long)*size, SI_MKFS_MIN_BYTES >> 20);
+        goto out;
+    }
     if (blk && o->discard) {
         uint64_t range[2] = {0, *size};
         (void)ioctl(fd, BLKDISCARD, &range); /* best effort: not every device discards */
@@ -188,9 +193,6 @@ si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
     if (r != SI_OK)
         return r;
     uint64_t blocks = bytes / o.block_size;
-    if (bytes < 4ull * 1024 * 1024)
-        return si_err_set(err, SI_ERR_NO_SPACE, "mkfs: %s: %llu bytes is too small for ext4 (min 4 MiB)",
-                          path, (unsigned long long)bytes);
 
     struct ext2_super_block param;
     memset(&param, 0, sizeof(param));

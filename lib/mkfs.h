@@ -14,6 +14,7 @@
 #include "result.h"
 
 #define SI_FS_LABEL_MAX 16 /* bytes, ext4 s_volume_name */
+#define SI_MKFS_MIN_BYTES (8 * 1024 * 1024) /* room for the smallest journal */
 
 typedef struct si_mkfs_opts {
     const char *label;        /* volume label (<= 16 bytes); NULL or "" = none */
@@ -29,7 +30,8 @@ typedef struct si_mkfs_opts {
 void si_mkfs_opts_init(si_mkfs_opts *opts);
 
 /* Make an ext4 filesystem on a block device or a regular file. A regular
- * file is extended (sparse) to opts->size when that is larger. */
+ * file is extended (sparse) to opts->size when that is larger. Sizes under
+ * SI_MKFS_MIN_BYTES give SI_ERR_NO_SPACE before anything is written. */
 si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err);
 
 /* Read the label of an existing ext2/3/4 filesystem into label (size

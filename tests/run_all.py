@@ -45,7 +45,7 @@ def run_unit():
 
 def run_pytest(suite, extra):
     tdir = os.path.join(ROOT, "tests", suite)
-    if not any(f.startswith("test_") for f in os.listdir(tdir)):
+    if not os.path.isdir(tdir) or not any(f.startswith("test_") for f in os.listdir(tdir)):
         print(f"{suite}: no tests")
         return 0, 0
     xml = os.path.join(BUILD, f"pytest-{suite}.xml")

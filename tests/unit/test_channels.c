@@ -134,6 +134,8 @@ static void malformed_fields_are_named(void **state)
         assert_int_equal(r, c->code);
         assert_non_null(strstr(err.msg, c->msg));
         assert_null(ch);
+        assert_int_equal(si_channels_parse(c->json, strlen(c->json), &ch, NULL), c->code);
+        assert_null(ch);
     }
 }
 

@@ -116,6 +116,9 @@ static void malformed_lines_refuse_the_whole_file(void **state)
         assert_int_equal(err.code, SI_ERR_COMMAND_FILE);
         assert_non_null(strstr(err.msg, bad_cases[i].msg));
         assert_int_equal(cf.count, 0); /* nothing of a refused file survives */
+        assert_int_equal(si_command_file_parse(bad_cases[i].text, strlen(bad_cases[i].text),
+                                               &cf, NULL),
+                         SI_ERR_COMMAND_FILE);
     }
     /* NUL byte inside the file */
     const char nul[] = "mount system\nformat\0system\n";

@@ -268,6 +268,9 @@ static void malformed_fields_are_named(void **state)
         assert_int_equal(r, c->code);
         assert_non_null(strstr(err.msg, c->msg));
         assert_null(idx);
+        /* same result without an error record */
+        assert_int_equal(si_index_parse(c->json, strlen(c->json), &idx, NULL), c->code);
+        assert_null(idx);
     }
 }
 

@@ -52,6 +52,18 @@ static char *run(const char *cmd, int *status)
     return out;
 }
 
+static int sh_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh_ok(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static void check_fs(const char *img, const char *label)
 {
     char cmd[1024];
@@ -195,6 +207,16 @@ static void bad_inputs(void **state)
     o.size = 1 << 20;
     assert_int_equal(si_mkfs_ext4(img, &o, &err), SI_ERR_NO_SPACE);
     assert_non_null(strstr(err.msg, "too small"));
+    /* just under the minimum, in an existing file: refused before any write */
+    assert_int_equal(sh_ok("head -c 8388607 /dev/zero | tr '\\0' 'A' > %s", img), 0);
+    o.size = 0;
+    assert_int_equal(si_mkfs_ext4(img, &o, &err), SI_ERR_NO_SPACE);
+    assert_int_equal(sh_ok("[ \"$(tr -d A < %s | wc -c)\" = 0 ]", img), 0);
+    /* the minimum works */
+    assert_int_equal(truncate(img, SI_MKFS_MIN_BYTES), 0);
+    assert_int_equal(si_mkfs_ext4(img, &o, &err), SI_OK);
+    check_fs(img, "");
+    assert_int_equal(truncate(img, 0), 0);
 
     si_mkfs_opts_init(&o);
     o.reserved_percent = 60;

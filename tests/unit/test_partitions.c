@@ -130,6 +130,10 @@ static void not_found_and_ambiguous(void **state)
     add_dev("vdb2", "MAJOR=254\nMINOR=18\nDEVNAME=vdb2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=misc\n");
     assert_int_equal(si_partition_find(sysd, devd, "misc", &p, &err), SI_ERR_PARTITION);
     assert_non_null(strstr(err.msg, "label 'misc' is on both"));
+    /* the default roots (/sys, /dev) of this machine */
+    char path[SI_PART_PATH_MAX];
+    assert_int_equal(si_partition_find_path("si-no-such-label-x7", path, sizeof(path), &err), SI_ERR_PARTITION);
+    assert_non_null(strstr(err.msg, "/sys/class/block"));
     char nosys[160];
     snprintf(nosys, sizeof(nosys), "%s/nosys", dir);
     assert_int_equal(si_partition_find(nosys, devd, "misc", &p, &err), SI_ERR_PARTITION);

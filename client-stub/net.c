@@ -1,0 +1,410 @@
+/* net.c - bounded HTTPS downloads with libcurl: small documents into memory,
+ * update files onto disk through <file>.part, resumed with Range requests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "fsutil.h"
+#include "stub.h"
+
+#define URL_MAX 4096
+
+struct stub_net {
+    CURL *curl;
+    const stub_config *cfg;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+si_result stub_net_open(const stub_config *cfg, stub_net **out, si_err *err)
+{
+    stub_net *n = calloc(1, sizeof(*n));
+    if (!n)
+        return si_err_set(err, SI_ERR_NOMEM, "network: out of memory");
+    n->curl = curl_easy_init();
+    if (!n->curl) {
+        free(n);
+        return si_err_set(err, SI_ERR_NETWORK, "network: curl_easy_init failed");
+    }
+    n->cfg = cfg;
+    *out = n;
+    return SI_OK;
+}
+
+void stub_net_close(stub_net *n)
+{
+    if (!n)
+        return;
+    curl_easy_cleanup(n->curl);
+    free(n);
+}
+
+/* Paths come from signed documents, still: only plain absolute paths. */
+static si_result make_url(const stub_net *n, const char *path, char *url, si_err *err)
+{
+    if (path[0] != '/' || strstr(path, "/../") || strstr(path, "//") ||
+        (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "server path '%s': not a plain absolute path",
+                          path);
+    for (const char *p = path; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '%' || c == '\\')
+            return si_err_set(err, SI_ERR_UNSAFE_PATH,
+                              "server path '%s': character 0x%02x not allowed", path, c);
+    }
+    size_t blen = strlen(n->cfg->base_url);
+    while (blen > 0 && n->cfg->base_url[blen - 1] == '/')
+        blen--;
+    if (blen + strlen(path) + 1 > URL_MAX)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "server path '%s': URL too long", path);
+    memcpy(url, n->cfg->base_url, blen);
+    strcpy(url + blen, path);
+    return SI_OK;
+}
+
+static void setup(stub_net *n, const char *url)
+{
+    CURL *c = n->curl;
+    curl_easy_reset(c);
+    n->errbuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, n->errbuf);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, n->cfg->ca_file);
+    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, n->cfg->connect_timeout);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, n->cfg->low_speed_limit);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, n->cfg->low_speed_time);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "sysimage-stub/1");
+    /* Content-Encoding would make byte counts differ from the index. */
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+}
+
+static si_result curl_failed(stub_net *n, CURLcode cc, const char *url, si_err *err)
+{
+    return si_err_set(err, SI_ERR_NETWORK, "%s: %s", url,
+                      n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc));
+}
+
+/* ---------------------------------------------------------------- memory */
+struct membuf {
+    CURL *curl;
+    char *buf;
+    size_t len, cap, max;
+    bool too_large;
+    bool discard;   /* non-200 body: drop it */
+};
+
+static size_t mem_write(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct membuf *m = ud;
+    size_t n = sz * nm;
+    long code = 0;
+    curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200) {
+        /* an error page: dropped, but bounded like the document */
+        m->discard = true;
+        if (n > m->max - m->len)
+            return 0;
+        m->len += n;
+        return n;
+    }
+    if (n > m->max - m->len) {
+        m->too_large = true;
+        return 0;
+    }
+    if (m->len + n + 1 > m->cap) {
+        size_t ncap = m->cap ? m->cap : 16384;
+        while (ncap < m->len + n + 1)
+            ncap *= 2;
+        char *nb = realloc(m->buf, ncap);
+        if (!nb)
+            return 0;
+        m->buf = nb;
+        m->cap = ncap;
+    }
+    memcpy(m->buf + m->len, p, n);
+    m->len += n;
+    m->buf[m->len] = '\0';
+    return n;
+}
+
+si_result stub_net_get(stub_net *n, const char *path, size_t max, char **buf, size_t *len,
+                       si_err *err)
+{
+    char url[URL_MAX];
+    si_result rc = make_url(n, path, url, err);
+    if (rc != SI_OK)
+        return rc;
+    struct membuf m = {.curl = n->curl, .max = max};
+    setup(n, url);
+    curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, &m);
+    curl_easy_setopt(n->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+    CURLcode cc = curl_easy_perform(n->curl);
+    long code = 0;
+    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (m.discard && code != 200) {
+        free(m.buf);
+        return si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
+                          "%s: HTTP status %ld", url, code);
+    }
+    if (m.too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+        free(m.buf);
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %zu bytes", url, max);
+    }
+    if (cc != CURLE_OK) {
+        free(m.buf);
+        return curl_failed(n, cc, url, err);
+    }
+    if (code != 200) {
+        free(m.buf);
+        return si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
+                          "%s: HTTP status %ld", url, code);
+    }
+    if (!m.buf) {
+        m.buf = malloc(1);
+        if (!m.buf)
+            return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", url);
+        m.buf[0] = '\0';
+    }
+    *buf = m.buf;
+    *len = m.len;
+    return SI_OK;
+}
+
+/* ---------------------------------------------------------------- files */
+struct filedl {
+    CURL *curl;
+    int fd;
+    uint64_t size;          /* what the index says */
+    uint64_t have;          /* bytes in .part before this request */
+    uint64_t got;           /* bytes written by this request */
+    bool checked;           /* status/Content-Range checked */
+    bool restart;           /* server ignored Range: started over from 0 */
+    si_result fail;         /* set by the callbacks */
+    char why[256];
+    int64_t cr_start, cr_total;  /* Content-Range, -1 = none */
+    stub_progress_fn progress;
+    void *pctx;
+    const char *name;
+};
+
+static size_t file_header(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct filedl *d = ud;
+    size_t n = sz * nm;
+    char line[256];
+    size_t l = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+    memcpy(line, p, l);
+    line[l] = '\0';
+    if (strncasecmp(line, "HTTP/", 5) == 0) {
+        d->cr_start = d->cr_total = -1;  /* a new response */
+        return n;
+    }
+    unsigned long long a, b, t;
+    if (strncasecmp(line, "Content-Range:", 14) == 0 &&
+        sscanf(line + 14, " bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
+        d->cr_start = (int64_t)a;
+        d->cr_total = (int64_t)t;
+    }
+    return n;
+}
+
+static size_t file_write(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct filedl *d = ud;
+    size_t n = sz * nm;
+    if (!d->checked) {
+        long code = 0;
+        curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+        if (code == 200 && d->have > 0) {
+            /* Range ignored: the whole file follows; start over. */
+            if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0) {
+                d->fail = SI_ERR_IO;
+                snprintf(d->why, sizeof(d->why), "truncate: %s", strerror(errno));
+                return 0;
+            }
+            d->have = 0;
+            d->restart = true;
+        } else if (code == 206) {
+            if (d->cr_start != (int64_t)d->have) {
+                d->fail = SI_ERR_NETWORK;
+                snprintf(d->why, sizeof(d->why),
+                         "server answered the range from %" PRIu64 " with one from %" PRId64,
+                         d->have, d->cr_start);
+                return 0;
+            }
+            if (d->cr_total >= 0 && (uint64_t)d->cr_total != d->size) {
+                d->fail = SI_ERR_SIZE;
+                snprintf(d->why, sizeof(d->why),
+                         "server has %" PRId64 " bytes, the index says %" PRIu64, d->cr_total,
+                         d->size);
+                return 0;
+            }
+        } else if (code == 416) {
+            d->fail = SI_ERR_SIZE;
+            snprintf(d->why, sizeof(d->why),
+                     "server refuses the range from %" PRIu64
+                     " (file smaller than the %" PRIu64 " bytes the index says)",
+                     d->have, d->size);
+            return 0;
+        } else if (code != 200) {
+            d->fail = code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK;
+            snprintf(d->why, sizeof(d->why), "HTTP status %ld", code);
+            return 0;
+        }
+        d->checked = true;
+    }
+    if (n > d->size - d->have - d->got) {
+        d->fail = SI_ERR_SIZE;
+        snprintf(d->why, sizeof(d->why), "server sends more than the %" PRIu64
+                 " bytes the index says", d->size);
+        return 0;
+    }
+    if (si_write_all(d->fd, p, n) < 0) {
+        d->fail = errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO;
+        snprintf(d->why, sizeof(d->why), "write: %s", strerror(errno));
+        return 0;
+    }
+    d->got += n;
+    if (d->progress)
+        d->progress(d->pctx, d->name, d->have + d->got, d->size);
+    return n;
+}
+
+static bool retryable(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
+                            stub_progress_fn progress, void *pctx, uint64_t *fetched, si_err *err)
+{
+    char url[URL_MAX];
+    si_result rc = make_url(n, path, url, err);
+    if (rc != SI_OK)
+        return rc;
+    char part[4096];
+    if (snprintf(part, sizeof(part), "%s.part", dest) >= (int)sizeof(part))
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: path too long", dest);
+    const char *name = strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest;
+    uint64_t total_fetched = 0;
+    int fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return si_err_set(err, errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: %s", part,
+                          strerror(errno));
+    for (long attempt = 0;; attempt++) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+            break;
+        }
+        uint64_t have = (uint64_t)st.st_size;
+        if (have > size) {   /* not ours: start over */
+            if (ftruncate(fd, 0) < 0) {
+                rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+                break;
+            }
+            have = 0;
+        }
+        if (have == size) {
+            rc = SI_OK;
+            break;
+        }
+        if (lseek(fd, (off_t)have, SEEK_SET) < 0) {
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+            break;
+        }
+        struct filedl d = {.curl = n->curl, .fd = fd, .size = size, .have = have,
+                           .cr_start = -1, .cr_total = -1, .progress = progress, .pctx = pctx,
+                           .name = name};
+        setup(n, url);
+        curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, file_write);
+        curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, &d);
+        curl_easy_setopt(n->curl, CURLOPT_HEADERFUNCTION, file_header);
+        curl_easy_setopt(n->curl, CURLOPT_HEADERDATA, &d);
+        char range[64];
+        if (have > 0) {
+            snprintf(range, sizeof(range), "%" PRIu64 "-", have);
+            curl_easy_setopt(n->curl, CURLOPT_RANGE, range);
+        }
+        if (progress)
+            progress(pctx, name, have, size);
+        CURLcode cc = curl_easy_perform(n->curl);
+        total_fetched += d.got;
+        if (d.fail != SI_OK) {
+            rc = si_err_set(err, d.fail, "%s: %s", url, d.why);
+            break;
+        }
+        long code = 0;
+        curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+        if (cc == CURLE_OK && code == 416) {
+            rc = si_err_set(err, SI_ERR_SIZE,
+                            "%s: server refuses the range from %" PRIu64
+                            " (file smaller than the %" PRIu64 " bytes the index says)",
+                            url, have, size);
+            break;
+        }
+        if (cc == CURLE_OK && code != 200 && code != 206) {
+            rc = si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
+                            "%s: HTTP status %ld", url, code);
+            break;
+        }
+        if (cc == CURLE_OK) {
+            if (d.have + d.got != size) {
+                rc = si_err_set(err, SI_ERR_SIZE,
+                                "%s: server sent %" PRIu64 " bytes, the index says %" PRIu64,
+                                url, d.have + d.got, size);
+                break;
+            }
+            rc = SI_OK;
+            break;
+        }
+        if (!retryable(cc) || attempt >= n->cfg->retries) {
+            rc = curl_failed(n, cc, url, err);
+            break;
+        }
+        fprintf(stderr, "sysimage-stub: %s: %s; resuming (attempt %ld of %ld)\n", name,
+                n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc), attempt + 2,
+                n->cfg->retries + 1);
+        if (d.got == 0)
+            sleep(1);
+    }
+    if (fetched)
+        *fetched = total_fetched;
+    if (rc == SI_OK && fsync(fd) < 0)
+        rc = si_err_set(err, errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: fsync: %s",
+                        part, strerror(errno));
+    if (close(fd) < 0 && rc == SI_OK)
+        rc = si_err_set(err, SI_ERR_IO, "%s: close: %s", part, strerror(errno));
+    if (rc == SI_OK && rename(part, dest) < 0)
+        rc = si_err_set(err, SI_ERR_IO, "%s: rename: %s", dest, strerror(errno));
+    /* Keep a .part that may resume later; drop one that is wrong. */
+    if (rc == SI_ERR_SIZE || rc == SI_ERR_NOT_FOUND)
+        unlink(part);
+    return rc;
+}

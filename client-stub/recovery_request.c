@@ -1,0 +1,202 @@
+/* recovery_request.c - `reboot-recovery`, `factory-reset` and `status`. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bootctl.h"
+#include "command.h"
+#include "fsutil.h"
+#include "jsonutil.h"
+#include "stub.h"
+
+#define PATH_CAP 4096
+#define RESULT_MAX_BYTES (64 * 1024)
+
+static si_result do_reboot(si_err *err)
+{
+    sync();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/systemctl", "systemctl", "reboot", (char *)NULL);
+        execl("/usr/bin/systemctl", "systemctl", "reboot", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+        WEXITSTATUS(status) == 0)
+        return SI_OK;
+    /* No systemd (or it refused): ask the kernel directly. */
+    sync();
+    if (reboot(RB_AUTOBOOT) < 0)
+        return si_err_set(err, SI_ERR_IO, "reboot: %s", strerror(errno));
+    return SI_OK;
+}
+
+int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset)
+{
+    stub_config cfg;
+    si_err err = {0};
+    si_result rc = stub_config_load(o->config, &cfg, &err);
+    if (rc != SI_OK)
+        return stub_fail(&err, o->json);
+    char cmdpath[PATH_CAP], staged[PATH_CAP];
+    snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg.cache_dir, STUB_COMMAND_FILE);
+    snprintf(staged, sizeof(staged), "%s/%s", cfg.cache_dir, STUB_STAGED_FILE);
+    if (factory_reset) {
+        si_command_file cf;
+        memset(&cf, 0, sizeof(cf));
+        rc = si_command_file_add(&cf, SI_CMD_FORMAT, SI_TARGET_DATA, NULL, NULL, &err);
+        int r = rc == SI_OK ? stub_mkdir_p(cfg.cache_dir, 0755) : 0;
+        if (r < 0)
+            rc = si_err_set(&err, SI_ERR_IO, "cache dir %s: %s", cfg.cache_dir, strerror(-r));
+        if (rc == SI_OK && unlink(staged) < 0 && errno != ENOENT)
+            rc = si_err_set(&err, SI_ERR_IO, "%s: %s", staged, strerror(errno));
+        if (rc == SI_OK)
+            rc = si_command_file_write(cmdpath, &cf, &err);
+    } else {
+        /* Only a command file the recovery can parse is worth a reboot. */
+        si_command_file *cf = calloc(1, sizeof(*cf));
+        if (!cf)
+            rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
+        else if ((rc = si_command_file_load(cmdpath, cf, &err)) != SI_OK)
+            si_err_prefix(&err, "nothing to do in recovery (run 'sysimage-stub stage' first)");
+        free(cf);
+    }
+    if (rc == SI_OK)
+        rc = stub_bootctl_set(cfg.boot_control,
+                              factory_reset ? STUB_BOOT_FACTORY_RESET : STUB_BOOT_UPDATE, &err);
+    if (rc == SI_OK) {
+        if (o->json)
+            printf("{\"recovery_request\": \"%s\", \"reboot\": %s}\n",
+                   factory_reset ? "factory-reset" : "1", o->no_reboot ? "false" : "true");
+        else
+            printf("recovery requested (%s)%s\n", factory_reset ? "factory reset" : "update",
+                   o->no_reboot ? "; reboot when ready" : "; rebooting");
+        fflush(stdout);
+        if (!o->no_reboot)
+            rc = do_reboot(&err);
+    }
+    stub_config_free(&cfg);
+    return rc == SI_OK ? SI_OK : stub_fail(&err, o->json);
+}
+
+/* Read a small JSON object file; NULL if absent or unreadable (reason in *why). */
+static cJSON *read_json(const char *path, char *why, size_t whylen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int r = si_read_file(path, RESULT_MAX_BYTES, &buf, &len);
+    if (r < 0) {
+        snprintf(why, whylen, "%s", r == -ENOENT ? "none" : strerror(-r));
+        return NULL;
+    }
+    cJSON *root = NULL;
+    si_err err = {0};
+    si_result rc = si_json_parse(buf, len, RESULT_MAX_BYTES, path, &root, &err);
+    free(buf);
+    if (rc != SI_OK) {
+        snprintf(why, whylen, "%s", err.msg);
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        snprintf(why, whylen, "%s: not an object", path);
+        return NULL;
+    }
+    return root;
+}
+
+int stub_cmd_status(const stub_opts *o)
+{
+    stub_config cfg;
+    si_err err = {0};
+    si_result rc = stub_config_load(o->config, &cfg, &err);
+    if (rc != SI_OK)
+        return stub_fail(&err, o->json);
+    int64_t build = -1;
+    si_err berr = {0};
+    if (o->has_build)
+        build = o->build;
+    else if (stub_read_build(&cfg, &build, &berr) != SI_OK)
+        build = -1;
+    char cmdpath[PATH_CAP], staged[PATH_CAP], result[PATH_CAP];
+    snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg.cache_dir, STUB_COMMAND_FILE);
+    snprintf(staged, sizeof(staged), "%s/%s", cfg.cache_dir, STUB_STAGED_FILE);
+    snprintf(result, sizeof(result), "%s/%s", cfg.cache_dir, STUB_LAST_RESULT);
+    bool has_cmd = access(cmdpath, F_OK) == 0;
+    char why_s[SI_ERR_MSG_MAX], why_r[SI_ERR_MSG_MAX];
+    cJSON *st = has_cmd ? read_json(staged, why_s, sizeof(why_s)) : NULL;
+    if (!has_cmd)
+        snprintf(why_s, sizeof(why_s), "none");
+    cJSON *res = read_json(result, why_r, sizeof(why_r));
+    stub_boot_request req = STUB_BOOT_NORMAL;
+    long tries = -1;
+    si_err bcerr = {0};
+    bool bc_ok = stub_bootctl_get(cfg.boot_control, &req, &tries, &bcerr) == SI_OK;
+
+    if (o->json) {
+        cJSON *out = cJSON_CreateObject();
+        if (build >= 0)
+            cJSON_AddNumberToObject(out, "build", (double)build);
+        else
+            cJSON_AddNullToObject(out, "build");
+        cJSON_AddStringToObject(out, "channel", cfg.channel);
+        cJSON_AddStringToObject(out, "device", cfg.device);
+        cJSON_AddBoolToObject(out, "command_file", has_cmd);
+        if (st)
+            cJSON_AddItemToObject(out, "staged", cJSON_Duplicate(st, 1));
+        else
+            cJSON_AddNullToObject(out, "staged");
+        if (res)
+            cJSON_AddItemToObject(out, "last_result", cJSON_Duplicate(res, 1));
+        else
+            cJSON_AddNullToObject(out, "last_result");
+        if (bc_ok)
+            cJSON_AddStringToObject(out, "recovery_request", stub_boot_request_name(req));
+        else
+            cJSON_AddNullToObject(out, "recovery_request");
+        char *text = NULL;
+        if (si_json_print_sorted(out, &text, &err) == SI_OK) {
+            fputs(text, stdout);
+            free(text);
+        } else {
+            rc = err.code;
+        }
+        cJSON_Delete(out);
+    } else {
+        if (build >= 0)
+            printf("build:            %" PRId64 "\n", build);
+        else
+            printf("build:            unknown (%s)\n", berr.msg);
+        printf("channel:          %s\ndevice:           %s\n", cfg.channel, cfg.device);
+        const cJSON *t = st ? cJSON_GetObjectItemCaseSensitive(st, "target") : NULL;
+        if (has_cmd && cJSON_IsNumber(t))
+            printf("staged update:    build %.0f (command file %s)\n", t->valuedouble, cmdpath);
+        else if (has_cmd)
+            printf("staged:           command file %s\n", cmdpath);
+        else
+            printf("staged update:    none\n");
+        if (bc_ok)
+            printf("recovery request: %s%s\n", stub_boot_request_name(req),
+                   req == STUB_BOOT_NORMAL ? " (none)" : "");
+        else
+            printf("recovery request: unknown (%s)\n", bcerr.msg);
+        if (res) {
+            char *text = cJSON_PrintUnformatted(res);
+            printf("last result:      %s\n", text ? text : "?");
+            free(text);
+        } else {
+            printf("last result:      %s\n", why_r);
+        }
+    }
+    cJSON_Delete(st);
+    cJSON_Delete(res);
+    stub_config_free(&cfg);
+    return rc == SI_OK ? SI_OK : stub_fail(&err, o->json);
+}

@@ -1,0 +1,110 @@
+/* stub.h - internals shared by the modules of sysimage-stub, the small client
+ * of the normal OS (DESIGN §1, §6, §7): configuration (config.c), HTTPS
+ * downloads (net.c), check/stage (update.c), recovery requests and status
+ * (recovery_request.c over the boot-control backend bootctl.c), the offline
+ * resolver (resolve.c over lib/resolve). */
+#ifndef SI_STUB_H
+#define SI_STUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "index.h"
+#include "ini.h"
+#include "result.h"
+
+#define STUB_DEFAULT_CONFIG "/etc/sysimage/client.ini"
+#define STUB_STATE_FILE "state.json"        /* in state_dir */
+#define STUB_STATE_MAX_BYTES 4096
+#define STUB_MACHINE_ID_MAX 256
+#define STUB_COMMAND_FILE "sysimage_command"
+#define STUB_LAST_RESULT "last_result.json"
+#define STUB_STAGED_FILE "staged.json"      /* what stage left in cache_dir */
+
+/* ------------------------------------------------------------ config.c */
+typedef struct stub_config {
+    si_ini *ini;                 /* owns every string below */
+    const char *path;            /* the config file */
+    const char *base_url;        /* [service] base */
+    const char *channel;         /* [service] channel */
+    const char *device;          /* [service] device */
+    const char *channel_target;  /* [service] channel_target (default: channel) */
+    const char *cache_dir;       /* [system] cache_dir */
+    const char *state_dir;       /* [system] state_dir */
+    const char *machine_id;      /* [system] machine_id (a path) */
+    const char *version_file;    /* [system] version_file */
+    const char *boot_control;    /* [system] boot_control */
+    const char *archive_master;  /* [trust] archive_master */
+    const char *ca_file;         /* [trust] ca_file */
+    long connect_timeout;        /* [network] connect_timeout, seconds */
+    long low_speed_limit;        /* [network] low_speed_limit, bytes/s */
+    long low_speed_time;         /* [network] low_speed_time, seconds */
+    long retries;                /* [network] retries per file */
+} stub_config;
+
+si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
+void stub_config_free(stub_config *cfg);
+/* The installed build from cfg->version_file ({"build": N, "channel": "..."}). */
+si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
+/* A lower bound of the time the binary was built (a trusted timestamp:
+ * the clock can never be earlier), epoch seconds. */
+int64_t stub_build_epoch(void);
+/* mkdir -p; 0 or -errno. */
+int stub_mkdir_p(const char *path, mode_t mode);
+/* First line of the machine-id file, trimmed. */
+si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err);
+
+/* ------------------------------------------------------------ net.c */
+typedef struct stub_net stub_net;
+
+typedef void (*stub_progress_fn)(void *ctx, const char *name, uint64_t done, uint64_t total);
+
+si_result stub_net_open(const stub_config *cfg, stub_net **out, si_err *err);
+void stub_net_close(stub_net *n);
+/* GET base_url + path into a malloc'd NUL-terminated buffer of at most max
+ * bytes. A 404 is SI_ERR_NOT_FOUND; more than max bytes is SI_ERR_TOO_LARGE. */
+si_result stub_net_get(stub_net *n, const char *path, size_t max, char **buf, size_t *len,
+                       si_err *err);
+/* Download base_url + path into dest (which must end up exactly `size` bytes),
+ * through dest.part: an existing .part is resumed with a Range request; the
+ * server is never allowed to send more than `size` bytes in all. Transfer
+ * errors are retried (resuming) cfg->retries times. *fetched (may be NULL)
+ * gets the bytes received over the network. */
+si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
+                            stub_progress_fn progress, void *pctx, uint64_t *fetched,
+                            si_err *err);
+
+/* ------------------------------------------------------------ update.c */
+struct si_path;
+/* Bytes to download for the first n images of a path (lib/resolve); a pool
+ * file shared by several images counts once. */
+uint64_t stub_path_size(const struct si_path *p, size_t n);
+
+typedef struct stub_opts {
+    const char *config;
+    bool json;
+    bool has_build;
+    int64_t build;
+    bool no_reboot;
+} stub_opts;
+
+int stub_cmd_check(const stub_opts *o);
+int stub_cmd_stage(const stub_opts *o);
+
+/* ------------------------------------------------------------ recovery_request.c */
+int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset);
+int stub_cmd_status(const stub_opts *o);
+
+/* ------------------------------------------------------------ resolve.c */
+int stub_cmd_resolve(int argc, char **argv);
+
+/* ------------------------------------------------------------ main.c */
+/* Print "sysimage-stub: <msg>" (and a JSON error line when json) and return the code. */
+int stub_fail(const si_err *err, bool json);
+/* Write a JSON string (escaped, quoted) to f. */
+void stub_json_string(FILE *f, const char *s);
+
+#endif

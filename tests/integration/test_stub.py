@@ -1,0 +1,951 @@
+"""sysimage-stub against a real nginx over HTTPS (tests/integration/nginx_server.py).
+
+The server tree (DESIGN §4) is written here with openssl keys and signatures so
+that each test can break exactly one thing: a keyring, a signature, a size, a
+checksum, an expiry, a blacklist, a device model, the index's age. Update files
+are opaque bytes to the stub (the recovery unpacks them), so random payloads
+of known size stand in for tarballs. Every failure must leave no command file
+and name what was wrong."""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+try:  # in-process signing when available (faster); openssl otherwise
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+except ImportError:  # pragma: no cover
+    ec = None
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, STUB, run  # noqa: E402
+import nginx_server  # noqa: E402
+
+DEVICE = "qemu-x86_64"
+CHANNEL = "stable"
+MACHINE_ID = "0123456789abcdef0123456789abcdef"
+
+# si_result codes (lib/result.h)
+E_SIG, E_EXPIRED, E_MODEL, E_BLACKLISTED = 7, 9, 10, 11
+E_CHECKSUM, E_SIZE, E_NETWORK, E_NOSPACE, E_STALE, E_NOTFOUND = 12, 13, 23, 24, 25, 28
+
+
+def shared_dir():
+    d = os.environ.get("SI_SHARED") or os.path.join(ROOT, "..", "shared")
+    return os.path.join(d, "conformance", "system-image")
+
+
+def ctime(epoch):
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(epoch))
+
+
+# ------------------------------------------------------------------ keys
+class Key:
+    def __init__(self, d, name):
+        self.priv = os.path.join(d, name + ".key")
+        self.pub = os.path.join(d, name + ".pub")
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
+                        "-out", self.priv], check=True, capture_output=True)
+        subprocess.run(["openssl", "ec", "-in", self.priv, "-pubout", "-out", self.pub],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-in", self.pub, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.id = hashlib.sha256(der).hexdigest()
+        with open(self.pub) as f:
+            self.pem = f.read()
+
+        self._key = None
+        if ec is not None:
+            with open(self.priv, "rb") as f:
+                self._key = serialization.load_pem_private_key(f.read(), password=None)
+
+    def sign(self, data):
+        if self._key is not None:
+            sig = self._key.sign(data, ec.ECDSA(hashes.SHA256()))   # DER, like openssl
+        else:
+            sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.priv],
+                                 input=data, check=True, capture_output=True).stdout
+        return ("sysimage-signature 1\nkey-id %s\nalgorithm ecdsa-p256-sha256\nsignature %s\n"
+                % (self.id, base64.b64encode(sig).decode()))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stubkeys")
+    return {n: Key(str(d), n) for n in ("archive-master", "image-master", "image-signing",
+                                        "device-signing", "blacklist", "rogue")}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return nginx_server.make_tls(tmp_path_factory.mktemp("tls"))
+
+
+# ------------------------------------------------------------------ tree
+class Tree:
+    """A server tree (DESIGN §4); write() publishes it, signing everything."""
+
+    def __init__(self, root, keys):
+        self.root = str(root)
+        self.k = keys
+        now = int(time.time())
+        self.generated_at = now - 60
+        self.keyrings = {
+            "image-master": {"type": "image-master", "keys": ["image-master"],
+                             "signer": "archive-master"},
+            "image-signing": {"type": "image-signing", "keys": ["image-signing"],
+                              "signer": "image-master", "expiry": now + 86400 * 700},
+            "device-signing": {"type": "device-signing", "keys": ["device-signing"],
+                               "signer": "image-signing", "expiry": now + 86400 * 31,
+                               "model": DEVICE},
+        }
+        self.blacklist = None           # list of key names, or None = no blacklist
+        self.device_keyring = True
+        self.images = []                # dicts as in index.json (+ "_payloads")
+        self.index_signer = "device-signing"
+        self.channels_signer = "image-signing"
+        self.file_signer = "device-signing"
+        self.devices = [DEVICE]
+        self.channel_extra = {}         # e.g. {"alias": "daily"}
+        self.other_channels = {}        # name -> channel object
+
+    def add_image(self, type_, version, base=None, sizes=(100000,), **extra):
+        files = []
+        for order, size in enumerate(sizes):
+            data = os.urandom(size)
+            digest = hashlib.sha256(data).hexdigest()
+            name = f"{type_}-{version}-{order}-{digest[:16]}.tar.zst"
+            files.append({"path": f"/pool/{name}", "signature": f"/pool/{name}.sig",
+                          "checksum": digest, "size": size, "order": order, "_data": data})
+        img = {"type": type_, "version": version, "files": files,
+               "description": f"{type_} {version}"}
+        if base is not None:
+            img["base"] = base
+        img.update(extra)
+        self.images.append(img)
+        return img
+
+    def path(self, rel):
+        return os.path.join(self.root, rel.lstrip("/"))
+
+    def put(self, rel, data, signer=None):
+        p = self.path(rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if isinstance(data, str):
+            data = data.encode()
+        with open(p, "wb") as f:
+            f.write(data)
+        if signer:
+            with open(p + ".sig", "w") as f:
+                f.write(self.k[signer].sign(data))
+
+    def keyring_json(self, spec):
+        doc = {"format": 1, "type": spec["type"], "keys": [self.k[n].pem for n in spec["keys"]]}
+        for opt in ("expiry", "model"):
+            if opt in spec:
+                doc[opt] = spec[opt]
+        return json.dumps(doc, indent=4, sort_keys=True) + "\n"
+
+    def write(self):
+        if os.path.isdir(self.root):
+            shutil.rmtree(self.root)
+        os.makedirs(self.root)
+        for name in ("image-master", "image-signing"):
+            spec = self.keyrings[name]
+            self.put(f"/keyrings/{name}.keyring", self.keyring_json(spec), spec["signer"])
+        if self.blacklist is not None:
+            self.put("/keyrings/blacklist.keyring",
+                     self.keyring_json({"type": "blacklist", "keys": self.blacklist}),
+                     "image-master")
+        dev = {"index": f"/{CHANNEL}/{DEVICE}/index.json"}
+        if self.device_keyring:
+            spec = self.keyrings["device-signing"]
+            kp = f"/keyrings/{DEVICE}/device-signing.keyring"
+            self.put(kp, self.keyring_json(spec), spec["signer"])
+            dev["keyring"] = {"path": kp, "signature": kp + ".sig"}
+        channels = {CHANNEL: {"devices": {d: dev for d in self.devices}, **self.channel_extra}}
+        channels.update(self.other_channels)
+        self.put("/channels.json", json.dumps(channels, indent=4, sort_keys=True) + "\n",
+                 self.channels_signer)
+        images = []
+        for img in self.images:
+            clean = dict(img)
+            clean["files"] = []
+            for f in img["files"]:
+                self.put(f["path"], f["_data"], self.file_signer)
+                clean["files"].append({k: v for k, v in f.items() if not k.startswith("_")})
+            images.append(clean)
+        index = {"global": {"generated_at": ctime(self.generated_at)}, "images": images}
+        self.put(f"/{CHANNEL}/{DEVICE}/index.json",
+                 json.dumps(index, indent=4, sort_keys=True) + "\n", self.index_signer)
+
+
+class Device:
+    """A device's config, state and cache in a temp dir."""
+
+    def __init__(self, d, archive_master, url, ca, build=100):
+        """archive_master: the keyring's JSON text (the device's built-in one)."""
+        self.d = str(d)
+        os.makedirs(self.d, exist_ok=True)
+        self.cache = os.path.join(self.d, "cache", "recovery")
+        self.state = os.path.join(self.d, "state")
+        self.misc = os.path.join(self.d, "misc.img")
+        self.config = os.path.join(self.d, "client.ini")
+        am = os.path.join(self.d, "archive-master.keyring")
+        with open(am, "w") as f:
+            f.write(archive_master)
+        with open(os.path.join(self.d, "machine-id"), "w") as f:
+            f.write(MACHINE_ID + "\n")
+        self.set_build(build)
+        block = b"# GRUB Environment Block\n"
+        with open(self.misc, "wb") as f:
+            f.write(block + b"#" * (1024 - len(block)))
+        self.write_config(url, ca)
+
+    def set_build(self, build):
+        with open(os.path.join(self.d, "version.json"), "w") as f:
+            json.dump({"build": build, "channel": CHANNEL}, f)
+
+    def write_config(self, url, ca, extra=""):
+        self.ca = ca
+        with open(self.config, "w") as f:
+            f.write(f"""# test device
+[service]
+base = {url}
+channel = {CHANNEL}
+device = {DEVICE}
+
+[system]
+cache_dir = {self.cache}
+state_dir = {self.state}
+machine_id = {self.d}/machine-id
+version_file = {self.d}/version.json
+boot_control = {self.misc}
+
+[trust]
+archive_master = {self.d}/archive-master.keyring
+ca_file = {ca}
+
+[network]
+connect_timeout = 5
+low_speed_time = 10
+retries = 2
+{extra}""")
+
+    def stub(self, *args):
+        return run([STUB, "--config", self.config, *args])
+
+    @property
+    def command_file(self):
+        return os.path.join(self.cache, "sysimage_command")
+
+    def grubenv(self):
+        with open(self.misc, "rb") as f:
+            block = f.read()
+        assert len(block) == 1024
+        out = {}
+        for line in block.decode().split("\n")[1:]:
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                out[k] = v
+        return out
+
+
+def tls_ca(dev):
+    return dev.ca
+
+
+def archive_master_json(keys):
+    return json.dumps({"format": 1, "type": "archive-master",
+                       "keys": [keys["archive-master"].pem]}, indent=4)
+
+
+@pytest.fixture
+def env(tmp_path, keys, tls):
+    tree = Tree(tmp_path / "www", keys)
+    tree.add_image("full", 100)
+    # the full is > 1 MiB bigger than the delta: the delta path scores lower
+    tree.add_image("full", 200, sizes=(1100000, 50000))
+    tree.add_image("delta", 200, base=100, sizes=(30000,))
+    tree.write()
+    (tmp_path / "nginx").mkdir()
+    ng = nginx_server.Nginx(tree.root, tmp_path / "nginx", tls)
+    dev = Device(tmp_path / "dev", archive_master_json(keys), ng.url, tls[0], build=100)
+    yield tree, ng, dev
+    ng.stop()
+
+
+def expect_failure(dev, proc, code, *needles):
+    assert proc.returncode == code, f"exit {proc.returncode}, wanted {code}\n{proc.stdout}\n{proc.stderr}"
+    for n in needles:
+        assert n in proc.stderr, f"'{n}' not in: {proc.stderr}"
+    assert not os.path.exists(dev.command_file)
+
+
+# ------------------------------------------------------------------ happy path
+def test_check_then_stage_writes_a_parseable_command_file(env):
+    tree, ng, dev = env
+    p = dev.stub("check")
+    assert p.returncode == 0, p.stderr
+    assert "update available: build 100 -> 200" in p.stdout
+    assert "delta 100 -> 200" in p.stdout
+    p = dev.stub("check", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["update_available"] and info["target"] == 200
+    assert info["path"] == [{"type": "delta", "version": 200, "base": 100}]
+    assert info["download_size"] == 30000
+    assert info["descriptions"] == ["delta 200"]
+    p = dev.stub("stage", "--json")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    assert events[-1]["event"] == "staged" and events[-1]["target"] == 200
+    assert any(e["event"] == "progress" and e["done"] == e["total"] == 30000 for e in events)
+    delta = tree.images[2]["files"][0]
+    name = os.path.basename(delta["path"])
+    with open(dev.command_file) as f:
+        cmds = f.read().split("\n")
+    cmds = [c for c in cmds if c and not c.startswith("#")]
+    assert cmds == [
+        "load_keyring image-master.keyring image-master.keyring.sig",
+        "load_keyring image-signing.keyring image-signing.keyring.sig",
+        "load_keyring device-signing.keyring device-signing.keyring.sig",
+        "mount system",
+        f"update {name} {name}.sig",
+        "unmount system",
+    ]
+    with open(os.path.join(dev.cache, name), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == delta["checksum"]
+    for kr in ("image-master", "image-signing", "device-signing"):
+        assert os.path.exists(os.path.join(dev.cache, kr + ".keyring.sig"))
+    assert not [n for n in os.listdir(dev.cache) if n.endswith(".part")]
+    # reboot-recovery loads the command file with lib/command before asking for recovery
+    p = dev.stub("reboot-recovery", "--no-reboot")
+    assert p.returncode == 0, p.stderr
+    assert dev.grubenv()["recovery_request"] == "1"
+    p = dev.stub("status", "--json")
+    assert p.returncode == 0, p.stderr
+    st = json.loads(p.stdout)
+    assert st["build"] == 100 and st["command_file"] and st["staged"]["target"] == 200
+    assert st["recovery_request"] == "1" and st["last_result"] is None
+
+
+def test_full_path_formats_system_and_orders_files(env):
+    tree, ng, dev = env
+    dev.set_build(50)   # no delta from 50: full 100 + delta 100->200 is the cheapest path
+    p = dev.stub("stage")
+    assert p.returncode == 0, p.stderr
+    names = [os.path.basename(tree.images[i]["files"][0]["path"]) for i in (0, 2)]
+    with open(dev.command_file) as f:
+        cmds = [c for c in f.read().split("\n") if c and not c.startswith("#")]
+    assert cmds[3:] == ["format system", "mount system",
+                        f"update {names[0]} {names[0]}.sig",
+                        f"update {names[1]} {names[1]}.sig", "unmount system"]
+    # the full 200 alone: its two files in `order`
+    dev.set_build(0)
+    tree.images = [tree.images[1]]
+    f0, f1 = tree.images[0]["files"]
+    f0["order"], f1["order"] = 5, 2
+    tree.write()
+    p = dev.stub("stage")
+    assert p.returncode == 0, p.stderr
+    names = [os.path.basename(f["path"]) for f in (f1, f0)]
+    with open(dev.command_file) as f:
+        cmds = [c for c in f.read().split("\n") if c and not c.startswith("#")]
+    assert cmds[3:] == ["format system", "mount system",
+                        f"update {names[0]} {names[0]}.sig",
+                        f"update {names[1]} {names[1]}.sig", "unmount system"]
+
+
+def test_pool_file_shared_by_two_images_is_fetched_once(env):
+    tree, ng, dev = env
+    shared = dict(tree.images[0]["files"][0])
+    shared["order"] = 1
+    tree.images[2]["files"].append(shared)     # the delta also carries full 100's file
+    tree.write()
+    dev.set_build(50)                          # path: full 100, delta 100->200
+    p = dev.stub("stage", "--json")
+    assert p.returncode == 0, p.stderr
+    name = os.path.basename(shared["path"])
+    with open(dev.command_file) as f:
+        cmds = f.read().split("\n")
+    assert cmds.count(f"update {name} {name}.sig") == 2
+    assert [e[0] for e in ng.access_log()].count(shared["path"]) == 1
+    assert json.loads(p.stdout.splitlines()[-1])["files"] == 2
+    info = json.loads(dev.stub("check", "--json").stdout)
+    assert info["download_size"] == shared["size"] + tree.images[2]["files"][0]["size"]
+    # the same name for different bytes is refused
+    other = dict(shared, checksum="0" * 64)
+    tree.images[2]["files"][1] = other
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), 4, "two different files")
+
+
+def test_restage_reuses_valid_files_and_deletes_stale_ones(env):
+    tree, ng, dev = env
+    assert dev.stub("stage").returncode == 0
+    stale = os.path.join(dev.cache, "full-1-0-deadbeef.tar.zst")
+    with open(stale, "wb") as f:
+        f.write(b"old")
+    with open(os.path.join(dev.cache, "last_log"), "w") as f:
+        f.write("kept\n")
+    before = len(ng.access_log())
+    p = dev.stub("stage", "--json")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    assert any(e["event"] == "reused" for e in events)
+    assert events[-1]["fetched"] == 0
+    assert not os.path.exists(stale)
+    assert os.path.exists(os.path.join(dev.cache, "last_log"))
+    pool = [e for e in ng.access_log()[before:] if e[0].startswith("/pool/")
+            and not e[0].endswith(".sig")]
+    assert pool == []
+
+
+def test_one_run_at_a_time_and_leftovers_cleaned(env):
+    import fcntl
+    tree, ng, dev = env
+    assert dev.stub("stage").returncode == 0
+    with open(os.path.join(dev.state, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        p = dev.stub("stage")
+        assert p.returncode == 27 and "another sysimage-stub" in p.stderr
+        assert os.path.exists(dev.command_file)   # the other run's business
+    os.makedirs(os.path.join(dev.state, "download.killed"))
+    with open(os.path.join(dev.state, "download.killed", "index.json"), "w") as f:
+        f.write("{}")
+    assert dev.stub("check").returncode == 0
+    assert not [n for n in os.listdir(dev.state) if n.startswith("download.")]
+
+
+def test_up_to_date(env):
+    tree, ng, dev = env
+    dev.set_build(200)
+    p = dev.stub("check")
+    assert p.returncode == 0 and "up to date" in p.stdout
+    p = dev.stub("check", "--json")
+    assert json.loads(p.stdout) == {"build": 200, "update_available": False}
+    p = dev.stub("stage")
+    assert p.returncode == 0 and not os.path.exists(dev.command_file)
+    p = dev.stub("reboot-recovery", "--no-reboot")
+    assert p.returncode != 0 and "stage" in p.stderr
+    assert dev.grubenv().get("recovery_request", "0") == "0"
+
+
+def test_factory_reset_and_build_override(env):
+    tree, ng, dev = env
+    p = dev.stub("check", "--build", "200")
+    assert p.returncode == 0 and "up to date" in p.stdout
+    p = dev.stub("factory-reset", "--no-reboot")
+    assert p.returncode == 0, p.stderr
+    with open(dev.command_file) as f:
+        assert [c for c in f.read().split("\n") if c and not c.startswith("#")] == ["format data"]
+    assert dev.grubenv()["recovery_request"] == "factory-reset"
+    with open(os.path.join(dev.cache, "last_result.json"), "w") as f:
+        json.dump({"result": 0, "from": 100, "to": 200}, f)
+    st = json.loads(dev.stub("status", "--json").stdout)
+    assert st["last_result"]["to"] == 200 and st["recovery_request"] == "factory-reset"
+    assert "last result" in dev.stub("status").stdout
+
+
+def test_channel_switch_resolves_from_build_zero(env):
+    tree, ng, dev = env
+    tree.channel_extra = {"alias": "daily"}   # the channel now serves another target
+    tree.write()
+    p = dev.stub("check", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["path"][0] == {"type": "full", "version": 100, "base": None}
+    assert dev.stub("stage").returncode == 0
+    with open(dev.command_file) as f:
+        assert "format system" in f.read()
+    # configured to follow that target: no switch, the delta again
+    dev.write_config(ng.url, tls_ca(dev), "")
+    with open(dev.config) as f:
+        text = f.read().replace(f"channel = {CHANNEL}\n",
+                                f"channel = {CHANNEL}\nchannel_target = daily\n")
+    with open(dev.config, "w") as f:
+        f.write(text)
+    info = json.loads(dev.stub("check", "--json").stdout)
+    assert info["path"] == [{"type": "delta", "version": 200, "base": 100}]
+
+
+def test_channel_redirect_is_followed(env):
+    tree, ng, dev = env
+    tree.other_channels = {"old": {"redirect": CHANNEL, "devices": {}},
+                           "loop1": {"redirect": "loop2", "devices": {}},
+                           "loop2": {"redirect": "loop1", "devices": {}}}
+    tree.write()
+    for name, code, needle in (("old", 0, ""), ("loop1", 4, "redirects"),
+                               ("nosuch", E_NOTFOUND, "no channel 'nosuch'")):
+        with open(dev.config) as f:
+            text = f.read()
+        with open(dev.config, "w") as f:
+            f.write(re.sub(r"\nchannel = \S+\n", f"\nchannel = {name}\n", text))
+        p = dev.stub("check")
+        assert p.returncode == code, p.stderr
+        assert needle in p.stderr
+
+
+# ------------------------------------------------------------------ bad files
+def test_tampered_file_is_refused_and_removed(env):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    with open(tree.path(f["path"]), "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"X" * 10)
+    p = dev.stub("stage")
+    expect_failure(dev, p, E_CHECKSUM, "sha256")
+    assert not os.path.exists(os.path.join(dev.cache, os.path.basename(f["path"])))
+
+
+@pytest.mark.parametrize("delta", [+1000, -1000])
+def test_wrong_size_is_refused(env, delta):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    f["_data"] = f["_data"] + os.urandom(delta) if delta > 0 else f["_data"][:delta]
+    tree.write()   # index still says the old size and checksum
+    p = dev.stub("stage")
+    expect_failure(dev, p, E_SIZE, "index says")
+    assert not [n for n in os.listdir(dev.cache) if n.startswith("delta-")]
+
+
+def test_update_file_signed_by_an_untrusted_key(env):
+    tree, ng, dev = env
+    tree.file_signer = "rogue"
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_SIG)
+
+
+TARGETS = {
+    "image-master": "/keyrings/image-master.keyring",
+    "image-signing": "/keyrings/image-signing.keyring",
+    "device-signing": f"/keyrings/{DEVICE}/device-signing.keyring",
+    "blacklist": "/keyrings/blacklist.keyring",
+    "channels": "/channels.json",
+    "index": f"/{CHANNEL}/{DEVICE}/index.json",
+}
+
+
+@pytest.mark.parametrize("what", sorted(TARGETS))
+@pytest.mark.parametrize("how", ["rogue", "missing", "garbage"])
+def test_bad_or_missing_signature(env, what, how):
+    tree, ng, dev = env
+    tree.blacklist = []
+    tree.write()
+    assert dev.stub("check").returncode == 0
+    # a stale command file must go too, and the recovery request that pointed at it
+    assert dev.stub("stage").returncode == 0 and os.path.exists(dev.command_file)
+    assert dev.stub("reboot-recovery", "--no-reboot").returncode == 0
+    sig = tree.path(TARGETS[what]) + ".sig"
+    if how == "missing":
+        os.unlink(sig)
+    elif how == "garbage":
+        with open(sig, "w") as f:
+            f.write("sysimage-signature 1\nkey-id 00\n")
+    else:
+        with open(tree.path(TARGETS[what]), "rb") as f:
+            with open(sig, "w") as s:
+                s.write(tree.k["rogue"].sign(f.read()))
+    p = dev.stub("stage")
+    want = {"rogue": E_SIG, "missing": E_NOTFOUND, "garbage": 4}[how]
+    expect_failure(dev, p, want)
+    assert dev.grubenv()["recovery_request"] == "0"
+    assert p.stderr.strip()
+
+
+def test_expired_image_signing_keyring(env):
+    tree, ng, dev = env
+    tree.keyrings["image-signing"]["expiry"] = int(time.time()) - 3600
+    tree.write()
+    expect_failure(dev, dev.stub("check"), E_EXPIRED, "image-signing")
+
+
+def test_keyring_expiry_uses_the_trusted_time_floor(env):
+    """A device whose clock is behind still uses the newest index time seen."""
+    tree, ng, dev = env
+    tree.generated_at = int(time.time()) + 86400 * 40    # verified index from "the future"
+    tree.write()
+    assert dev.stub("check").returncode == 0
+    # device-signing expires in 31 days: now behind the trusted floor
+    tree.generated_at += 1
+    tree.write()
+    expect_failure(dev, dev.stub("check"), E_EXPIRED, "device-signing")
+
+
+def test_blacklisted_key(env):
+    tree, ng, dev = env
+    tree.blacklist = ["image-signing"]
+    tree.write()
+    p = dev.stub("stage")
+    assert p.returncode in (E_BLACKLISTED, E_SIG), p.stderr
+    assert "blacklist" in p.stderr
+    assert not os.path.exists(dev.command_file)
+
+
+def test_blacklist_keyring_is_staged(env):
+    tree, ng, dev = env
+    tree.blacklist = ["rogue"]
+    tree.write()
+    assert dev.stub("stage").returncode == 0
+    with open(dev.command_file) as f:
+        assert "load_keyring blacklist.keyring blacklist.keyring.sig" in f.read()
+
+
+def test_wrong_device_model_keyring(env):
+    tree, ng, dev = env
+    tree.keyrings["device-signing"]["model"] = "other-board"
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_MODEL)
+
+
+def test_device_not_in_channel(env):
+    tree, ng, dev = env
+    tree.devices = ["other-board"]
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_NOTFOUND, DEVICE)
+
+
+def test_stale_index_is_refused(env):
+    tree, ng, dev = env
+    assert dev.stub("check").returncode == 0
+    tree.generated_at -= 3600          # a validly signed but older index (rollback/freeze)
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_STALE, "older than the last verified")
+    tree.generated_at += 7200
+    tree.write()
+    assert dev.stub("check").returncode == 0
+
+
+def test_missing_update_file_404(env):
+    tree, ng, dev = env
+    os.unlink(tree.path(tree.images[2]["files"][0]["path"]))
+    expect_failure(dev, dev.stub("stage"), E_NOTFOUND, "404")
+
+
+def test_wrong_ca_is_a_network_error(env, tmp_path):
+    tree, ng, dev = env
+    (tmp_path / "otherca").mkdir()
+    other = nginx_server.make_tls(tmp_path / "otherca")
+    dev.write_config(ng.url, other[0])
+    expect_failure(dev, dev.stub("check"), E_NETWORK)
+
+
+# ------------------------------------------------------------------ resume
+def test_dropped_connection_resumes_without_refetching(env, tls):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=12345)
+    try:
+        dev.write_config(proxy.url, tls[0])
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        assert "resuming" in p.stderr
+        got = [(r, st, n, dropped) for path, r, st, n, dropped in proxy.log if path == f["path"]]
+        assert got == [("", 200, 12345, True), ("bytes=12345-", 206, f["size"] - 12345, False)]
+    finally:
+        proxy.stop()
+
+
+def test_part_file_survives_and_resumes_in_the_next_run(env, tls):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=7000, drop_count=1)
+    try:
+        dev.write_config(proxy.url, tls[0], "")
+        with open(dev.config) as c:
+            text = c.read().replace("retries = 2", "retries = 0")
+        with open(dev.config, "w") as c:
+            c.write(text)
+        expect_failure(dev, dev.stub("stage"), E_NETWORK)
+        part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+        assert os.path.getsize(part) == 7000
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        assert not os.path.exists(part)
+        got = [(r, n) for path, r, st, n, d in proxy.log if path == f["path"]]
+        assert got == [("", 7000), ("bytes=7000-", f["size"] - 7000)]
+    finally:
+        proxy.stop()
+
+
+def test_killed_stage_resumes_from_the_part_file(env, tls):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=7000, stall=30)
+    try:
+        dev.write_config(proxy.url, tls[0])
+        part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+        stub = subprocess.Popen([STUB, "--config", dev.config, "stage"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(500):
+                if os.path.exists(part) and os.path.getsize(part) == 7000:
+                    break
+                time.sleep(0.01)
+        finally:
+            stub.kill()
+            stub.wait()
+        assert os.path.getsize(part) == 7000
+        assert not os.path.exists(dev.command_file)
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        got = [(r, n) for path, r, st, n, d in proxy.log if path == f["path"] and not d]
+        assert got == [("bytes=7000-", f["size"] - 7000)]
+    finally:
+        proxy.stop()
+
+
+def test_stalled_server_is_abandoned_and_resumed(env, tls):
+    """Slow retrieval: a server that goes silent mid-file is cut off after
+    low_speed_time and the download resumes where it stopped."""
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    # few bytes before the stall: curl averages the speed over the last seconds
+    proxy = nginx_server.DropProxy(ng, tls, drop_path=f["path"], drop_after=500, stall=8)
+    try:
+        dev.write_config(proxy.url, tls[0])
+        with open(dev.config) as c:
+            text = c.read().replace("low_speed_time = 10", "low_speed_time = 1\n"
+                                    "low_speed_limit = 1000")
+        with open(dev.config, "w") as c:
+            c.write(text)
+        t0 = time.time()
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        assert time.time() - t0 < 7, f"the stub waited for the stalled server: {p.stderr} {proxy.log}"
+        got = [(r, n) for path, r, st, n, d in proxy.log if path == f["path"]]
+        assert ("bytes=500-", f["size"] - 500) in got
+    finally:
+        proxy.stop()
+
+
+def test_oversized_documents_are_cut(env):
+    """Endless data: a document over its bound is refused without reading it all."""
+    tree, ng, dev = env
+    with open(tree.path(f"/{CHANNEL}/{DEVICE}/index.json"), "wb") as f:
+        f.write(b" " * (5 * 1024 * 1024))
+    expect_failure(dev, dev.stub("stage"), 5, "larger than")
+    tree.write()
+    with open(tree.path("/keyrings/image-master.keyring"), "wb") as f:
+        f.write(b"{" * (300 * 1024))
+    expect_failure(dev, dev.stub("check"), 5, "image-master")
+
+
+def test_nginx_range_log(env):
+    """The same resume straight against nginx: its access log shows the Range."""
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    os.makedirs(dev.cache, exist_ok=True)
+    part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+    with open(part, "wb") as fh:
+        fh.write(f["_data"][:10000])
+    assert dev.stub("stage").returncode == 0
+    hits = [e for e in ng.access_log() if e[0] == f["path"]]
+    assert hits == [(f["path"], 206, f["size"] - 10000, "bytes=10000-")]
+
+
+def test_corrupt_part_file_is_caught_by_the_checksum(env):
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]
+    os.makedirs(dev.cache, exist_ok=True)
+    part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+    with open(part, "wb") as fh:
+        fh.write(b"\0" * 10000)
+    expect_failure(dev, dev.stub("stage"), E_CHECKSUM)
+    assert dev.stub("stage").returncode == 0     # the bad file was dropped: fresh download
+
+
+# ------------------------------------------------------------------ disk full
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_cache_dir_too_small(env, keys):
+    tree, ng, dev = env
+    os.makedirs(dev.cache)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dev.cache],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount tmpfs: " + r.stderr)
+    try:
+        expect_failure(dev, dev.stub("stage"), E_NOSPACE, "needed")
+        assert [n for n in os.listdir(dev.cache) if n.endswith(".part")] == []
+    finally:
+        subprocess.run(["umount", dev.cache], check=True)
+
+
+# ------------------------------------------------------------------ config
+def test_config_errors_name_the_key(env):
+    tree, ng, dev = env
+    with open(dev.config) as f:
+        text = f.read()
+    with open(dev.config, "w") as f:
+        f.write(text.replace(f"base = {ng.url}\n", ""))
+    p = dev.stub("check")
+    assert p.returncode == E_NOTFOUND and "[service] base: missing" in p.stderr
+    with open(dev.config, "w") as f:
+        f.write(text.replace("connect_timeout = 5", "connect_timeout = soon"))
+    p = dev.stub("check")
+    assert p.returncode == 4 and "[network] connect_timeout: not an integer" in p.stderr
+    with open(dev.config, "w") as f:
+        f.write(text + "\ncache_dri = /tmp\n")
+    p = dev.stub("status")
+    assert p.returncode == 4 and "cache_dri: unknown key" in p.stderr
+    with open(dev.config, "w") as f:
+        f.write(text.replace("https://", "http://"))
+    p = dev.stub("check")
+    assert p.returncode == 4 and "[service] base" in p.stderr
+    p = run([STUB, "--config", os.path.join(dev.d, "nope.ini"), "check"])
+    assert p.returncode == E_NOTFOUND and "nope.ini" in p.stderr
+    with open(dev.config, "w") as f:
+        f.write(text)
+    os.unlink(os.path.join(dev.d, "version.json"))
+    p = dev.stub("check")
+    assert p.returncode == E_NOTFOUND and "version.json" in p.stderr and "--build" in p.stderr
+
+
+def test_usage_errors():
+    assert run([STUB]).returncode == 1
+    assert run([STUB, "--help"]).returncode == 0
+    assert run([STUB, "frobnicate"]).returncode == 1
+    assert run([STUB, "check", "--build", "x"]).returncode == 1
+    assert run([STUB, "check", "--no-reboot"]).returncode == 1
+    assert run([STUB, "resolve", "--build", "1"]).returncode == 1
+
+
+# ------------------------------------------------------------------ resolver conformance
+CONF = shared_dir()
+needs_shared = pytest.mark.skipif(not os.path.isdir(CONF),
+                                  reason="no ../shared/conformance/system-image (set SI_SHARED)")
+
+
+def resolve(index, build, *extra):
+    p = run([STUB, "resolve", "--index", os.path.join(CONF, "index", index), "--build",
+             str(build), "--json", *extra])
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def refs(*imgs):
+    return [{"type": t, "version": v, "base": b} for t, v, b in imgs]
+
+
+@needs_shared
+def test_conformance_weighted_scorer():
+    d = resolve("weighted-scorer-docstring-example.index.json", 600, "--percentage", "50")
+    assert d["build"] == 600 and d["device_percentage"] == 50
+    assert [c["score"] for c in d["candidates"]] == [300, 200, 9401]
+    assert d["winner"] == d["candidates"][1]["images"]
+    assert d["winner"] == refs(("full", 1200, None), ("delta", 1201, 1200),
+                               ("delta", 1304, 1201))
+
+
+@needs_shared
+@pytest.mark.parametrize("pct,winner_first", [(0, 200), (50, 200), (51, 300), (100, 300)])
+def test_conformance_phasing(pct, winner_first):
+    d = resolve("phased-percentage-50.index.json", 100, "--percentage", str(pct))
+    assert [c["score"] for c in d["candidates"]] == [300, 100, 9101]
+    assert d["winner"][0] == {"type": "full", "version": winner_first, "base": None}
+
+
+@needs_shared
+@pytest.mark.parametrize("pct", [0, 50, 100])
+def test_conformance_phased_zero_is_pulled(pct):
+    d = resolve("phased-percentage-0-pulled.index.json", 100, "--percentage", str(pct))
+    assert d["winner"][0]["version"] == 300
+
+
+@needs_shared
+def test_conformance_bootme_truncates_downloads():
+    idx = os.path.join(CONF, "index", "bootme-midpath.index.json")
+    d = resolve("bootme-midpath.index.json", 1200, "--percentage", "10")
+    assert d["winner"] == refs(("delta", 1201, 1200), ("delta", 1304, 1201))
+    p = run([STUB, "resolve", "--index", idx, "--build", "1200", "--percentage", "10"])
+    assert p.returncode == 0
+    assert "download now: delta 1200->1201 (bootme)  (stops after the first bootme image)" \
+        in p.stdout
+
+
+@needs_shared
+@pytest.mark.parametrize("build,winner", [(500, None), (600, 1300), (1100, 1400), (1350, 1400)])
+def test_conformance_minversion(build, winner):
+    d = resolve("minversion.index.json", build, "--percentage", "50")
+    if winner is None:
+        assert d["candidates"] == [] and d["winner"] == []
+    else:
+        assert d["winner"] == refs(("full", winner, None))
+
+
+@needs_shared
+def test_conformance_real_index_resolves():
+    d = resolve("real-2013-daily-grouper.index.json", 0, "--channel", "daily",
+                "--machine-id", MACHINE_ID)
+    assert d["candidates"] and d["winner"]
+    assert 0 <= d["device_percentage"] <= 100
+
+
+def test_device_percentage_known_values(tmp_path):
+    """DESIGN §6: ("ubuntu", 11, "0123456789abcdef") -> 51, etc.; target = highest end version."""
+    idx = {"global": {"generated_at": ctime(0)},
+           "images": [{"type": "full", "version": 11, "files": []},
+                      {"type": "full", "version": 10, "files": []}]}
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps(idx))
+    for ch, mid, want in (("ubuntu", "0123456789abcdef", 51), ("ubuntu", "fedcba9876543210", 25),
+                          ("devel", "0123456789abcdef", 96)):
+        p = run([STUB, "resolve", "--index", path, "--build", "1", "--channel", ch,
+                 "--machine-id", mid, "--json"])
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["device_percentage"] == want
+
+
+# ------------------------------------------------------------------ with `sysimage publish`
+def publish_available():
+    from conftest import SYSIMAGE
+    if not os.path.exists(SYSIMAGE):
+        return False
+    return run([SYSIMAGE, "publish", "--help"]).returncode == 0
+
+
+@pytest.mark.skipif(not publish_available(), reason="`sysimage publish` not built yet")
+def test_tree_made_by_sysimage_publish(tmp_path, devkeys, tls):
+    """check + stage against a real `sysimage publish` tree and the dev key hierarchy."""
+    from conftest import sysimage
+    repo = tmp_path / "www"
+    # 2 MiB that do not compress and do not change: the full image is > 1 MiB
+    # bigger than the delta, so the delta path scores lower (DESIGN §6).
+    blob = os.urandom(2 * 1024 * 1024)
+    for version in (1, 2):
+        rootfs = tmp_path / f"rootfs{version}"
+        (rootfs / "etc").mkdir(parents=True)
+        (rootfs / "etc" / "hostname").write_text(f"v{version}\n")
+        (rootfs / "bin").mkdir()
+        (rootfs / "bin" / "tool").write_bytes(blob)
+        sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", CHANNEL,
+                 "--device", DEVICE, "--version", str(version), "--tree", rootfs,
+                 "--description", f"build {version}", check=True)
+    (tmp_path / "nginx").mkdir()
+    ng = nginx_server.Nginx(repo, tmp_path / "nginx", tls)
+    try:
+        with open(os.path.join(devkeys, "archive-master.keyring")) as f:
+            dev = Device(tmp_path / "dev", f.read(), ng.url, tls[0], build=1)
+        p = dev.stub("check", "--json")
+        assert p.returncode == 0, p.stderr
+        info = json.loads(p.stdout)
+        assert info["update_available"] and info["target"] == 2
+        assert info["path"][0]["type"] == "delta" and info["path"][0]["base"] == 1
+        p = dev.stub("stage")
+        assert p.returncode == 0, p.stderr
+        p = dev.stub("reboot-recovery", "--no-reboot")   # parses the command file
+        assert p.returncode == 0, p.stderr
+        with open(dev.command_file) as f:
+            text = f.read()
+        assert "mount system" in text and "format system" not in text
+        assert "load_keyring device-signing.keyring device-signing.keyring.sig" in text
+    finally:
+        ng.stop()
