@@ -14,13 +14,14 @@
  * their member order. Owners are numeric only; atime/ctime are dropped. */
 #include "payload.h"
 
+#include "sha256.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <mbedtls/sha256.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -162,24 +163,22 @@ static bool rel_path_ok(const char *p)
 /* ------------------------------------------------------------ hashing */
 
 struct hasher {
-    mbedtls_sha256_context ctx;
+    si_sha256 h;
 };
 
 static void hasher_init(struct hasher *h)
 {
-    mbedtls_sha256_init(&h->ctx);
-    mbedtls_sha256_starts_ret(&h->ctx, 0);
+    si_sha256_init(&h->h);
 }
 
 static void hasher_update(struct hasher *h, const void *buf, size_t len)
 {
-    mbedtls_sha256_update_ret(&h->ctx, buf, len);
+    si_sha256_update(&h->h, buf, len);
 }
 
 static void hasher_final(struct hasher *h, unsigned char out[32])
 {
-    mbedtls_sha256_finish_ret(&h->ctx, out);
-    mbedtls_sha256_free(&h->ctx);
+    si_sha256_final(&h->h, out);
 }
 
 static const unsigned char zeros[IOBUF];
@@ -463,7 +462,10 @@ static struct archive *open_tar_reader(const char *path, si_err *err)
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_none(a);
     if (archive_read_open_filename(a, path, IOBUF) != ARCHIVE_OK) {
-        si_err_set(err, SI_ERR_IO, "%s: %s", path, archive_error_string(a));
+        int e = archive_errno(a);
+        bool io = e == ENOENT || e == EACCES || e == EIO || e == EISDIR || e == ENOMEM;
+        si_err_set(err, io ? SI_ERR_IO : SI_ERR_PARSE,
+                   "%s: %s", path, archive_error_string(a));
         archive_read_free(a);
         return NULL;
     }
@@ -525,7 +527,34 @@ static si_result entry_xattrs(struct archive_entry *ae, struct ment *m, si_err *
     }
     if (m->nxa > 1)
         qsort(m->xa, m->nxa, sizeof(*m->xa), xattr_cmp);
+    /* libarchive reports an xattr stored both as LIBARCHIVE.xattr and
+     * SCHILY.xattr twice: keep one */
+    size_t k = 0;
+    for (size_t i = 0; i < m->nxa; i++) {
+        if (k && strcmp(m->xa[k - 1].name, m->xa[i].name) == 0) {
+            free(m->xa[i].name);
+            free(m->xa[i].value);
+            continue;
+        }
+        m->xa[k++] = m->xa[i];
+    }
+    m->nxa = k;
     return SI_OK;
+}
+
+/* Same for an entry copied from a tarball to the output. */
+static si_result dedupe_entry_xattrs(struct archive_entry *ae, si_err *err)
+{
+    struct ment tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    si_result rc = entry_xattrs(ae, &tmp, err);
+    if (rc == SI_OK) {
+        archive_entry_xattr_clear(ae);
+        for (size_t i = 0; i < tmp.nxa; i++)
+            archive_entry_xattr_add_entry(ae, tmp.xa[i].name, tmp.xa[i].value, tmp.xa[i].len);
+    }
+    ment_free(&tmp);
+    return rc;
 }
 
 static int ment_path_key_cmp(const void *key, const void *elem)
@@ -696,9 +725,6 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
         return NULL;
     }
     int r = archive_write_set_format_pax(w);
-    /* names are bytes: no locale conversion, same output everywhere */
-    if (r == ARCHIVE_OK)
-        r = archive_write_set_format_option(w, "pax", "hdrcharset", "BINARY");
     const char *fname = NULL;
     if (r == ARCHIVE_OK) {
         switch (comp) {
@@ -749,8 +775,10 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
 static si_result write_header(struct archive *w, struct archive_entry *ae, const char *out,
                               si_err *err)
 {
+    /* ARCHIVE_WARN: a name that is not valid in the locale (the tool runs in
+     * the C locale) was stored as raw bytes with hdrcharset=BINARY */
     int r = archive_write_header(w, ae);
-    if (r != ARCHIVE_OK)
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
         return si_err_set(err, SI_ERR_IO, "%s: member %s: %s", out, archive_entry_pathname(ae),
                           archive_error_string(w));
     return SI_OK;
@@ -890,11 +918,13 @@ static si_result copy_tar_member(struct archive *a, struct archive *w, struct ar
     archive_entry_unset_birthtime(ae);
     archive_entry_set_fflags(ae, 0, 0);
     archive_entry_acl_clear(ae);
-    archive_entry_sparse_clear(ae);
+    /* the sparse map read from the input (if any) is kept: holes are fed as zeros below */
     int64_t size = archive_entry_size(ae);
     if (!S_ISREG(archive_entry_mode(ae)) || hlrel)
         size = 0;
-    si_result rc = write_header(w, ae, out, err);
+    si_result rc = dedupe_entry_xattrs(ae, err);
+    if (rc == SI_OK)
+        rc = write_header(w, ae, out, err);
     int64_t pos = 0;
     while (rc == SI_OK && size > 0) {
         const void *blk;

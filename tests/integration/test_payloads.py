@@ -3,15 +3,17 @@
 link target, device number, hardlink grouping of every path)."""
 import io
 import os
+import pathlib
 import shutil
 import stat
 import struct
 import subprocess
 import tarfile
+import tempfile
 
 import pytest
 
-from conftest import sysimage
+from conftest import ROOT, sysimage
 import treecmp
 
 # security.capability: VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_RAW
@@ -266,6 +268,13 @@ def test_unchanged_delta_is_empty(trees, tmp_path):
     build("delta", "--from", trees["v1"], "--to", trees["v1"], "--out", out)
     ms = members(out)
     assert [m.name for m, _ in ms] == ["removed"] and ms[0][1] == b""
+    # a tree and its own full tarball have identical manifests, both ways
+    full = str(tmp_path / "f")
+    build("full", "--from", trees["v1"], "--out", full)
+    for old, new in ((full, trees["v1"]), (trees["v1"], full), (full, full)):
+        build("delta", "--from", old, "--to", new, "--out", out)
+        ms = members(out)
+        assert [m.name for m, _ in ms] == ["removed"] and ms[0][1] == b"", (old, new)
 
 
 def test_bad_usage_and_missing_input(tmp_path):
@@ -423,3 +432,38 @@ def test_corrupt_tarball_is_an_error(trees, tmp_path):
     os.mkdir(target)
     r = apply(target, bad, format=True)
     assert r.returncode == 4, r.stderr
+
+
+def test_rebuild_from_tarball_is_byte_identical_without_root(trees):
+    """A full tarball rebuilt from itself is the same bytes, even by an
+    unprivileged user: owners come from the tarball, nothing is extracted."""
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="si-payload-nobody-"))
+    os.chmod(tmp_path, 0o777)
+    try:
+        _rebuild_as_nobody(trees, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _rebuild_as_nobody(trees, tmp_path):
+    t1, t2 = str(tmp_path / "t1.tar"), str(tmp_path / "t2.tar")
+    build("full", "--from", trees["v1"], "--out", t1, "--none")
+    os.chmod(t1, 0o644)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        os.path.join(ROOT, "build", "bin", "sysimage"),
+                        "build", "full", "--from", t1, "--out", t2, "--none"],
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(t2).st_uid == 65534
+    assert open(t1, "rb").read() == open(t2, "rb").read()
+
+
+def test_progress_on_stderr(trees, tmp_path):
+    out = str(tmp_path / "full.tar.zst")
+    build("full", "--from", trees["v1"], "--out", out)
+    target = tmp_path / "t"
+    target.mkdir()
+    r = sysimage("apply", "--format", "--target", str(target), out)
+    assert r.returncode == 0, r.stderr
+    size = os.path.getsize(out)
+    assert f"100% ({size}/{size} bytes)" in r.stderr
