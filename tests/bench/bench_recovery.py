@@ -138,7 +138,7 @@ def run(art, tmp):
     print(f"bench initrd, recovery under time -v: {r.reason} result {r.result}")
     print(f"  peak RSS of sysimage-recovery  {int(m.group(1)) / 1024:.1f} MiB" if m else
           "  peak RSS: not reported")
-    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (.+)$", text, re.M)
     if m:
         print(f"  recovery wall time     {m.group(1)}")
 
