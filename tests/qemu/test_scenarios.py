@@ -288,6 +288,8 @@ def _power_cut_chain(disk, tmp_path, name, seed, cuts=10):
         assert r.reason == "killed", "\n".join(record) + "\n" + tail(r)
         env = sihw.read_misc_env(disk)
         assert env.get("recovery_request") == "1", f"{env}\n" + "\n".join(record) + "\n" + tail(r)
+        last = sihw.read_last_result(disk)  # no success reported by a cut attempt
+        assert last is None or last["result"] != SI_OK, f"{last}\n" + "\n".join(record)
     r = boot(disk, tmp_path, f"{name}-final")
     record.append(f"final boot: {r.reason} {r.result} after {r.seconds:.1f} s")
     print(record[-1])
