@@ -341,7 +341,9 @@ def system_tree_diff(dev, tree, build):
             for r in snap.values():
                 for k in ("uid", "gid", "links"):
                     r.pop(k, None)
-        how = "type, mode, size, content, link targets (no root: owners and hardlinks not compared)"
+                r["mode"] &= 0o777  # rdump drops setuid/setgid/sticky bits
+        how = ("type, permission bits, size, content, link targets (without root: read with debugfs "
+               "rdump, owners, special mode bits and hardlinks not compared)")
     for p in (b"lost+found", b"etc/sysimage/version.json"):
         actual.pop(p, None)
         for k in list(actual):
@@ -419,7 +421,7 @@ def main():
     keys = os.path.abspath(a.keys)
 
     def on_term(signum, frame):
-        raise SystemExit(128 + signum)
+        raise KeyboardInterrupt  # unwinds: QEMU killed, nginx stopped, summary
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
 
@@ -563,6 +565,8 @@ def main():
         failed = f"board harness: {e}"
     except (OSError, RuntimeError, subprocess.CalledProcessError, ValueError, KeyError) as e:
         failed = f"{type(e).__name__}: {e}"
+    except KeyboardInterrupt:
+        failed = "interrupted (nothing is left running)"
     finally:
         if ng is not None:
             ng.stop()
