@@ -1,0 +1,590 @@
+"""sysimage-recovery on the host: the real static binary against image files.
+
+Partitions are image files (--partition LABEL=FILE; the recovery attaches
+loop devices to mount them), the cache is a directory (--cache-dir). Needs
+root (loop devices, mount). Payloads are built with the `sysimage` tool and
+signed with the development hierarchy keys/dev, whose archive-master is the
+one built into the recovery binary."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import io
+
+import pytest
+
+from conftest import RECOVERY, ROOT, run, sysimage
+
+KEYS = os.path.join(ROOT, "keys", "dev")
+DEVICE = "qemu-x86_64"
+ENV_SIG = b"# GRUB Environment Block\n"
+
+# Result codes (lib/result.h).
+OK, BAD_SIGNATURE, BLACKLISTED = 0, 7, 11
+DOWNGRADE, COMMAND_FILE, MISSING_FILE = 14, 15, 16
+UNSAFE_PATH, NOT_FOUND, TRIES_EXHAUSTED = 17, 28, 26
+KEYRING_MODEL = 10
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mount"),
+    pytest.mark.skipif(not os.path.exists("/dev/loop-control"), reason="no loop devices"),
+]
+
+
+# ------------------------------------------------------------------ helpers
+
+def grubenv_block(**kv):
+    body = ENV_SIG + b"".join(f"{k}={v}\n".encode() for k, v in kv.items())
+    return body + b"#" * (1024 - len(body))
+
+
+def read_grubenv(path):
+    with open(path, "rb") as f:
+        block = f.read(1024)
+    assert block.startswith(ENV_SIG), block[:64]
+    env = {}
+    for line in block[len(ENV_SIG):].split(b"\n"):
+        if line and not line.startswith(b"#") and b"=" in line:
+            k, v = line.decode().split("=", 1)
+            env[k] = v
+    return env
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_tree(root, files):
+    """files: {relpath: bytes | ("link", target) | ("mode", bytes, mode)}"""
+    for rel, spec in files.items():
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if isinstance(spec, tuple) and spec[0] == "link":
+            os.symlink(spec[1], p)
+        elif isinstance(spec, tuple):
+            with open(p, "wb") as f:
+                f.write(spec[1])
+            os.chmod(p, spec[2])
+        else:
+            with open(p, "wb") as f:
+                f.write(spec)
+            os.chmod(p, 0o644)
+
+
+def snapshot(root, skip=("lost+found",)):
+    """{relpath: (type, mode, content-or-target)} of a tree."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = [d for d in dirnames if not (rel_dir == "." and d in skip)]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[rel] = ("l", 0, os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("d", st.st_mode & 0o7777, None)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("f", st.st_mode & 0o7777, hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+class Mounted:
+    """Read-only loop mount of an ext4 image for checking its contents."""
+
+    def __init__(self, image, where):
+        self.image, self.where = image, where
+
+    def __enter__(self):
+        os.makedirs(self.where, exist_ok=True)
+        run(["mount", "-o", "ro,loop", self.image, self.where], check=True)
+        return self.where
+
+    def __exit__(self, *exc):
+        run(["umount", self.where], check=True)
+
+
+def version_tarball(path, build, channel="stable"):
+    data = json.dumps({"build": build, "channel": channel}).encode()
+    with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("system", "system/etc", "system/etc/sysimage"):
+            ti = tarfile.TarInfo(d)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(ti)
+        ti = tarfile.TarInfo("system/etc/sysimage/version.json")
+        ti.size, ti.mode = len(data), 0o644
+        tar.addfile(ti, io.BytesIO(data))
+
+
+def sign(path, key=os.path.join(KEYS, "image-signing.key")):
+    sysimage("sign", "--key", key, path, check=True)
+
+
+TREE1 = {
+    "etc/hostname": b"device-v1\n",
+    "bin/tool": ("mode", b"#!/bin/sh\necho v1\n", 0o755),
+    "usr/share/doc/a.txt": b"old documentation\n" * 100,
+    "usr/lib/libx.so.1": os.urandom(200_000),
+    "lib": ("link", "usr/lib"),
+}
+TREE2 = {
+    "etc/hostname": b"device-v2\n",
+    "bin/tool": ("mode", b"#!/bin/sh\necho v2\n", 0o750),
+    "usr/lib/libx.so.1": TREE1["usr/lib/libx.so.1"],
+    "usr/lib/liby.so.2": os.urandom(100_000),
+    "lib": ("link", "usr/lib"),
+    "etc/new.conf": b"added in v2\n",
+}
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory):
+    """Signed full 1, full 2, delta 1->2 and version tarballs 1 and 2."""
+    d = tmp_path_factory.mktemp("payloads")
+    t1, t2 = d / "tree1", d / "tree2"
+    write_tree(t1, TREE1)
+    write_tree(t2, TREE2)
+    files = {
+        "full-1.tar.zst": ["build", "full", "--from", t1, "--out", d / "full-1.tar.zst"],
+        "full-2.tar.zst": ["build", "full", "--from", t2, "--out", d / "full-2.tar.zst"],
+        "delta-1-2.tar.zst": ["build", "delta", "--from", t1, "--to", t2,
+                              "--out", d / "delta-1-2.tar.zst"],
+    }
+    for name, cmd in files.items():
+        sysimage(*cmd, check=True)
+        sign(d / name)
+    for n in (1, 2):
+        version_tarball(d / f"version-{n}.tar.xz", n)
+        sign(d / f"version-{n}.tar.xz")
+    return {"dir": d, "tree1": t1, "tree2": t2}
+
+
+KEYRING_LINES = [
+    "load_keyring image-master.keyring image-master.keyring.sig",
+    "load_keyring image-signing.keyring image-signing.keyring.sig",
+]
+
+
+def full_commands(n):
+    return KEYRING_LINES + [
+        "format system",
+        "mount system",
+        f"update full-{n}.tar.zst full-{n}.tar.zst.sig",
+        f"update version-{n}.tar.xz version-{n}.tar.xz.sig",
+        "unmount system",
+    ]
+
+
+DELTA_COMMANDS = KEYRING_LINES + [
+    "mount system",
+    "update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
+    "update version-2.tar.xz version-2.tar.xz.sig",
+    "unmount system",
+]
+
+
+class Device:
+    """Partition image files, a cache directory and the recovery's options."""
+
+    def __init__(self, d, payloads):
+        self.d = d
+        self.payloads = payloads
+        self.system = d / "system.img"
+        self.userdata = d / "userdata.img"
+        self.misc = d / "misc.img"
+        self.cache = d / "cache"
+        self.rdir = self.cache / "recovery"
+        self.mnt = d / "mnt"
+        self.rdir.mkdir(parents=True)
+        with open(self.system, "wb") as f:
+            f.truncate(48 << 20)
+        with open(self.misc, "wb") as f:
+            f.write(grubenv_block(recovery_request=1, recovery_tries=0))
+            f.truncate(1 << 20)
+        ud = d / "ud-tree"
+        write_tree(ud, {"home/user/secret.txt": b"user data\n"})
+        run(["mkfs.ext4", "-q", "-F", "-L", "userdata", "-d", ud, self.userdata, "16M"], check=True)
+
+    def stage(self, commands, *names, keys=KEYS, extra_keyrings=()):
+        for kr in ("image-master", "image-signing") + tuple(extra_keyrings):
+            for ext in (".keyring", ".keyring.sig"):
+                shutil.copy(os.path.join(keys, kr + ext), self.rdir / (kr + ext))
+        for n in names:
+            for ext in ("", ".sig"):
+                shutil.copy(self.payloads["dir"] / (n + ext), self.rdir / (n + ext))
+        (self.rdir / "sysimage_command").write_text("\n".join(commands) + "\n")
+
+    def run(self, *extra, mode="update"):
+        cmd = [RECOVERY, "run", "--mode", mode, "--device", DEVICE,
+               "--cache-dir", self.cache, "--mount-root", self.mnt,
+               "--partition", f"system={self.system}",
+               "--partition", f"userdata={self.userdata}",
+               "--partition", f"misc={self.misc}", *extra]
+        return run(cmd, timeout=300)
+
+    def result(self):
+        return json.loads((self.rdir / "last_result.json").read_text())
+
+    def env(self):
+        return read_grubenv(self.misc)
+
+    def system_tree(self):
+        with Mounted(self.system, self.d / "check") as m:
+            return snapshot(m)
+
+    def digests(self):
+        return {p.name: sha256_file(p) for p in (self.system, self.userdata, self.misc)}
+
+    def install(self, n):
+        self.stage(full_commands(n), f"full-{n}.tar.zst", f"version-{n}.tar.xz")
+        p = self.run()
+        assert p.returncode == OK, p.stderr
+        self.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=0)
+                              + b"\0" * ((1 << 20) - 1024))
+
+
+@pytest.fixture
+def device(tmp_path, payloads):
+    return Device(tmp_path, payloads)
+
+
+def expected_tree(tree_dir, build):
+    snap = snapshot(tree_dir)
+    data = json.dumps({"build": build, "channel": "stable"}).encode()
+    snap["etc/sysimage"] = ("d", 0o755, None)
+    snap["etc/sysimage/version.json"] = ("f", 0o644, hashlib.sha256(data).hexdigest())
+    return snap
+
+
+# ------------------------------------------------------------------ tests
+
+def test_help():
+    p = run([RECOVERY, "--help"])
+    assert p.returncode == 0
+    for opt in ("--mode", "--dry-run", "--partition", "--cache-dir", "--mount-root", "debug-exit"):
+        assert opt in p.stdout
+    assert run([RECOVERY, "run", "--bogus"]).returncode == 1
+    assert run([RECOVERY, "debug-exit", "300"]).returncode == 1
+
+
+def test_full_into_blank_system_then_delta(device, payloads):
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    res = device.result()
+    assert res["result"] == OK and res["result_name"] == "ok"
+    assert res["from_version"] is None and res["to_version"] == 1
+    assert res["mode"] == "update" and res["step"] == "done"
+    assert "apply" in res["durations"] and "verify" in res["durations"]
+    assert device.system_tree() == expected_tree(payloads["tree1"], 1)
+    assert device.env()["recovery_request"] == "0"
+    assert device.env()["recovery_tries"] == "0"
+    left = sorted(os.listdir(device.rdir))
+    assert left == ["last_log", "last_result.json"], left
+    assert "%" in p.stderr  # progress on the console
+    log = (device.rdir / "last_log").read_text()
+    assert "verified full-1.tar.zst" in log
+
+    device.misc.write_bytes(grubenv_block(recovery_request=1) + b"\0" * ((1 << 20) - 1024))
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    res = device.result()
+    assert (res["from_version"], res["to_version"]) == (1, 2)
+    assert device.system_tree() == expected_tree(payloads["tree2"], 2)
+    assert os.path.exists(device.rdir / "last_log.1")  # log history kept
+
+
+def test_same_build_again_is_a_repair(device, payloads):
+    device.install(1)
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert (device.result()["from_version"], device.result()["to_version"]) == (1, 1)
+    assert device.system_tree() == expected_tree(payloads["tree1"], 1)
+
+
+def test_factory_reset(device, payloads):
+    device.install(1)
+    system_before = sha256_file(device.system)
+    (device.cache / "junk").mkdir()
+    (device.cache / "junk" / "f").write_text("x")
+    (device.rdir / "stale.tar.zst").write_text("x")
+    device.misc.write_bytes(grubenv_block(recovery_request="factory-reset")
+                            + b"\0" * ((1 << 20) - 1024))
+    p = device.run()  # --mode update: the boot control asks for the reset
+    assert p.returncode == OK, p.stderr
+    res = device.result()
+    assert res["mode"] == "factory-reset" and res["result"] == OK
+    assert sha256_file(device.system) == system_before
+    assert sorted(os.listdir(device.cache)) == ["recovery"]
+    assert sorted(os.listdir(device.rdir)) == ["last_log", "last_log.1", "last_result.json"]
+    label = run(["e2label", device.userdata], check=True).stdout.strip()
+    assert label == "userdata"
+    with Mounted(device.userdata, device.d / "ud") as m:
+        assert sorted(os.listdir(m)) == ["lost+found"]
+    assert device.env()["recovery_request"] == "0"
+
+
+def test_factory_reset_mode_option(device):
+    p = device.run(mode="factory-reset")
+    assert p.returncode == OK, p.stderr
+    with Mounted(device.userdata, device.d / "ud") as m:
+        assert not os.path.exists(os.path.join(m, "home"))
+
+
+def blacklist_keyring(dest):
+    out = dest / "blacklist.keyring"
+    sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
+             os.path.join(KEYS, "image-master.key"), out,
+             os.path.join(KEYS, "image-signing.pub"), check=True)
+    return out
+
+
+def refusal_setups():
+    def bad_signature(dev, devkeys):
+        dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+        shutil.copy(dev.payloads["dir"] / "full-1.tar.zst", dev.rdir / "full-1.tar.zst")
+        sign(dev.rdir / "full-1.tar.zst", key=os.path.join(devkeys, "image-signing.key"))
+        return BAD_SIGNATURE, "full-1.tar.zst"
+
+    def tampered(dev, devkeys):
+        dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+        with open(dev.rdir / "full-1.tar.zst", "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 1]))
+        return BAD_SIGNATURE, "full-1.tar.zst"
+
+    def wrong_chain(dev, devkeys):
+        dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz", keys=devkeys)
+        return BAD_SIGNATURE, "image-master"
+
+    def blacklisted(dev, devkeys):
+        dev.stage(full_commands(1)[:2] + ["load_keyring blacklist.keyring blacklist.keyring.sig"]
+                  + full_commands(1)[2:], "full-1.tar.zst", "version-1.tar.xz")
+        bl = blacklist_keyring(dev.d)
+        shutil.copy(bl, dev.rdir / "blacklist.keyring")
+        shutil.copy(str(bl) + ".sig", dev.rdir / "blacklist.keyring.sig")
+        return BLACKLISTED, "blacklisted"
+
+    def malformed(dev, devkeys):
+        dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+        lines = full_commands(1)
+        lines.insert(4, "frobnicate system")
+        (dev.rdir / "sysimage_command").write_text("\n".join(lines) + "\n")
+        return COMMAND_FILE, "line 5"
+
+    def bad_sequence(dev, devkeys):
+        dev.stage(KEYRING_LINES + ["update full-1.tar.zst full-1.tar.zst.sig"], "full-1.tar.zst")
+        return COMMAND_FILE, "line 3"
+
+    def missing(dev, devkeys):
+        dev.stage(full_commands(1), "full-1.tar.zst")
+        return MISSING_FILE, "version-1.tar.xz"
+
+    def wrong_model(dev, devkeys):
+        dev.stage(KEYRING_LINES + ["load_keyring device-signing.keyring device-signing.keyring.sig"]
+                  + full_commands(1)[2:], "full-1.tar.zst", "version-1.tar.xz",
+                  extra_keyrings=("device-signing",))
+        return KEYRING_MODEL, "device-signing", ("--device", "another-board")
+
+    return {f.__name__: f for f in (bad_signature, tampered, wrong_chain, blacklisted, malformed,
+                                    bad_sequence, missing, wrong_model)}
+
+
+@pytest.mark.parametrize("case", sorted(refusal_setups()))
+def test_refusals_leave_everything_intact(device, devkeys, case):
+    device.install(1)
+    setup = refusal_setups()[case](device, devkeys)
+    code, needle = setup[0], setup[1]
+    extra = setup[2] if len(setup) > 2 else ()
+    before = device.digests()
+    staged = sorted(os.listdir(device.rdir))
+    p = device.run(*extra)
+    assert p.returncode == code, p.stderr
+    res = device.result()
+    assert res["result"] == code
+    assert needle in res["message"], res["message"]
+    after = device.digests()
+    assert after["system.img"] == before["system.img"]
+    assert after["userdata.img"] == before["userdata.img"]
+    # Refused before touching anything: boot the intact system.
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+    assert set(staged) <= set(os.listdir(device.rdir))  # staged files kept for diagnosis
+
+
+def test_downgrade_refused(device):
+    device.install(2)
+    before = device.digests()
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == DOWNGRADE, p.stderr
+    res = device.result()
+    assert (res["from_version"], res["to_version"]) == (2, 1)
+    assert device.digests()["system.img"] == before["system.img"]
+
+
+def test_update_without_version_record_refused_when_system_has_one(device):
+    device.install(1)
+    before = device.digests()
+    device.stage(KEYRING_LINES + ["mount system", "update full-2.tar.zst full-2.tar.zst.sig",
+                                  "unmount system"], "full-2.tar.zst")
+    p = device.run()
+    assert p.returncode == DOWNGRADE, p.stderr
+    assert "no version record" in device.result()["message"]
+    assert device.digests()["system.img"] == before["system.img"]
+
+
+def test_no_command_file(device):
+    p = device.run()
+    assert p.returncode == NOT_FOUND
+    assert device.env()["recovery_request"] == "0"
+
+
+def test_dry_run_changes_nothing(device):
+    device.install(1)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    before = device.digests()
+    cache_before = snapshot(device.cache)
+    p = device.run("--dry-run")
+    assert p.returncode == OK, p.stderr
+    out = json.loads(p.stdout)
+    assert out["dry_run"] is True and out["to_version"] == 2 and out["from_version"] == 1
+    assert device.digests() == before
+    assert snapshot(device.cache) == cache_before
+
+    # A refusal in a dry run: reported, still nothing changed.
+    with open(device.rdir / "delta-1-2.tar.zst", "ab") as f:
+        f.write(b"x")
+    cache_before = snapshot(device.cache)
+    p = device.run("--dry-run")
+    assert p.returncode == BAD_SIGNATURE
+    assert device.digests() == before
+    assert snapshot(device.cache) == cache_before
+
+
+def hostile_payload(d):
+    path = d / "evil.tar.xz"
+    with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        ti = tarfile.TarInfo("system/../../escaped")
+        ti.size = 3
+        tar.addfile(ti, io.BytesIO(b"bad"))
+    sign(path)
+    return path
+
+
+def test_failures_are_counted_then_given_up(device):
+    hostile_payload(device.payloads["dir"])
+    device.stage(KEYRING_LINES + ["format system", "mount system",
+                                  "update evil.tar.xz evil.tar.xz.sig", "unmount system"],
+                 "evil.tar.xz")
+    for attempt in (1, 2):
+        p = device.run()
+        assert p.returncode == UNSAFE_PATH, p.stderr
+        assert device.result()["result"] == UNSAFE_PATH
+        # Kept requested so that the next boot tries again.
+        assert device.env() == {"recovery_request": "1", "recovery_tries": str(attempt)}
+    p = device.run()
+    assert p.returncode == TRIES_EXHAUSTED, p.stderr
+    res = device.result()
+    assert res["result_name"] == "tries-exhausted" and "unsafe-path" in res["message"]
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+    assert not os.path.exists(device.rdir / "recovery_state.json")
+
+
+def write_state(dev, **kw):
+    job = hashlib.sha256((dev.rdir / "sysimage_command").read_bytes()).hexdigest()
+    st = {"format": 1, "job": job, "open": True, "touched": True, "completed": 0,
+          "start": {"step": 0, "bytes": 0}, "best": {"step": 0, "bytes": 0}}
+    st.update(kw)
+    (dev.rdir / "recovery_state.json").write_text(json.dumps(st))
+
+
+def test_interrupted_without_progress_counts(device):
+    device.install(1)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    write_state(device, start={"step": 3, "bytes": 500}, best={"step": 3, "bytes": 500},
+                completed=3)
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
+                            + b"\0" * ((1 << 20) - 1024))
+    p = device.run()
+    assert p.returncode == TRIES_EXHAUSTED, p.stderr
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_interrupted_with_progress_resumes_without_formatting(device, payloads):
+    device.install(1)
+    # Something only an unformatted system keeps.
+    run(["debugfs", "-w", "-R", "write /dev/null marker", device.system], check=True)
+    # The previous attempt formatted, mounted, installed full 1 and version 1,
+    # and was cut during the delta after getting further than it started.
+    cmds = full_commands(1)[:-1] + ["update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
+                                    "update version-2.tar.xz version-2.tar.xz.sig",
+                                    "unmount system"]
+    device.stage(cmds, "full-1.tar.zst", "version-1.tar.xz", "delta-1-2.tar.zst",
+                 "version-2.tar.xz")
+    write_state(device, completed=6, start={"step": 6, "bytes": 0},
+                best={"step": 6, "bytes": 4096})
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
+                            + b"\0" * ((1 << 20) - 1024))
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "resuming" in p.stderr
+    tree = device.system_tree()
+    assert "marker" in tree  # format system was not run again
+    del tree["marker"]
+    assert tree == expected_tree(payloads["tree2"], 2)
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_cut_while_finishing_only_finishes(device):
+    device.install(1)
+    before = device.digests()["system.img"]
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    n = len(DELTA_COMMANDS)
+    write_state(device, completed=n, start={"step": n, "bytes": 0}, best={"step": n, "bytes": 0})
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "finishing" in p.stderr
+    # Nothing applied again, nothing verified: the files are only cleaned up.
+    assert device.digests()["system.img"] == before
+    assert sorted(os.listdir(device.rdir)) == ["last_log", "last_log.1", "last_result.json"]
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_dry_run_after_touch_changes_nothing(device):
+    device.install(1)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    write_state(device, completed=3, start={"step": 3, "bytes": 0}, best={"step": 3, "bytes": 9})
+    before = device.digests()
+    cache_before = snapshot(device.cache)
+    p = device.run("--dry-run")
+    assert p.returncode == OK, p.stderr
+    assert device.digests() == before
+    assert snapshot(device.cache) == cache_before
+
+
+def test_cache_partition_mounted_by_the_recovery(device, payloads):
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    cache_img = device.d / "cache.img"
+    run(["mkfs.ext4", "-q", "-F", "-L", "cache", "-d", device.cache, cache_img, "32M"], check=True)
+    p = run([RECOVERY, "run", "--device", DEVICE, "--mount-root", device.mnt,
+             "--partition", f"cache={cache_img}", "--partition", f"system={device.system}",
+             "--partition", f"misc={device.misc}"], timeout=300)
+    assert p.returncode == OK, p.stderr
+    assert not os.path.ismount(device.mnt / "cache")  # unmounted again
+    with Mounted(cache_img, device.d / "c") as m:
+        res = json.loads(open(os.path.join(m, "recovery", "last_result.json")).read())
+        assert res["to_version"] == 1
+        assert sorted(os.listdir(os.path.join(m, "recovery"))) == ["last_log", "last_result.json"]
+    assert device.system_tree() == expected_tree(payloads["tree1"], 1)
