@@ -188,12 +188,12 @@ def mutate(src, dest, seed=2, build=2):
         with open(P(p), "wb") as f:  # in place: hardlinked names follow
             f.write(_content(rng, n))
         changes += 1
-    # replace two big files, remove one, add one
-    for p in bigs[:2]:
+    # replace four big files, remove one, add one
+    for p in bigs[:4]:
         _write(P(p), rng.randbytes(os.path.getsize(P(p)) + rng.randint(-MIB, MIB)))
         changes += 1
-    if len(bigs) > 3:
-        os.unlink(P(bigs[3]))
+    if len(bigs) > 5:
+        os.unlink(P(bigs[5]))
         changes += 1
     _write(P("usr/lib/big/new-blob.bin"), rng.randbytes(7 * MIB + 12345))
     # remove ~5% of the small files and a whole directory
