@@ -28,6 +28,7 @@
 import argparse
 import json
 import os
+import pathlib
 import re
 import shlex
 import shutil
@@ -87,18 +88,21 @@ def human(n):
     return str(n)
 
 
-def run(cmd, show=True, check=True, quiet_output=False, **kw):
-    """Run cmd, print it as `$ cmd` and (indented) what it printed."""
+def run(cmd, show=True, check=True, **kw):
+    """Run cmd, print it as `$ cmd` and (indented) what it printed; with
+    check, a non-zero exit status fails the demo (its stderr is shown)."""
     cmd = [os.fspath(c) for c in cmd]
+    line = " ".join(shlex.quote(rel(c)) for c in cmd)
     if show:
-        say("  $ " + " ".join(shlex.quote(rel(c)) for c in cmd))
+        say("  $ " + line)
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if show and not quiet_output:
+    if show:
         indent(proc.stdout)
     if check and proc.returncode != 0:
+        if not show:
+            indent(proc.stdout)
         indent(proc.stderr, "    ! ")
-        raise DemoFailure(f"{os.path.basename(cmd[0])} {cmd[1] if len(cmd) > 1 else ''} "
-                          f"exited with {proc.returncode}")
+        raise DemoFailure(f"`{line}` exited with {proc.returncode}")
     return proc
 
 
@@ -129,8 +133,7 @@ class _Step:
     def __enter__(self):
         say()
         say(f"== {self.title}")
-        self.steps.current = self.title.split(" ", 1)[0].rstrip(".")
-        self.steps.current = f"step {self.steps.current}"
+        self.steps.current = "step " + self.title.split(" ", 1)[0].rstrip(".")
         self.t0 = time.monotonic()
         return self
 
@@ -226,7 +229,7 @@ retries = 3
                            input="\n".join(gone) + "\n", text=True, capture_output=True, check=True)
         if want:
             sihw.write_files(self.disk, "cache", "/recovery",
-                             {n: _Path(os.path.join(self.cache, n)) for n in want})
+                             {n: pathlib.Path(self.cache, n) for n in want})
         with open(self.misc, "rb") as f:
             block = f.read()
         if len(block) != sihw.GRUBENV_SIZE:
@@ -242,14 +245,6 @@ retries = 3
             return sihw.read_file(self.disk, "system", path)
         except sihw.HarnessError:
             return None
-
-
-class _Path(os.PathLike):
-    def __init__(self, p):
-        self.p = p
-
-    def __fspath__(self):
-        return self.p
 
 
 def short(text):
@@ -312,7 +307,8 @@ def publish(steps, repo, keys, trees, v):
 # ---------------------------------------------------------------- checks
 def system_tree_diff(dev, tree, build):
     """Differences between the disk's system partition and tree, plus the
-    version.json the published version tarball adds; (diff lines, paths)."""
+    version.json the published version tarball adds (build `build`).
+    Returns (problems, number of paths compared, what was compared)."""
     version = dev.system_file("/etc/sysimage/version.json")
     problems = []
     if version is None:
