@@ -384,9 +384,15 @@ def stage_and_boot(dev, steps, round_label, build_arg):
     dev.stub("stage", *extra)
     cmdfile = os.path.join(dev.cache, "sysimage_command")
     steps.check(os.path.exists(cmdfile), "the stub staged the update and wrote the command file")
-    staged = sorted(n for n in os.listdir(dev.cache))
-    say("  staged in the cache: " + short(", ".join(
-        f"{n} ({human(os.path.getsize(os.path.join(dev.cache, n)))})" for n in staged)))
+    staged = sorted(os.listdir(dev.cache))
+    keyrings = [n for n in staged if n.endswith(".keyring")]
+    updates = [n for n in staged if n.endswith((".tar.zst", ".tar.xz"))]
+    others = [n for n in staged if n not in keyrings and n not in updates and not n.endswith(".sig")]
+    say(f"  now in the cache ({rel(dev.cache)}), each download verified by the stub:")
+    say(f"    keyrings: {', '.join(keyrings)} (+ .sig)")
+    for n in updates:
+        say(f"    update:   {short(n)} {human(os.path.getsize(os.path.join(dev.cache, n)))} (+ .sig)")
+    say(f"    also:     {', '.join(others)}")
     with open(cmdfile) as f:
         command = f.read()
     say("  the command file for the recovery (/cache/recovery/sysimage_command):")
