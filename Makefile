@@ -23,11 +23,10 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 
 # Libraries. The host tool and the unit tests link dynamically; the recovery
 # links statically (only .a files Debian ships); the stub links libcurl
-# dynamically and never links libarchive.
-# --gc-sections for the recovery: libarchive.a's pax writer (lib/version.c
-# writes version tarballs) drags in archive_write_set_format.o and with it the
-# xar writer, whose libxml2 references are then unresolved in a static link;
-# dropping unreferenced sections drops them (and shrinks the binary).
+# dynamically and never links libarchive. --gc-sections: lib/version.o also
+# holds the version tarball writer, whose pax writer drags in libarchive's
+# table of every format (xar needs libxml2, absent in a static link); the
+# recovery never writes archives, so those sections are dropped.
 LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
 LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread

@@ -77,6 +77,10 @@ else
     install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
 fi
 
+# The board's device model: device-signing keyrings must name it (DESIGN §3).
+mkdir -p "$STAGE/etc/sysimage"
+printf '%s\n' "${SI_DEVICE:-qemu-x86_64}" > "$STAGE/etc/sysimage/device"
+
 SRCMOD=$KDIR/lib/modules/$KVER
 DSTMOD=$STAGE/lib/modules/$KVER
 mkdir -p "$DSTMOD"

@@ -293,7 +293,8 @@ def test_boot_real_recovery_returns_a_result(tmp_path):
     _need_qemu()
     subprocess.run(["make", "-C", ROOT, "-s", "recovery-image"], check=True)
     disk = str(tmp_path / "disk.img")
-    sihw.build_disk(disk, sizes=SMALL, recovery_image=sihw.RECOVERY_DIR)
+    # The recovery partition holds the real kernel (14 MB) and initrd.
+    sihw.build_disk(disk, sizes=dict(SMALL, recovery=40), recovery_image=sihw.RECOVERY_DIR)
     r = sihw.boot_recovery(disk, log=str(tmp_path / "serial.log"), timeout=150)
     assert r.reason == "debug-exit", r.log_text()
     assert 0 <= r.result < 31, r.log_text()
