@@ -4,6 +4,8 @@
 #   make test    deps + build + every unit, integration and QEMU test
 #   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
 #   make bench   benchmarks that print figures
+#   make demo    the product end to end: publish two builds, serve them over
+#                HTTPS, install and update a QEMU device through its recovery
 #   make keys    development key hierarchy under keys/dev (never committed)
 
 CC      ?= gcc
@@ -148,9 +150,11 @@ $(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
 
 unit-bins: $(UNIT_BINS)
 
+# The QEMU suite boots build/recovery (recovery-image), whose built-in
+# archive-master and the test payloads' signatures come from $(KEYS).
 test: deps
 	$(MAKE) all unit-bins recovery-image
-	$(PYTHON) tests/run_all.py
+	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
 
 unit: unit-bins
 	$(PYTHON) tests/run_all.py --only unit
@@ -172,6 +176,15 @@ fuzz: $(FUZZ_BINS)
 	    || { tail -50 $(B)/fuzz/$$name.log; echo "fuzz: $$name FAILED"; exit 1; }; \
 	  grep -E 'stat::number_of_executed_units' $(B)/fuzz/$$name.log || true; \
 	done; echo "fuzz: all targets ran without a crash"
+
+# ---------------------------------------------------------------- demo
+# deps, all, keys (made once: the recovery embeds their archive-master), the
+# recovery image, then tests/demo/demo.py; one after the other, also under -j.
+demo: deps
+	$(MAKE) all
+	$(MAKE) $(KEYS)/archive-master.keyring
+	$(MAKE) recovery-image
+	SI_KEYS=$(KEYS) $(PYTHON) tests/demo/demo.py
 
 # ---------------------------------------------------------------- bench
 bench: all

@@ -50,6 +50,16 @@ def run_pytest(suite, extra):
         return 0, 0
     xml = os.path.join(BUILD, f"pytest-{suite}.xml")
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", f"--junitxml={xml}", tdir] + extra
+    if suite == "qemu":
+        # TCG boots are CPU-bound: one QEMU per core (SI_QEMU_JOBS overrides).
+        jobs = os.environ.get("SI_QEMU_JOBS", str(os.cpu_count() or 1))
+        try:
+            import xdist  # noqa: F401
+            if jobs != "1":
+                cmd += ["-n", jobs]
+        except ImportError:
+            pass
+        cmd += ["--durations=15"]
     print("+", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode not in (0, 1) or not os.path.exists(xml):

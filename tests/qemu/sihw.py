@@ -308,6 +308,7 @@ class BootResult:
     log: str                # path of the serial log
     stderr: str = ""
     matched: object = None  # the line that triggered kill_on, if any
+    lines: list = field(default_factory=list)  # (host seconds since start, line) with timestamps=True
 
     def log_text(self):
         with open(self.log, errors="replace") as f:
@@ -332,11 +333,14 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
 
 
 def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
-                  kernel=None, initrd=None, extra_append="", extra_disks=()):
+                  kernel=None, initrd=None, extra_append="", extra_disks=(), kill_delay=0.0,
+                  timestamps=False):
     """Boot the recovery image on disk and return a BootResult.
 
     kill_after: seconds after start to SIGKILL QEMU (a power cut);
-    kill_on: a regex; QEMU is killed as soon as a serial line matches it."""
+    kill_on: a regex; QEMU is killed as soon as a serial line matches it, or
+    kill_delay seconds after that line; timestamps: record in BootResult.lines
+    when each serial line appeared (host clock, polled every 50 ms)."""
     for p in (kernel or os.path.join(RECOVERY_DIR, "vmlinuz"), initrd or os.path.join(RECOVERY_DIR, "initrd.img")):
         if not os.path.exists(p):
             raise HarnessError(f"{p} missing: run `make recovery-image`")
@@ -350,30 +354,41 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reason, matched, pos, partial = None, None, 0, ""
+    kill_at = None
+    timed = []
     try:
         while proc.poll() is None:
             now = time.monotonic() - start
-            if pattern is not None:
-                with open(log, errors="replace") as f:
+            if kill_at is not None and now >= kill_at:
+                reason = "killed"
+                break
+            if (pattern is not None and matched is None) or timestamps:
+                with open(log, "rb") as f:
                     f.seek(pos)
-                    chunk = f.read()
+                    chunk = f.read().decode(errors="replace")
                     pos = f.tell()
                 lines = (partial + chunk).split("\n")
                 partial = lines.pop()
+                if timestamps:
+                    timed.extend((now, line) for line in lines)
                 for line in lines:  # complete lines only
+                    if pattern is None or matched is not None:
+                        break
                     if pattern.search(line):
                         matched = line
                         break
                 if matched is not None:
-                    reason = "killed"
-                    break
+                    kill_at = now + kill_delay
+                    if kill_delay <= 0:
+                        reason = "killed"
+                        break
             if kill_after is not None and now >= kill_after:
                 reason = "killed"
                 break
             if now >= timeout:
                 reason = "timeout"
                 break
-            time.sleep(0.05)
+            time.sleep(0.01 if pattern is not None else 0.05)  # a cut comes soon after its line
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -389,4 +404,70 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
             reason, result = "debug-exit", status >> 1
         else:
             raise HarnessError(f"QEMU failed with status {status}: {stderr.strip()}")
-    return BootResult(result, status, reason, seconds, log, stderr, matched)
+    if timestamps:  # what came after the last poll
+        with open(log, "rb") as f:
+            f.seek(pos)
+            rest = (partial + f.read().decode(errors="replace")).split("\n")
+        timed.extend((seconds, line) for line in rest if line)
+    return BootResult(result, status, reason, seconds, log, stderr, matched, timed)
+
+
+# ---------------------------------------------------------------- host read-back (root)
+def partition_sha256(disk, label):
+    """SHA-256 (hex) of every byte of a partition: proves it was not touched."""
+    import hashlib
+    p = _part(disk, label)
+    h = hashlib.sha256()
+    with open(disk, "rb") as f:
+        f.seek(p.start)
+        left = p.size
+        while left:
+            b = f.read(min(left, 4 * MIB))
+            if not b:
+                raise HarnessError(f"{disk}: short read in partition {label!r}")
+            h.update(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+def can_mount():
+    """True when partitions can be loop-mounted read-only (root, loop devices)."""
+    return os.geteuid() == 0 and os.path.exists("/dev/loop-control") and shutil.which("losetup") is not None
+
+
+class mounted_ro:
+    """Context manager: the ext4 of partition `label` mounted read-only (a
+    read-only loop device, `noload`: the journal is not replayed, nothing is
+    written to the image) at a temporary directory, which it yields.
+    Needs root (can_mount())."""
+
+    def __init__(self, disk, label):
+        self.disk, self.label = disk, label
+        self.dev = self.mnt = None
+
+    def __enter__(self):
+        if not can_mount():
+            raise HarnessError("mounted_ro needs root and loop devices")
+        p = _part(self.disk, self.label)
+        self.dev = _run(["losetup", "--find", "--show", "--read-only", "--offset", str(p.start),
+                         "--sizelimit", str(p.size), self.disk]).stdout.decode().strip()
+        self.mnt = tempfile.mkdtemp(prefix=f"sihw-{self.label}-")
+        try:
+            _run(["mount", "-t", "ext4", "-o", "ro,noload,nodev,nosuid,noexec", self.dev, self.mnt])
+        except HarnessError:
+            self._cleanup(mounted=False)
+            raise
+        return self.mnt
+
+    def _cleanup(self, mounted=True):
+        try:
+            if mounted:
+                _run(["umount", self.mnt])
+        finally:
+            if self.dev:
+                subprocess.run(["losetup", "-d", self.dev], capture_output=True)
+            os.rmdir(self.mnt)
+
+    def __exit__(self, *exc):
+        self._cleanup()
+        return False
