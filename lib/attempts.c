@@ -49,6 +49,18 @@ void si_attempts_progress(si_attempts *st, si_mark mark)
         st->best = mark;
 }
 
+void si_attempts_remember_from(si_attempts *st, bool *has_from, int64_t *from_version)
+{
+    if (st->from_known) {
+        *has_from = st->has_from;
+        *from_version = st->has_from ? st->from_version : 0;
+        return;
+    }
+    st->from_known = true;
+    st->has_from = *has_from;
+    st->from_version = *has_from ? *from_version : 0;
+}
+
 void si_attempts_step_done(si_attempts *st, uint32_t index)
 {
     if (index + 1 > st->completed)
@@ -119,6 +131,17 @@ si_result si_attempts_parse(const char *json, size_t len, si_attempts *out, si_e
         goto out;
     if ((r = get_mark(root, "best", &out->best, err)) != SI_OK)
         goto out;
+    {
+        bool present = false;
+        int64_t from = 0;
+        if ((r = si_json_get_int(root, "", "from_version", false, 0, INT64_C(1) << 53, &from,
+                                 &present, err)) != SI_OK)
+            goto out;
+        const cJSON *known = cJSON_GetObjectItemCaseSensitive(root, "from_version");
+        out->from_known = known != NULL;          /* null: known, none recorded */
+        out->has_from = present;
+        out->from_version = present ? from : 0;
+    }
     if (si_mark_cmp(out->start, out->best) > 0) {
         r = si_err_set(err, SI_ERR_PARSE, "recovery state: start: beyond best");
         goto out;
@@ -163,6 +186,10 @@ si_result si_attempts_format(const si_attempts *st, char **out, si_err *err)
         !cJSON_AddBoolToObject(root, "open", st->open) ||
         !cJSON_AddBoolToObject(root, "touched", st->touched) ||
         !cJSON_AddNumberToObject(root, "completed", (double)st->completed))
+        goto fail;
+    if (st->from_known &&
+        !(st->has_from ? cJSON_AddNumberToObject(root, "from_version", (double)st->from_version)
+                       : cJSON_AddNullToObject(root, "from_version")))
         goto fail;
     r = si_json_print_sorted(root, out, err);
     cJSON_Delete(root);

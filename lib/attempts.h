@@ -45,6 +45,9 @@ typedef struct si_attempts {
     uint32_t completed;
     si_mark start;
     si_mark best;
+    bool from_known;         /* the job's first attempt recorded the installed build */
+    bool has_from;           /* ... and the system recorded one */
+    int64_t from_version;
 } si_attempts;
 
 /* What si_attempts_begin decided. */
@@ -66,6 +69,11 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
                        si_attempt_start *out);
 /* Record progress (raises best when mark is further). */
 void si_attempts_progress(si_attempts *st, si_mark mark);
+/* Remember the build installed before the job's first attempt touched the
+ * system (has_from false: none recorded). Later attempts of the same job
+ * keep the first value: a partly applied update may already have rewritten
+ * the version record. Returns the value to report through has_from and from_version. */
+void si_attempts_remember_from(si_attempts *st, bool *has_from, int64_t *from_version);
 /* Step `index` (0-based) is durably done: completed = index + 1. */
 void si_attempts_step_done(si_attempts *st, uint32_t index);
 /* The attempt failed: close it and count it. Returns the new try count;

@@ -1032,6 +1032,13 @@ static si_result job(struct rec *r)
         si_last_result_add_duration(&r->res, "check_version", rlog_now() - t);
         if (res != SI_OK)
             return refused(r, res, e.msg);
+        /* Report the build from before the job's first attempt, not one a
+         * partly applied earlier attempt already wrote. */
+        if (!o->dry_run) {
+            si_attempts_remember_from(&r->st, &r->res.has_from, &r->res.from_version);
+            if ((res = save_state(r, &e)) != SI_OK)
+                return failed(r, res, e.msg);
+        }
     }
 
     if (o->dry_run) {
