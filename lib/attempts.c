@@ -23,7 +23,15 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
 {
     memset(out, 0, sizeof(*out));
     if (!found || strcmp(st->job, job) != 0) {
+        /* The build installed before an unfinished earlier job stays known:
+         * that job may have removed or rewritten the version record. (The
+         * state file is removed when a job succeeds.) */
+        bool known = found && st->from_known, has = st->has_from;
+        int64_t from = st->from_version;
         memset(st, 0, sizeof(*st));
+        st->from_known = known;
+        st->has_from = known && has;
+        st->from_version = known && has ? from : 0;
         snprintf(st->job, sizeof(st->job), "%s", job);
         out->new_job = true;
         tries = 0;

@@ -70,9 +70,10 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
 /* Record progress (raises best when mark is further). */
 void si_attempts_progress(si_attempts *st, si_mark mark);
 /* Remember the build installed before the job's first attempt touched the
- * system (has_from false: none recorded). Later attempts of the same job
- * keep the first value: a partly applied update may already have rewritten
- * the version record. Returns the value to report through has_from and from_version. */
+ * system (has_from false: none recorded). Later attempts of the same job,
+ * and a new job staged after an unfinished one, keep the first value: a
+ * partly applied update may already have removed or rewritten the version
+ * record. Returns the value to report through has_from and from_version. */
 void si_attempts_remember_from(si_attempts *st, bool *has_from, int64_t *from_version);
 /* Step `index` (0-based) is durably done: completed = index + 1. */
 void si_attempts_step_done(si_attempts *st, uint32_t index);

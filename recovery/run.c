@@ -531,6 +531,17 @@ static si_result check_downgrade(struct rec *r, si_err *err)
         }
     }
 
+    /* Judge (and report) against the build installed before this job's, or
+     * an unfinished earlier job's, first attempt: a partly applied update
+     * may already have removed or rewritten the version record. */
+    {
+        bool had = r->res.has_from;
+        int64_t was = r->res.from_version;
+        si_attempts_remember_from(&r->st, &r->res.has_from, &r->res.from_version);
+        if (r->res.has_from && (!had || was != r->res.from_version))
+            rlog_msg(&r->log, "build before the first attempt: %" PRId64, r->res.from_version);
+    }
+
     for (size_t i = cf->count; i-- > 0;) {
         const si_command *c = &cf->cmds[i];
         if (c->op != SI_CMD_UPDATE)
@@ -1032,13 +1043,8 @@ static si_result job(struct rec *r)
         si_last_result_add_duration(&r->res, "check_version", rlog_now() - t);
         if (res != SI_OK)
             return refused(r, res, e.msg);
-        /* Report the build from before the job's first attempt, not one a
-         * partly applied earlier attempt already wrote. */
-        if (!o->dry_run) {
-            si_attempts_remember_from(&r->st, &r->res.has_from, &r->res.from_version);
-            if ((res = save_state(r, &e)) != SI_OK)
-                return failed(r, res, e.msg);
-        }
+        if (!o->dry_run && (res = save_state(r, &e)) != SI_OK)
+            return failed(r, res, e.msg);
     }
 
     if (o->dry_run) {

@@ -189,12 +189,31 @@ static void first_attempt_fixes_the_from_version(void **state)
     si_attempts_remember_from(&back, &has, &from);
     assert_false(has);
 
-    /* A new job forgets the old value. */
+    /* A new job staged after an unfinished one keeps the value known before
+     * it (here: none recorded, then build 3). */
     si_attempts_begin(&back, true, JOB_A, 0, &s);
     has = true;
     from = 5;
     si_attempts_remember_from(&back, &has, &from);
-    assert_int_equal(from, 5);
+    assert_false(has);
+    memset(&st, 0, sizeof(st));
+    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    has = true;
+    from = 3;
+    si_attempts_remember_from(&st, &has, &from);
+    si_attempts_begin(&st, true, JOB_B, 0, &s);
+    assert_true(s.new_job);
+    has = false; /* the unfinished job removed the record */
+    si_attempts_remember_from(&st, &has, &from);
+    assert_true(has);
+    assert_int_equal(from, 3);
+    /* No stored state at all: the current record is taken. */
+    memset(&st, 0, sizeof(st));
+    si_attempts_begin(&st, false, JOB_B, 0, &s);
+    has = true;
+    from = 9;
+    si_attempts_remember_from(&st, &has, &from);
+    assert_int_equal(from, 9);
     /* Bad type refused. */
     const char *bad = "{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, "
                       "\"touched\": false, \"completed\": 0, \"start\": {\"step\": 0, "
