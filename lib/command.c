@@ -200,13 +200,9 @@ si_result si_command_file_load(const char *path, si_command_file *out, si_err *e
     char *buf = NULL;
     size_t len = 0;
     out->count = 0;
-    int rc = si_read_file(path, SI_COMMAND_MAX_BYTES, &buf, &len);
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                          SI_COMMAND_MAX_BYTES);
-    if (rc < 0)
-        return si_err_set(err, rc == -ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", path,
-                          strerror(-rc));
+    si_result rd = si_read_file_checked(path, SI_COMMAND_MAX_BYTES, &buf, &len, err);
+    if (rd != SI_OK)
+        return rd;
     si_result r = si_command_file_parse(buf, len, out, err);
     free(buf);
     if (r != SI_OK)

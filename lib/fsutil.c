@@ -64,6 +64,19 @@ int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
     return 0;
 }
 
+si_result si_read_file_checked(const char *path, size_t max_len, char **buf, size_t *len,
+                               si_err *err)
+{
+    int rc = si_read_file(path, max_len, buf, len);
+    if (rc == -EFBIG)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %zu bytes", path, max_len);
+    if (rc == -ENOENT)
+        return si_err_set(err, SI_ERR_MISSING_FILE, "%s: no such file", path);
+    if (rc < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
+    return SI_OK;
+}
+
 int si_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

@@ -5,9 +5,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "result.h"
+
 /* Read a whole file of at most max_len bytes into a NUL-terminated malloc'd
  * buffer. Returns 0, -EFBIG when the file is larger than max_len, or -errno. */
 int si_read_file(const char *path, size_t max_len, char **buf, size_t *len);
+
+/* si_read_file with an si_err naming path: SI_ERR_TOO_LARGE ("larger than
+ * MAX bytes"), SI_ERR_MISSING_FILE ("no such file"), SI_ERR_IO otherwise. */
+si_result si_read_file_checked(const char *path, size_t max_len, char **buf, size_t *len,
+                               si_err *err);
 
 /* Write buf to path atomically: temp file in the same directory, fsync,
  * rename over path, fsync the directory. Returns 0 or -errno. */

@@ -402,13 +402,9 @@ si_result si_index_load(const char *path, si_index **out, si_err *err)
     char *buf = NULL;
     size_t len = 0;
     *out = NULL;
-    int rc = si_read_file(path, SI_INDEX_MAX_BYTES, &buf, &len);
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                          SI_INDEX_MAX_BYTES);
-    if (rc < 0)
-        return si_err_set(err, rc == -ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", path,
-                          strerror(-rc));
+    si_result rd = si_read_file_checked(path, SI_INDEX_MAX_BYTES, &buf, &len, err);
+    if (rd != SI_OK)
+        return rd;
     si_result r = si_index_parse(buf, len, out, err);
     free(buf);
     if (r != SI_OK)

@@ -200,14 +200,9 @@ static si_result load_with_digest(const char *path, si_keyring **out,
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = si_read_file(path, SI_KEYRING_MAX_BYTES, &buf, &len);
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                          SI_KEYRING_MAX_BYTES);
-    if (rc == -ENOENT)
-        return si_err_set(err, SI_ERR_MISSING_FILE, "%s: no such file", path);
-    if (rc < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
+    si_result rd = si_read_file_checked(path, SI_KEYRING_MAX_BYTES, &buf, &len, err);
+    if (rd != SI_OK)
+        return rd;
     if (digest)
         si_sha256_buf(buf, len, digest);
     si_result r = si_keyring_parse(buf, len, out, err);
