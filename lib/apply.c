@@ -8,6 +8,7 @@
  * directory and renamed into place; directories are created or updated in
  * place. The whole target is synced once at the end (syncfs). */
 #include "apply.h"
+#include "tarformat.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -809,16 +810,11 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
     if (ap->in < 0)
         return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", file,
                           strerror(errno));
-    struct archive *a = archive_read_new();
+    struct archive *a = si_tar_reader_new();
     if (!a) {
         close(ap->in);
         return si_err_set(err, SI_ERR_NOMEM, "out of memory (archive reader)");
     }
-    archive_read_support_format_tar(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_none(a);
     si_result rc = SI_OK;
     if (archive_read_open(a, ap, NULL, src_read, NULL) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));

@@ -13,6 +13,7 @@
  * other members, which are written as hardlinks to it. Tarball sources keep
  * their member order. Owners are numeric only; atime/ctime are dropped. */
 #include "payload.h"
+#include "tarformat.h"
 
 #include "sha256.h"
 
@@ -451,16 +452,11 @@ static si_result group_tree_hardlinks(struct manifest *mf, si_err *err)
 
 static struct archive *open_tar_reader(const char *path, si_err *err)
 {
-    struct archive *a = archive_read_new();
+    struct archive *a = si_tar_reader_new();
     if (!a) {
         nomem(err, "archive reader");
         return NULL;
     }
-    archive_read_support_format_tar(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_none(a);
     if (archive_read_open_filename(a, path, IOBUF) != ARCHIVE_OK) {
         int e = archive_errno(a);
         bool io = e == ENOENT || e == EACCES || e == EIO || e == EISDIR || e == ENOMEM;
@@ -717,54 +713,22 @@ static si_result read_manifest(struct manifest *mf, const char *src, bool hash, 
 
 static struct archive *open_writer(const char *tmp, const si_build_opts *opts, si_err *err)
 {
-    si_compression comp = opts ? opts->compression : SI_COMP_ZSTD;
-    int level = opts ? opts->level : 0;
     struct archive *w = archive_write_new();
     if (!w) {
         nomem(err, "archive writer");
         return NULL;
     }
-    int r = archive_write_set_format_pax(w);
-    const char *fname = NULL;
-    if (r == ARCHIVE_OK) {
-        switch (comp) {
-        case SI_COMP_ZSTD:
-            if (level < 0 || level > 19) {
-                si_err_set(err, SI_ERR_USAGE, "zstd level %d out of range 1..19", level);
-                archive_write_free(w);
-                return NULL;
-            }
-            r = archive_write_add_filter_zstd(w);
-            fname = "zstd";
-            break;
-        case SI_COMP_XZ:
-            if (level < 0 || level > 9) {
-                si_err_set(err, SI_ERR_USAGE, "xz level %d out of range 0..9", level);
-                archive_write_free(w);
-                return NULL;
-            }
-            r = archive_write_add_filter_xz(w);
-            fname = "xz";
-            break;
-        case SI_COMP_NONE:
-            r = archive_write_add_filter_none(w);
-            break;
-        default:
-            si_err_set(err, SI_ERR_USAGE, "unknown compression %d", (int)comp);
-            archive_write_free(w);
-            return NULL;
-        }
+    if (archive_write_set_format_pax(w) != ARCHIVE_OK) {
+        si_err_set(err, SI_ERR_INTERNAL, "%s: %s", tmp, archive_error_string(w));
+        archive_write_free(w);
+        return NULL;
     }
-    if (r == ARCHIVE_OK && fname && level > 0) {
-        char lv[16];
-        snprintf(lv, sizeof(lv), "%d", level);
-        r = archive_write_set_filter_option(w, fname, "compression-level", lv);
+    if (si_tar_writer_set_compression(w, opts, tmp, err) != SI_OK) {
+        archive_write_free(w);
+        return NULL;
     }
-    if (r == ARCHIVE_OK)
-        r = archive_write_set_bytes_in_last_block(w, 1);
-    if (r == ARCHIVE_OK)
-        r = archive_write_open_filename(w, tmp);
-    if (r != ARCHIVE_OK) {
+    if (archive_write_set_bytes_in_last_block(w, 1) != ARCHIVE_OK ||
+        archive_write_open_filename(w, tmp) != ARCHIVE_OK) {
         si_err_set(err, SI_ERR_IO, "%s: %s", tmp, archive_error_string(w));
         archive_write_free(w);
         return NULL;

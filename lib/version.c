@@ -3,6 +3,7 @@
  * tarball every published image carries, and finding it in an update
  * tarball (streamed, bounded). */
 #include "version.h"
+#include "tarformat.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -193,20 +194,10 @@ static const char *member_name(struct archive_entry *e)
 si_result si_version_from_tarball(const char *path, si_version *out, bool *found, si_err *err)
 {
     *found = false;
-    struct archive *a = archive_read_new();
+    struct archive *a = si_tar_reader_new();
     if (!a)
         return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", path);
     si_result r = SI_OK;
-    /* Explicit formats and filters: the recovery links statically. */
-    if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-        archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
-        archive_read_support_filter_xz(a) != ARCHIVE_OK ||
-        archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
-        archive_read_support_filter_none(a) != ARCHIVE_OK) {
-        r = si_err_set(err, SI_ERR_UNSUPPORTED, "%s: libarchive: %s", path,
-                       archive_error_string(a));
-        goto out;
-    }
     if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
         r = si_err_set(err, archive_errno(a) == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_PARSE, "%s: %s",
                        path, archive_error_string(a));

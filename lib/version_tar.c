@@ -17,37 +17,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
-
-static si_result set_filter(struct archive *a, const si_build_opts *opts, const char *out,
-                            si_err *err)
-{
-    si_compression c = opts ? opts->compression : SI_COMP_ZSTD;
-    int rc;
-    switch (c) {
-    case SI_COMP_ZSTD:
-        rc = archive_write_add_filter_zstd(a);
-        break;
-    case SI_COMP_XZ:
-        rc = archive_write_add_filter_xz(a);
-        break;
-    case SI_COMP_NONE:
-        rc = archive_write_add_filter_none(a);
-        break;
-    default:
-        return si_err_set(err, SI_ERR_USAGE, "%s: unknown compression %d", out, (int)c);
-    }
-    if (rc != ARCHIVE_OK)
-        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: compression filter: %s", out,
-                          archive_error_string(a));
-    if (opts && opts->level > 0 && c != SI_COMP_NONE) {
-        char lvl[16];
-        snprintf(lvl, sizeof(lvl), "%d", opts->level);
-        if (archive_write_set_filter_option(a, NULL, "compression-level", lvl) != ARCHIVE_OK)
-            return si_err_set(err, SI_ERR_USAGE, "%s: compression level %d: %s", out,
-                              opts->level, archive_error_string(a));
-    }
-    return SI_OK;
-}
+#include "tarformat.h"
 
 /* Deterministic output: mtime 0, numeric owner root, mode 0644, so the same
  * build and channel always give the same bytes (and pool name). Written to a
@@ -80,7 +50,7 @@ si_result si_version_build_tarball(const si_version *v, const char *out,
         r = si_err_set(err, SI_ERR_INTERNAL, "%s: %s", out, archive_error_string(a));
         goto fail;
     }
-    r = set_filter(a, opts, out, err);
+    r = si_tar_writer_set_compression(a, opts, out, err);
     if (r != SI_OK)
         goto fail;
     if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {

@@ -35,6 +35,7 @@
 #include "result.h"
 #include "sha256.h"
 #include "sigfile.h"
+#include "tarformat.h"
 #include "version.h"
 
 #define NAME_MAX_LEN 64
@@ -298,13 +299,10 @@ static si_result check_device_tarball(const char *path, const char **ext, si_err
     else
         return si_err_set(err, SI_ERR_UNSUPPORTED,
                           "%s: device tarball must be zstd or xz compressed", path);
-    struct archive *a = archive_read_new();
+    struct archive *a = si_tar_reader_new();
     if (!a)
         return si_err_set(err, SI_ERR_NOMEM, "out of memory");
     si_result r = SI_OK;
-    archive_read_support_format_tar(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_xz(a);
     if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
         r = si_err_set(err, SI_ERR_PARSE, "%s: %s", path, archive_error_string(a));
         goto out;
