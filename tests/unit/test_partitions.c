@@ -242,7 +242,7 @@ static void kernel_loop_device(void **state)
         usleep(50000);
     if (access(part_uevent, F_OK) != 0) {
         sh("losetup -d %s", loopdev);
-        fprintf(stderr, "loop partitions unavailable here: skipping\n");
+        fprintf(stderr, "kernel_loop_device: loop partition scanning unavailable here: skipped\n");
         skip();
     }
     si_partition p;
