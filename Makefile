@@ -23,10 +23,10 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 
 # Libraries. The host tool and the unit tests link dynamically; the recovery
 # links statically (only .a files Debian ships); the stub links libcurl
-# dynamically and never links libarchive. --gc-sections: lib/version.o also
-# holds the version tarball writer, whose pax writer drags in libarchive's
-# table of every format (xar needs libxml2, absent in a static link); the
-# recovery never writes archives, so those sections are dropped.
+# dynamically and never links libarchive. The recovery never writes archives:
+# the version tarball writer is kept apart in lib/version_tar.c so that it is
+# not linked (libarchive's writer table pulls in every format, and xar needs
+# libxml2, absent in a static link); --gc-sections only drops unused code.
 LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
 LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread

@@ -1,9 +1,10 @@
 /* conformance.h - locate system-image's conformance fixtures for unit tests.
  *
- * The fixtures live outside the project (DESIGN: tests may read them from
- * ../shared/conformance when that folder exists): directory $SI_SHARED if
- * set, else <repo>/../shared, where the repo root is $SI_ROOT (set by
- * tests/run_all.py) or the current directory. Tests skip() when absent. */
+ * The fixtures are system-image's, not the project's, so they are not in the
+ * repository: they are read from the directory $SI_SHARED if set, else
+ * <repo>/../shared, where the repo root is $SI_ROOT (set by tests/run_all.py)
+ * or the current directory. Tests skip() when absent (tests/allowed-skips.txt
+ * allows it). */
 #ifndef SI_TEST_CONFORMANCE_H
 #define SI_TEST_CONFORMANCE_H
 
