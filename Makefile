@@ -7,6 +7,7 @@
 #   make demo    the product end to end: publish two builds, serve them over
 #                HTTPS, install and update a QEMU device through its recovery
 #   make keys    development key hierarchy under keys/dev (never committed)
+#   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -55,7 +56,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -161,6 +162,11 @@ unit: unit-bins
 
 integration: all
 	$(PYTHON) tests/run_all.py --only integration
+
+# The one direction of dependencies (docs/architecture.md): programs -> lib ->
+# lower lib, no cycle, nothing calls back into a program's main.
+check-deps: all
+	scripts/check-deps.sh
 
 # ---------------------------------------------------------------- fuzz
 $(B)/fuzz/%: $(B)/obj/fuzz/tests/fuzz/%.o $(LIBSI_FUZZ)
