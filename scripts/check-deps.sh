@@ -1,5 +1,6 @@
 #!/bin/sh
-# check-deps.sh [--table]: the one direction of dependencies (docs/architecture.md).
+# check-deps.sh [--root DIR] [--table]: the one direction of dependencies
+# (docs/architecture.md) in the checkout DIR (default: this script's).
 #
 #   programs (tools/, recovery/, client-stub/)  ->  lib/ modules  ->  lower lib/ modules
 #
@@ -14,7 +15,9 @@
 # --table prints, as Markdown, each program's lib modules and each module's
 # lib dependencies (what docs/architecture.md shows). Exit 1 on a violation.
 set -eu
-cd "$(dirname "$0")/.."
+root="$(dirname "$0")/.."
+if [ "${1:-}" = --root ]; then root=$2; shift 2; fi
+cd "$root"
 
 PROGRAMS="tools recovery client-stub"
 bad=0
@@ -44,6 +47,9 @@ for p in $PROGRAMS; do
     done
 done
 
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+
 # 3: module graph "a b" = a uses b
 edges=$(for f in lib/*.c lib/*.h; do
     m=$(module_of "$f")
@@ -53,10 +59,9 @@ edges=$(for f in lib/*.c lib/*.h; do
         [ "$d" = "$m" ] || echo "$m $d"
     done
 done | sort -u)
-if ! order=$(printf '%s\n' "$edges" | tsort 2>/tmp/check-deps.$$); then
-    fail "lib/ modules include each other in a cycle: $(cat /tmp/check-deps.$$)"
+if ! order=$(printf '%s\n' "$edges" | tsort 2>"$tmp"); then
+    fail "lib/ modules include each other in a cycle: $(cat "$tmp")"
 fi
-rm -f /tmp/check-deps.$$
 
 # 4: nothing calls back into main's object
 for p in $PROGRAMS; do
