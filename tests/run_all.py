@@ -102,7 +102,7 @@ def run_unit():
         src = f"tests/unit/{name}.c"
         for test in skipped:
             # the test's own explanation, when it printed one naming itself
-            why = re.search(rf"^{re.escape(test)}: (.*)$", out, re.M)
+            why = re.search(rf"^{re.escape(test)}: (.*?)(?:: skipped)?$", out, re.M)
             c.skipped.append((f"{src}::{test}", why.group(1) if why else "skip() without a message"))
         status = "ok" if nf == 0 else "FAILED"
         print(f"unit {name}: {np_} passed, {nf} failed, {len(skipped)} skipped [{status}]")

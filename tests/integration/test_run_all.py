@@ -66,7 +66,7 @@ def test_unit_skips_listed_with_reason(fake_build, tmp_path, monkeypatch, capsys
     assert run_all.main() == 0  # not CI: reported, not failed
     out = capsys.readouterr().out
     assert "unit test_a: 2 passed, 0 failed, 1 skipped [ok]" in out
-    assert "tests/unit/test_a.c::needs_fixture: fixture dir absent: skipped " \
+    assert "tests/unit/test_a.c::needs_fixture: fixture dir absent " \
            "[NOT in tests/allowed-skips.txt]" in out
     assert out.rstrip().endswith("2 passed, 0 failed, 1 skipped")
 

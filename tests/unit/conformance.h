@@ -28,12 +28,18 @@ static inline const char *conformance_path(const char *rel, char *buf)
     return buf;
 }
 
-static inline int have_conformance(void)
+/* Whether the fixtures are there; when not, says so on stderr as
+ * "<test>: <reason>: skipped", the line tests/run_all.py reports the skip with. */
+static inline int have_conformance_in(const char *test)
 {
     char p[4096];
     struct stat st;
-    return stat(conformance_path("", p), &st) == 0 && S_ISDIR(st.st_mode);
+    if (stat(conformance_path("", p), &st) == 0 && S_ISDIR(st.st_mode))
+        return 1;
+    fprintf(stderr, "%s: no conformance fixtures in %s (set SI_SHARED): skipped\n", test, p);
+    return 0;
 }
+#define have_conformance() have_conformance_in(__func__)
 
 /* Whole fixture, NUL-terminated, or NULL. */
 static inline char *read_fixture(const char *rel, size_t *len)
