@@ -56,27 +56,24 @@ def test_clean_tree_passes_and_prints_the_tables(tree):
     assert "| `high` | low |" in p.stdout and "| `low` |  |" in p.stdout
 
 
-def test_lib_including_a_program_header(tree):
-    write(tree, "lib/low.c", '#include "low.h"\n#include "cmd.h"\nint low(void) { return 1; }\n')
+@pytest.mark.parametrize("files, message", [
+    # a lib/ file including a program's header
+    ({"lib/low.c": '#include "low.h"\n#include "cmd.h"\nint low(void) { return 1; }\n'},
+     "lib/low.c includes tools/cmd.h: lib/ must not depend on a program"),
+    # a program including another program's header
+    ({"tools/extra.h": "int extra(void);\n",
+      "recovery/cmd.c": '#include "cmd.h"\n#include "extra.h"\nint cmd(void) { return 0; }\n'},
+     "recovery/cmd.c includes extra.h: neither its own program's nor lib/'s"),
+    # two modules including each other
+    ({"lib/low.h": '#include "high.h"\nint low(void);\n'},
+     "lib/ modules include each other in a cycle"),
+], ids=["lib-includes-program", "program-includes-program", "module-cycle"])
+def test_include_breaches_are_named(tree, files, message):
+    for rel, text in files.items():
+        write(tree, rel, text)
     p = check(tree)
     assert p.returncode == 1
-    assert "lib/low.c includes tools/cmd.h: lib/ must not depend on a program" in p.stderr
-
-
-def test_program_including_another_program(tree):
-    write(tree, "tools/extra.h", "int extra(void);\n")
-    write(tree, "recovery/cmd.c", '#include "cmd.h"\n#include "extra.h"\nint cmd(void) { return 0; }\n')
-    p = check(tree)
-    assert p.returncode == 1
-    assert "recovery/cmd.c includes extra.h: neither its own program's nor lib/'s" in p.stderr
-
-
-def test_cycle_between_modules(tree):
-    write(tree, "lib/low.h", '#include "high.h"\nint low(void);\n')
-    p = check(tree)
-    assert p.returncode == 1
-    assert "lib/ modules include each other in a cycle" in p.stderr
-    assert "high" in p.stderr and "low" in p.stderr
+    assert message in p.stderr, p.stderr
 
 
 def test_command_calling_back_into_main(tree):

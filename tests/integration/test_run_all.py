@@ -54,43 +54,41 @@ def allow(tmp_path, monkeypatch, text):
     monkeypatch.setattr(run_all, "ALLOWED_SKIPS", str(path))
 
 
+def run_unit(monkeypatch, capsys, ci=False):
+    """run_all.py --only unit (CI=true when ci): (exit status, stdout)."""
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
+    rc = run_all.main()
+    return rc, capsys.readouterr().out
+
+
 def test_parse_cmocka_counts_skips_once():
     passed, failed, skipped = run_all.parse_cmocka(CMOCKA_ONE_SKIP)
     assert (passed, failed, skipped) == (2, 0, ["needs_fixture"])
 
 
-def test_unit_skips_listed_with_reason(fake_build, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("allowed, ci, status, said, closing", [
+    # not CI: the skip is reported with the test's own reason, nothing fails
+    ("", False, 0,
+     "tests/unit/test_a.c::needs_fixture: fixture dir absent [NOT in tests/allowed-skips.txt]",
+     "2 passed, 0 failed, 1 skipped"),
+    # CI, the skip allowed for another test only: it counts as failed
+    ("tests/unit/test_b.c::*  another test's reason\n", True, 1,
+     "fails the run under CI=true", "2 passed, 1 failed, 1 skipped"),
+    # CI, the skip allowed: passes, and the allow-list's reason is printed
+    ("# comment\n\ntests/unit/test_a.c::needs_*   the fixture lives elsewhere\n", True, 0,
+     "[allowed: the fixture lives elsewhere]", "2 passed, 0 failed, 1 skipped"),
+], ids=["local", "ci-unexpected", "ci-allowed"])
+def test_skips_listed_and_judged(fake_build, tmp_path, monkeypatch, capsys,
+                                 allowed, ci, status, said, closing):
     fake_unit(fake_build, "test_a", CMOCKA_ONE_SKIP)
-    allow(tmp_path, monkeypatch, "")
-    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
-    assert run_all.main() == 0  # not CI: reported, not failed
-    out = capsys.readouterr().out
+    allow(tmp_path, monkeypatch, allowed)
+    rc, out = run_unit(monkeypatch, capsys, ci=ci)
+    assert rc == status, out
     assert "unit test_a: 2 passed, 0 failed, 1 skipped [ok]" in out
-    assert "tests/unit/test_a.c::needs_fixture: fixture dir absent " \
-           "[NOT in tests/allowed-skips.txt]" in out
-    assert out.rstrip().endswith("2 passed, 0 failed, 1 skipped")
-
-
-def test_ci_fails_on_unexpected_skip(fake_build, tmp_path, monkeypatch, capsys):
-    fake_unit(fake_build, "test_a", CMOCKA_ONE_SKIP)
-    allow(tmp_path, monkeypatch, "tests/unit/test_b.c::*  another test's reason\n")
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
-    assert run_all.main() == 1
-    out = capsys.readouterr().out
-    assert "fails the run under CI=true" in out
-    assert out.rstrip().endswith("2 passed, 1 failed, 1 skipped")
-
-
-def test_ci_accepts_allowed_skip_and_prints_why(fake_build, tmp_path, monkeypatch, capsys):
-    fake_unit(fake_build, "test_a", CMOCKA_ONE_SKIP)
-    allow(tmp_path, monkeypatch, "# comment\n\ntests/unit/test_a.c::needs_*   the fixture lives elsewhere\n")
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
-    assert run_all.main() == 0
-    out = capsys.readouterr().out
-    assert "[allowed: the fixture lives elsewhere]" in out
-    assert out.rstrip().endswith("2 passed, 0 failed, 1 skipped")
+    assert said in out, out
+    assert out.rstrip().endswith(closing), out
 
 
 def test_crash_counts_as_failure(fake_build, tmp_path, monkeypatch, capsys):
@@ -98,16 +96,14 @@ def test_crash_counts_as_failure(fake_build, tmp_path, monkeypatch, capsys):
     fake_unit(fake_build, "test_a", "[ RUN      ] one\n[       OK ] one\n==1==ERROR: AddressSanitizer\n",
               status=1)
     allow(tmp_path, monkeypatch, "")
-    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
-    assert run_all.main() == 1
-    assert capsys.readouterr().out.rstrip().endswith("0 passed, 1 failed, 0 skipped")
+    rc, out = run_unit(monkeypatch, capsys)
+    assert rc == 1 and out.rstrip().endswith("0 passed, 1 failed, 0 skipped")
 
 
 def test_no_unit_binaries_is_a_failure(fake_build, tmp_path, monkeypatch, capsys):
     allow(tmp_path, monkeypatch, "")
-    monkeypatch.setattr("sys.argv", ["run_all.py", "--only", "unit"])
-    assert run_all.main() == 1
-    assert "no test binaries" in capsys.readouterr().out
+    rc, out = run_unit(monkeypatch, capsys)
+    assert rc == 1 and "no test binaries" in out
 
 
 def test_allow_list_entry_needs_a_reason(tmp_path):
