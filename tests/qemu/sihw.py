@@ -32,7 +32,7 @@ TYPE_BIOS = "21686148-6449-6E6F-744E-656564454649"
 TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
-# label -> (size in MiB, content kind); the reference board's layout (docs/design.md §8).
+# label -> (size in MiB, content kind); the reference board's layout (DESIGN §8).
 DEFAULT_LAYOUT = [
     ("bios", 1, "raw"),
     ("esp", 64, "vfat"),

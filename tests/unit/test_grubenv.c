@@ -188,6 +188,18 @@ static void set_and_format_limits(void **state)
     assert_int_equal(si_grubenv_set(&env, "k5", "2", &err), SI_OK); /* replacing still works */
 }
 
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static void device_in_place_and_grub_editenv(void **state)
 {
     (void)state;
@@ -201,7 +213,7 @@ static void device_in_place_and_grub_editenv(void **state)
     assert_non_null(strstr(err.msg, misc));
     assert_int_equal(access(misc, F_OK), -1);
     /* a 1 MiB "partition" full of 0xff: only the first 1024 bytes change */
-    assert_int_equal(tu_sh("head -c 1048576 /dev/zero | tr '\\0' '\\377' > %s", misc), 0);
+    assert_int_equal(sh("head -c 1048576 /dev/zero | tr '\\0' '\\377' > %s", misc), 0);
     assert_int_equal(si_grubenv_read_dev(misc, &env, &err), SI_ERR_PARSE);
     assert_int_equal(si_grubenv_set(&env, "recovery_request", "1", &err), SI_OK);
     assert_int_equal(si_grubenv_set(&env, "recovery_tries", "2", &err), SI_OK);
@@ -209,23 +221,23 @@ static void device_in_place_and_grub_editenv(void **state)
     struct stat st;
     assert_int_equal(stat(misc, &st), 0);
     assert_int_equal(st.st_size, 1048576);
-    assert_int_equal(tu_sh("[ \"$(tail -c +1025 %s | tr -d '\\377' | wc -c)\" = 0 ]", misc), 0);
+    assert_int_equal(sh("[ \"$(tail -c +1025 %s | tr -d '\\377' | wc -c)\" = 0 ]", misc), 0);
     /* grub-editenv reads our block (as a 1024-byte file, like GRUB's 0+2) */
     char blk[128];
     snprintf(blk, sizeof(blk), "%s/grubenv", dir);
-    assert_int_equal(tu_sh("head -c 1024 %s > %s", misc, blk), 0);
-    assert_int_equal(tu_sh("grub-editenv %s list > %s/list", blk, dir), 0);
-    assert_int_equal(tu_sh("printf 'recovery_request=1\\nrecovery_tries=2\\n' | cmp -s - %s/list", dir), 0);
+    assert_int_equal(sh("head -c 1024 %s > %s", misc, blk), 0);
+    assert_int_equal(sh("grub-editenv %s list > %s/list", blk, dir), 0);
+    assert_int_equal(sh("printf 'recovery_request=1\\nrecovery_tries=2\\n' | cmp -s - %s/list", dir), 0);
     /* and we read what grub-editenv writes (including its comment line) */
-    assert_int_equal(tu_sh("grub-editenv %s set recovery_tries=3 'note=a\\b' && "
+    assert_int_equal(sh("grub-editenv %s set recovery_tries=3 'note=a\\b' && "
                         "grub-editenv %s unset recovery_request", blk, blk), 0);
-    assert_int_equal(tu_sh("dd if=%s of=%s conv=notrunc status=none", blk, misc), 0);
+    assert_int_equal(sh("dd if=%s of=%s conv=notrunc status=none", blk, misc), 0);
     assert_int_equal(si_grubenv_read_dev(misc, &env, &err), SI_OK);
     assert_null(si_grubenv_get(&env, "recovery_request"));
     assert_string_equal(si_grubenv_get(&env, "recovery_tries"), "3");
     assert_string_equal(si_grubenv_get(&env, "note"), "a\\b");
     /* a file shorter than a block */
-    assert_int_equal(tu_sh("head -c 100 %s > %s/short", blk, dir), 0);
+    assert_int_equal(sh("head -c 100 %s > %s/short", blk, dir), 0);
     char shortp[128];
     snprintf(shortp, sizeof(shortp), "%s/short", dir);
     assert_int_equal(si_grubenv_read_dev(shortp, &env, &err), SI_ERR_PARSE);
