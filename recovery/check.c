@@ -391,7 +391,12 @@ si_result rec_check_update(struct rec *r, si_err *err)
     if ((res = check_staged(r, err)) != SI_OK || (res = read_installed(r, err)) != SI_OK ||
         (res = load_trust(r, err)) != SI_OK || (res = load_index(r, err)) != SI_OK)
         return res;
-    if ((res = si_job_bind(r->idx, r->cf, &r->installed, &r->plan, err)) != SI_OK)
+    res = si_job_bind(r->idx, r->cf, &r->installed, &r->plan, err);
+    if (r->plan.nimages) { /* reported even when refused */
+        r->res.has_to = true;
+        r->res.to_version = r->plan.target;
+    }
+    if (res != SI_OK)
         return res;
     rec_find_raw_partitions(r);
     return check_files(r, err);

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tarfile
 import io
+import time
 
 import pytest
 
@@ -25,7 +26,7 @@ ENV_SIG = b"# GRUB Environment Block\n"
 OK, BAD_SIGNATURE, BLACKLISTED = 0, 7, 11
 DOWNGRADE, COMMAND_FILE, MISSING_FILE = 14, 15, 16
 UNSAFE_PATH, NOT_FOUND, TRIES_EXHAUSTED = 17, 28, 26
-KEYRING_MODEL = 10
+KEYRING_MODEL, CHECKSUM, SIZE, STALE_INDEX = 10, 12, 13, 25
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mount"),
@@ -145,9 +146,45 @@ TREE2 = {
 }
 
 
+def index_time(t):
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(t))
+
+
+def make_index(d, images, name="index.json", generated=None, expires=7 * 86400,
+               key=os.path.join(KEYS, "image-signing.key")):
+    """Write and sign d/name: images = [(type, version, base, [file names in d],
+    extra fields)]. generated: epoch (default: a minute ago); expires: seconds
+    after it, or None for no expiry."""
+    gen = int(time.time()) - 60 if generated is None else generated
+    g = {"generated_at": index_time(gen)}
+    if expires is not None:
+        g["expires"] = index_time(gen + expires)
+    imgs = []
+    for typ, version, base, names, *extra in images:
+        img = {"type": typ, "version": version, "description": f"{typ} {version}", "files": [
+            {"path": f"/pool/{n}", "signature": f"/pool/{n}.sig", "checksum": sha256_file(d / n),
+             "size": os.path.getsize(d / n), "order": i} for i, n in enumerate(names)]}
+        if base is not None:
+            img["base"] = base
+        if extra:
+            img.update(extra[0])
+        imgs.append(img)
+    (d / name).write_text(json.dumps({"global": g, "images": imgs}, indent=4, sort_keys=True))
+    sign(d / name, key=key)
+    return d / name
+
+
+STANDARD_IMAGES = [
+    ("full", 1, None, ["full-1.tar.zst", "version-1.tar.xz"]),
+    ("full", 2, None, ["full-2.tar.zst", "version-2.tar.xz"]),
+    ("delta", 2, 1, ["delta-1-2.tar.zst", "version-2.tar.xz"]),
+]
+
+
 @pytest.fixture(scope="module")
 def payloads(tmp_path_factory):
-    """Signed full 1, full 2, delta 1->2 and version tarballs 1 and 2."""
+    """Signed full 1, full 2, delta 1->2, version tarballs 1 and 2, and the
+    signed index.json that offers them."""
     d = tmp_path_factory.mktemp("payloads")
     t1, t2 = d / "tree1", d / "tree2"
     write_tree(t1, TREE1)
@@ -164,6 +201,7 @@ def payloads(tmp_path_factory):
     for n in (1, 2):
         version_tarball(d / f"version-{n}.tar.xz", n)
         sign(d / f"version-{n}.tar.xz")
+    make_index(d, STANDARD_IMAGES)
     return {"dir": d, "tree1": t1, "tree2": t2}
 
 
@@ -171,19 +209,18 @@ KEYRING_LINES = [
     "load_keyring image-master.keyring image-master.keyring.sig",
     "load_keyring image-signing.keyring image-signing.keyring.sig",
 ]
+INDEX_LINE = "index index.json index.json.sig"
+PREAMBLE = KEYRING_LINES + [INDEX_LINE]
 
 
-def full_commands(n):
-    return KEYRING_LINES + [
-        "format system",
-        "mount system",
-        f"update full-{n}.tar.zst full-{n}.tar.zst.sig",
-        f"update version-{n}.tar.xz version-{n}.tar.xz.sig",
-        "unmount system",
-    ]
+def full_commands(n, files=None):
+    files = files or [f"full-{n}.tar.zst", f"version-{n}.tar.xz"]
+    return PREAMBLE + [f"image full {n}", "format system", "mount system"] + [
+        f"update {f} {f}.sig" for f in files] + ["unmount system"]
 
 
-DELTA_COMMANDS = KEYRING_LINES + [
+DELTA_COMMANDS = PREAMBLE + [
+    "image delta 2 1",
     "mount system",
     "update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
     "update version-2.tar.xz version-2.tar.xz.sig",
@@ -213,10 +250,15 @@ class Device:
         write_tree(ud, {"home/user/secret.txt": b"user data\n"})
         run(["mkfs.ext4", "-q", "-F", "-L", "userdata", "-d", ud, self.userdata, "16M"], check=True)
 
-    def stage(self, commands, *names, keys=KEYS, extra_keyrings=()):
+    def stage(self, commands, *names, keys=KEYS, extra_keyrings=(), index=None):
+        """Stage the keyrings, the signed index (index: a path, default the
+        payloads' one), the files `names` and their .sig, and the commands."""
         for kr in ("image-master", "image-signing") + tuple(extra_keyrings):
             for ext in (".keyring", ".keyring.sig"):
                 shutil.copy(os.path.join(keys, kr + ext), self.rdir / (kr + ext))
+        index = index or self.payloads["dir"] / "index.json"
+        shutil.copy(index, self.rdir / "index.json")
+        shutil.copy(str(index) + ".sig", self.rdir / "index.json.sig")
         for n in names:
             for ext in ("", ".sig"):
                 shutil.copy(self.payloads["dir"] / (n + ext), self.rdir / (n + ext))
@@ -363,7 +405,7 @@ def refusal_setups():
             b = f.read(1)
             f.seek(100)
             f.write(bytes([b[0] ^ 1]))
-        return BAD_SIGNATURE, "full-1.tar.zst"
+        return CHECKSUM, "full-1.tar.zst"
 
     def wrong_chain(dev, devkeys):
         dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz", keys=devkeys)
@@ -385,8 +427,9 @@ def refusal_setups():
         return COMMAND_FILE, "line 5"
 
     def bad_sequence(dev, devkeys):
-        dev.stage(KEYRING_LINES + ["update full-1.tar.zst full-1.tar.zst.sig"], "full-1.tar.zst")
-        return COMMAND_FILE, "line 3"
+        dev.stage(PREAMBLE + ["image full 1", "update full-1.tar.zst full-1.tar.zst.sig"],
+                  "full-1.tar.zst")
+        return COMMAND_FILE, "line 5"
 
     def missing(dev, devkeys):
         dev.stage(full_commands(1), "full-1.tar.zst")
@@ -431,14 +474,17 @@ def test_downgrade_refused(device):
     assert p.returncode == DOWNGRADE, p.stderr
     res = device.result()
     assert (res["from_version"], res["to_version"]) == (2, 1)
+    assert "older than the installed build 2" in res["message"]
     assert device.digests()["system.img"] == before["system.img"]
 
 
 def test_update_without_version_record_refused_when_system_has_one(device):
     device.install(1)
     before = device.digests()
-    device.stage(KEYRING_LINES + ["mount system", "update full-2.tar.zst full-2.tar.zst.sig",
-                                  "unmount system"], "full-2.tar.zst")
+    d = device.payloads["dir"]
+    idx = make_index(d, STANDARD_IMAGES + [("full", 3, None, ["full-2.tar.zst"])],
+                     name="index-noversion.json")
+    device.stage(full_commands(3, ["full-2.tar.zst"]), "full-2.tar.zst", index=idx)
     p = device.run()
     assert p.returncode == DOWNGRADE, p.stderr
     assert "no version record" in device.result()["message"]
@@ -468,7 +514,8 @@ def test_dry_run_changes_nothing(device):
         f.write(b"x")
     cache_before = snapshot(device.cache)
     p = device.run("--dry-run")
-    assert p.returncode == BAD_SIGNATURE
+    assert p.returncode == SIZE
+    assert "the index says" in p.stderr
     assert device.digests() == before
     assert snapshot(device.cache) == cache_before
 
@@ -484,10 +531,14 @@ def hostile_payload(d):
 
 
 def test_failures_are_counted_then_given_up(device):
-    hostile_payload(device.payloads["dir"])
-    device.stage(KEYRING_LINES + ["format system", "mount system",
-                                  "update evil.tar.xz evil.tar.xz.sig", "unmount system"],
-                 "evil.tar.xz")
+    d = device.payloads["dir"]
+    hostile_payload(d)
+    version_tarball(d / "version-3.tar.xz", 3)
+    sign(d / "version-3.tar.xz")
+    idx = make_index(d, [("full", 3, None, ["evil.tar.xz", "version-3.tar.xz"])],
+                     name="index-evil.json")
+    device.stage(full_commands(3, ["evil.tar.xz", "version-3.tar.xz"]), "evil.tar.xz",
+                 "version-3.tar.xz", index=idx)
     for attempt in (1, 2):
         p = device.run()
         assert p.returncode == UNSAFE_PATH, p.stderr
@@ -531,10 +582,12 @@ def test_interrupted_with_progress_resumes_without_formatting(device, payloads):
     cmds = full_commands(1)[:-1] + ["update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
                                     "update version-2.tar.xz version-2.tar.xz.sig",
                                     "unmount system"]
+    cmds.insert(cmds.index("image full 1") + 1, "image delta 2 1")
     device.stage(cmds, "full-1.tar.zst", "version-1.tar.xz", "delta-1-2.tar.zst",
                  "version-2.tar.xz")
-    write_state(device, completed=6, start={"step": 6, "bytes": 0},
-                best={"step": 6, "bytes": 4096})
+    done = cmds.index("update version-1.tar.xz version-1.tar.xz.sig") + 1
+    write_state(device, completed=done, start={"step": done, "bytes": 0},
+                best={"step": done, "bytes": 4096})
     device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
                             + b"\0" * ((1 << 20) - 1024))
     p = device.run()
