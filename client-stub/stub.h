@@ -78,11 +78,6 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
                             si_err *err);
 
 /* ------------------------------------------------------------ update.c */
-struct si_path;
-/* Bytes to download for the first n images of a path (lib/resolve); a pool
- * file shared by several images counts once. */
-uint64_t stub_path_size(const struct si_path *p, size_t n);
-
 typedef struct stub_opts {
     const char *config;
     bool json;

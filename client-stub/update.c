@@ -354,24 +354,6 @@ static si_result discover(const stub_opts *o, discovery *dc, si_err *err)
     return SI_OK;
 }
 
-/* Bytes to download: a pool file shared by several images counts once. */
-uint64_t stub_path_size(const si_path *p, size_t n)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < n && i < p->nimages; i++) {
-        for (size_t j = 0; j < p->images[i]->nfiles; j++) {
-            const si_index_file *f = &p->images[i]->files[j];
-            bool seen = false;
-            for (size_t i2 = 0; i2 <= i && !seen; i2++)
-                for (size_t j2 = 0; j2 < (i2 == i ? j : p->images[i2]->nfiles) && !seen; j2++)
-                    seen = strcmp(p->images[i2]->files[j2].path, f->path) == 0;
-            if (!seen)
-                total += f->size;
-        }
-    }
-    return total;
-}
-
 /* ---------------------------------------------------------------- output */
 static void print_image_ref(FILE *f, const si_image *img)
 {
@@ -396,7 +378,7 @@ static void print_update(const discovery *dc, bool json)
     const si_path *w = &res->cand.paths[res->winner];
     size_t ndl = si_path_bootme_count(w);
     const si_image *last = w->images[ndl - 1];
-    uint64_t size = stub_path_size(w, ndl);
+    uint64_t size = si_path_download_size(w, ndl);
     const char *locale = getenv("LANG");
     char loc[64] = "";
     if (locale) {
@@ -829,7 +811,7 @@ static si_result do_stage(const stub_opts *o, discovery *dc, si_err *err)
         int n = snprintf(text, sizeof(text),
                          "{\n    \"from\": %" PRId64 ",\n    \"size\": %" PRIu64
                          ",\n    \"target\": %" PRId64 "\n}\n",
-                         dc->build, stub_path_size(w, ndl), last->version);
+                         dc->build, si_path_download_size(w, ndl), last->version);
         r = si_write_file_atomic(sj, text, (size_t)n, 0644);
         if (r < 0)
             rc = si_err_set(err, r == -ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: %s", sj,

@@ -949,3 +949,84 @@ def test_tree_made_by_sysimage_publish(tmp_path, devkeys, tls):
         assert "load_keyring device-signing.keyring device-signing.keyring.sig" in text
     finally:
         ng.stop()
+
+
+# ------------------------------------------------------------------ issue 14: tie-breaks
+SAMPLE_OS = os.path.join(ROOT, "images", "qemu-x86_64", "sample-os.sh")
+
+
+@pytest.fixture(scope="module")
+def four_builds(devkeys, tmp_path_factory):
+    """Four builds of the sample OS published with deltas back two (build 4
+    phased at 40%): the candidates of a device all score 0 or 9001 apart, so
+    the tie-break decides."""
+    from conftest import sysimage
+    d = tmp_path_factory.mktemp("four")
+    repo = d / "www"
+    trees = {}
+    for v in (1, 2):
+        trees[v] = str(d / f"os{v}")
+        run([SAMPLE_OS, str(v), trees[v]], check=True)
+    for v in (3, 4):   # build 2 plus a change per build
+        trees[v] = str(d / f"os{v}")
+        shutil.copytree(trees[v - 1], trees[v], symlinks=True)
+        with open(os.path.join(trees[v], "etc", "motd"), "a") as f:
+            f.write(f"build {v}\n" * 50)
+        os.utime(os.path.join(trees[v], "etc", "motd"), (1700000000, 1700000000))
+    for v in (1, 2, 3, 4):
+        sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", CHANNEL,
+                 "--device", DEVICE, "--version", str(v), "--tree", trees[v],
+                 "--deltas-back", "2", "--phased", "40" if v == 4 else "100", check=True)
+    return os.path.join(str(repo), CHANNEL, DEVICE, "index.json")
+
+
+def path_name(imgs):
+    return ":".join(("f%d" if i["type"] == "full" else "d%d") % i["version"] for i in imgs)
+
+
+def reference_winner(index, cands, pct):
+    """Issue 14's rule, computed here from index.json: lowest score, then fewest
+    bytes (a pool file shared by images counted once), then fewest images,
+    then the earlier candidate; the first phased-in one wins."""
+    first = {}
+    for im in index["images"]:
+        first.setdefault((im["type"], im["version"], im.get("base")), im)
+    ranked = []
+    for pos, c in enumerate(cands):
+        imgs = [first[(i["type"], i["version"], i["base"])] for i in c["images"]]
+        files = {f["path"]: f["size"] for im in imgs for f in im["files"]}
+        assert c["bytes"] == sum(files.values())
+        ranked.append((c["score"], c["bytes"], len(imgs), pos, imgs[-1]))
+    for score, nbytes, n, pos, last in sorted(ranked, key=lambda r: r[:4]):
+        phase = last.get("phased-percentage", 100)
+        if phase > 0 and pct <= phase:
+            return cands[pos]["images"]
+    return []
+
+
+@pytest.mark.parametrize("build", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("pct", [0, 39, 40, 41, 100])
+def test_ties_break_by_bytes_then_images(four_builds, build, pct):
+    with open(four_builds) as f:
+        index = json.load(f)
+    p = run([STUB, "resolve", "--index", four_builds, "--build", str(build), "--percentage",
+             str(pct), "--json"])
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["winner"] == reference_winner(index, d["candidates"], pct)
+    if pct > 40 or build == 4:
+        assert d["winner"] == []      # every path ends at build 4, phased at 40%
+        return
+    by_name = {path_name(c["images"]): c for c in d["candidates"]}
+    won = by_name[path_name(d["winner"])]
+    ties = [c for c in d["candidates"] if c["score"] == won["score"]]
+    assert won["bytes"] == min(c["bytes"] for c in ties)
+    if build == 2:
+        # delta 2->4 alone beats delta 2->3 then 3->4 (the earlier candidate)
+        assert path_name(d["winner"]) == "d4"
+        assert by_name["d3:d4"]["score"] == by_name["d4"]["score"]
+        assert by_name["d4"]["bytes"] < by_name["d3:d4"]["bytes"]
+    if build == 0:
+        # full 4 alone beats full 1 -> 2 -> 3 -> 4 (the earlier candidate)
+        assert path_name(d["winner"]) == "f4"
+        assert by_name["f1:d2:d3:d4"]["score"] == by_name["f4"]["score"]
