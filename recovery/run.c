@@ -340,6 +340,9 @@ static const char *op_name(const si_command *c)
     case SI_CMD_MOUNT: return "mount system";
     case SI_CMD_UPDATE: return "update";
     case SI_CMD_UNMOUNT: return "unmount system";
+    case SI_CMD_INDEX: return "index";
+    case SI_CMD_IMAGE: return "image";
+    case SI_CMD_COUNT: break;
     }
     return "?";
 }
@@ -390,6 +393,9 @@ static si_result check_sequence(struct rec *r, si_err *err)
                 bad = "update: the system is not mounted (no 'mount system' before)";
             break;
         case SI_CMD_LOAD_KEYRING:
+        case SI_CMD_INDEX:
+        case SI_CMD_IMAGE:
+        case SI_CMD_COUNT:
             break;
         }
         if (bad)
@@ -687,6 +693,9 @@ static si_result execute(struct rec *r, si_err *err)
         }
         switch (c->op) {
         case SI_CMD_LOAD_KEYRING:
+        case SI_CMD_INDEX:
+        case SI_CMD_IMAGE:
+        case SI_CMD_COUNT:
             break;
         case SI_CMD_FORMAT:
             res = do_format(r, c, err);
