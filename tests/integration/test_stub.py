@@ -35,6 +35,8 @@ MACHINE_ID = "0123456789abcdef0123456789abcdef"
 # si_result codes (lib/result.h)
 E_SIG, E_EXPIRED, E_MODEL, E_BLACKLISTED = 7, 9, 10, 11
 E_CHECKSUM, E_SIZE, E_NETWORK, E_NOSPACE, E_STALE, E_NOTFOUND = 12, 13, 23, 24, 25, 28
+E_DOWNGRADE, E_MISSING, E_UNSAFE = 14, 16, 17
+E_UP_TO_DATE = 100   # `check`: nothing to install (client-stub/README.md)
 
 
 def shared_dir():
@@ -97,6 +99,7 @@ class Tree:
         self.k = keys
         now = int(time.time())
         self.generated_at = now - 60
+        self.expires = now + 7 * 86400     # None: no global.expires
         self.keyrings = {
             "image-master": {"type": "image-master", "keys": ["image-master"],
                              "signer": "archive-master"},
@@ -183,6 +186,8 @@ class Tree:
                 clean["files"].append({k: v for k, v in f.items() if not k.startswith("_")})
             images.append(clean)
         index = {"global": {"generated_at": ctime(self.generated_at)}, "images": images}
+        if self.expires is not None:
+            index["global"]["expires"] = ctime(self.expires)
         self.put(f"/{CHANNEL}/{DEVICE}/index.json",
                  json.dumps(index, indent=4, sort_keys=True) + "\n", self.index_signer)
 
@@ -317,10 +322,17 @@ def test_check_then_stage_writes_a_parseable_command_file(env):
         "load_keyring image-master.keyring image-master.keyring.sig",
         "load_keyring image-signing.keyring image-signing.keyring.sig",
         "load_keyring device-signing.keyring device-signing.keyring.sig",
+        "index index.json index.json.sig",
+        "image delta 200 100",
         "mount system",
         f"update {name} {name}.sig",
         "unmount system",
     ]
+    # the staged index is the exact document verified
+    with open(os.path.join(dev.cache, "index.json"), "rb") as f:
+        with open(tree.path(f"/{CHANNEL}/{DEVICE}/index.json"), "rb") as g:
+            assert f.read() == g.read()
+    assert os.path.exists(os.path.join(dev.cache, "index.json.sig"))
     with open(os.path.join(dev.cache, name), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == delta["checksum"]
     for kr in ("image-master", "image-signing", "device-signing"):
@@ -345,7 +357,8 @@ def test_full_path_formats_system_and_orders_files(env):
     names = [os.path.basename(tree.images[i]["files"][0]["path"]) for i in (0, 2)]
     with open(dev.command_file) as f:
         cmds = [c for c in f.read().split("\n") if c and not c.startswith("#")]
-    assert cmds[3:] == ["format system", "mount system",
+    assert cmds[3:] == ["index index.json index.json.sig", "image full 100",
+                        "image delta 200 100", "format system", "mount system",
                         f"update {names[0]} {names[0]}.sig",
                         f"update {names[1]} {names[1]}.sig", "unmount system"]
     # the full 200 alone: its two files in `order`
@@ -359,8 +372,8 @@ def test_full_path_formats_system_and_orders_files(env):
     names = [os.path.basename(f["path"]) for f in (f1, f0)]
     with open(dev.command_file) as f:
         cmds = [c for c in f.read().split("\n") if c and not c.startswith("#")]
-    assert cmds[3:] == ["format system", "mount system",
-                        f"update {names[0]} {names[0]}.sig",
+    assert cmds[3:] == ["index index.json index.json.sig", "image full 200", "format system",
+                        "mount system", f"update {names[0]} {names[0]}.sig",
                         f"update {names[1]} {names[1]}.sig", "unmount system"]
 
 
@@ -429,8 +442,9 @@ def test_up_to_date(env):
     tree, ng, dev = env
     dev.set_build(200)
     p = dev.stub("check")
-    assert p.returncode == 0 and "up to date" in p.stdout
+    assert p.returncode == E_UP_TO_DATE and "up to date" in p.stdout   # swupd's SWUPD_NO
     p = dev.stub("check", "--json")
+    assert p.returncode == E_UP_TO_DATE
     assert json.loads(p.stdout) == {"build": 200, "update_available": False}
     p = dev.stub("stage")
     assert p.returncode == 0 and not os.path.exists(dev.command_file)
@@ -442,7 +456,7 @@ def test_up_to_date(env):
 def test_factory_reset_and_build_override(env):
     tree, ng, dev = env
     p = dev.stub("check", "--build", "200")
-    assert p.returncode == 0 and "up to date" in p.stdout
+    assert p.returncode == E_UP_TO_DATE and "up to date" in p.stdout
     p = dev.stub("factory-reset", "--no-reboot")
     assert p.returncode == 0, p.stderr
     with open(dev.command_file) as f:
