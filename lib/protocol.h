@@ -46,6 +46,11 @@
 #define SI_BOOT_REQUEST_FACTORY_RESET "factory-reset" /* format userdata, wipe cache */
 #define SI_BOOT_TRIES "recovery_tries"       /* attempts of the current request, 0.. */
 
+/* The boot-control keys of the protocol: writes that must succeed keep these
+ * and drop any other variable to make room (si_grubenv_set_keeping). */
+extern const char *const si_protocol_boot_keys[];
+extern const size_t si_protocol_boot_keys_count;
+
 /* Longest staged file name (a command-file argument). */
 #define SI_PROTO_NAME_MAX 255
 
