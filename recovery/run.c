@@ -537,17 +537,6 @@ static si_result check_downgrade(struct rec *r, si_err *err)
         }
     }
 
-    /* Judge (and report) against the build installed before this job's, or
-     * an unfinished earlier job's, first attempt: a partly applied update
-     * may already have removed or rewritten the version record. */
-    {
-        bool had = r->res.has_from;
-        int64_t was = r->res.from_version;
-        si_attempts_remember_from(&r->st, &r->res.has_from, &r->res.from_version);
-        if (r->res.has_from && (!had || was != r->res.from_version))
-            rlog_msg(&r->log, "build before the first attempt: %" PRId64, r->res.from_version);
-    }
-
     for (size_t i = cf->count; i-- > 0;) {
         const si_command *c = &cf->cmds[i];
         if (c->op != SI_CMD_UPDATE)
