@@ -123,7 +123,7 @@ static si_result open_run(const stub_opts *o, stub_discovery *dc, si_err *err)
         return rc;
     /* docs/security.md: the later of the clock, the build time and the
      * newest trusted timestamp. */
-    dc->now = si_index_clock((int64_t)time(NULL), si_build_epoch(), dc->seen.generated_at);
+    dc->now = si_index_clock((int64_t)time(NULL), si_build_epoch(), dc->seen.index_generated_at);
     return SI_OK;
 }
 
@@ -192,54 +192,22 @@ static si_result load_archive_master(stub_discovery *dc, si_err *err)
     return si_trust_set_archive_master(&dc->trust, am, err);
 }
 
-/* A keyring older than the newest of its type this device verified is a
- * rollback to a revoked key set. */
-static si_result check_keyring_version(const stub_discovery *dc, si_keyring_type t,
-                                       si_err *err)
+/* The revocation rules (lib/trustrec, shared with the recovery): no keyring
+ * older than one verified before, no dropping a blacklist once seen, and
+ * the blacklist the image-signing keyring names. */
+static si_result check_revocation(const stub_discovery *dc, si_err *err)
 {
-    const si_keyring *kr = dc->trust.ring[t];
-    int64_t seen = dc->seen.keyring_version[t];
-    if (!kr || kr->version >= seen)
-        return SI_OK;
-    return si_err_set(err, SI_ERR_DOWNGRADE,
-                      "%s keyring: version %" PRId64 " is older than version %" PRId64
-                      " verified before: refusing a rollback to revoked keys",
-                      si_keyring_type_name(t), kr->version, seen);
+    return si_trust_record_check(&dc->seen, &dc->trust,
+                                 dc->blacklist_sha256[0] ? dc->blacklist_sha256 : NULL, err);
 }
 
-/* The blacklist cannot be stripped: once seen, or when the image-signing
- * keyring names one (by sha256), it must be served, and be that one. */
-static si_result check_blacklist(const stub_discovery *dc, const char *blpath, si_err *err)
+static si_result hash_blacklist(stub_discovery *dc, const char *path, si_err *err)
 {
-    const si_keyring *is = dc->trust.ring[SI_KR_IMAGE_SIGNING];
-    const char *named = is ? is->blacklist_sha256 : "";
-    if (!dc->has_blacklist) {
-        if (named[0])
-            return si_err_set(err, SI_ERR_MISSING_FILE,
-                              "blacklist keyring: not served (404), but the image-signing "
-                              "keyring names blacklist %.16s...: a mirror may be hiding a "
-                              "revocation",
-                              named);
-        if (dc->seen.keyring_version[SI_KR_BLACKLIST] >= 0)
-            return si_err_set(err, SI_ERR_MISSING_FILE,
-                              "blacklist keyring: not served (404), but this device verified "
-                              "blacklist version %" PRId64 " before: a mirror may be hiding a "
-                              "revocation",
-                              dc->seen.keyring_version[SI_KR_BLACKLIST]);
-        return SI_OK;
-    }
-    if (!named[0])
-        return SI_OK;
     uint8_t d[SI_SHA256_LEN];
-    int r = si_sha256_file(blpath, d, NULL);
+    int r = si_sha256_file(path, d, NULL);
     if (r < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", blpath, strerror(-r));
-    char hex[SI_SHA256_HEX_LEN + 1];
-    si_hex_encode(d, sizeof(d), hex);
-    if (strcmp(hex, named) != 0)
-        return si_err_set(err, SI_ERR_CHECKSUM,
-                          "blacklist keyring: sha256 %s, but the image-signing keyring names %s",
-                          hex, named);
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-r));
+    si_hex_encode(d, sizeof(d), dc->blacklist_sha256);
     return SI_OK;
 }
 
@@ -256,7 +224,7 @@ static si_result fetch_chain(stub_discovery *dc, si_err *err)
         {SI_KR_IMAGE_SIGNING, "/keyrings/image-signing.keyring",
          "/keyrings/image-signing.keyring.sig"},
     };
-    char kp[3][PATH_CAP], sp[3][PATH_CAP], blpath[PATH_CAP] = "";
+    char kp[3][PATH_CAP], sp[3][PATH_CAP];
     const char *kps[3], *sps[3];
     size_t nk = 0;
     for (int i = 0; i < 3; i++) {
@@ -270,22 +238,15 @@ static si_result fetch_chain(stub_discovery *dc, si_err *err)
             continue;
         if (srv[i].type == SI_KR_BLACKLIST) {
             dc->has_blacklist = true;
-            snprintf(blpath, sizeof(blpath), "%s", kp[nk]);
+            if ((rc = hash_blacklist(dc, kp[nk], err)) != SI_OK)
+                return rc;
         }
         kps[nk] = kp[nk];
         sps[nk] = sp[nk];
         nk++;
     }
     si_result rc = si_trust_load_files(&dc->trust, kps, sps, nk, err);
-    if (rc == SI_OK)
-        rc = check_keyring_version(dc, SI_KR_IMAGE_MASTER, err);
-    if (rc == SI_OK)
-        rc = check_keyring_version(dc, SI_KR_IMAGE_SIGNING, err);
-    if (rc == SI_OK)
-        rc = check_keyring_version(dc, SI_KR_BLACKLIST, err);
-    if (rc == SI_OK)
-        rc = check_blacklist(dc, blpath, err);
-    return rc;
+    return rc == SI_OK ? check_revocation(dc, err) : rc;
 }
 
 /* channels.json: the channel (following redirects) and the device entry. */
@@ -348,14 +309,14 @@ static si_result fetch_device_keyring(stub_discovery *dc, const si_channel_devic
     if ((rc = si_trust_load_files(&dc->trust, dks, dss, 1, err)) != SI_OK)
         return rc;
     dc->has_device_keyring = true;
-    return check_keyring_version(dc, SI_KR_DEVICE_SIGNING, err);
+    return check_revocation(dc, err);
 }
 
 /* Not older than the newest index verified before, and not expired. */
 static si_result check_freshness(const stub_discovery *dc, si_err *err)
 {
     const si_index *idx = dc->index;
-    int64_t floor_ts = dc->seen.generated_at;
+    int64_t floor_ts = dc->seen.index_generated_at;
     if (idx->generated_at_epoch < 0)
         return si_err_set(err, SI_ERR_STALE_INDEX,
                           "index.json: global.generated_at missing: its age cannot be checked");
@@ -391,18 +352,11 @@ static si_result fetch_index(stub_discovery *dc, const si_channel_device *dev, s
 /* Everything verified: raise the floors in state.json. */
 static si_result remember(const stub_discovery *dc, si_err *err)
 {
-    stub_state st = dc->seen;
-    if (dc->index->generated_at_epoch > st.generated_at)
-        st.generated_at = dc->index->generated_at_epoch;
-    for (size_t i = 0; i < 4; i++) {
-        si_keyring_type t = stub_ring_order[i];
-        const si_keyring *kr = dc->trust.ring[t];
-        if (kr && kr->version > st.keyring_version[t])
-            st.keyring_version[t] = kr->version;
-    }
-    if (stub_state_equal(&st, &dc->seen))
+    si_trust_record rec = dc->seen;
+    si_trust_record_raise(&rec, &dc->trust, dc->index->generated_at_epoch);
+    if (memcmp(&rec, &dc->seen, sizeof(rec)) == 0)
         return SI_OK;
-    return stub_state_write(&dc->cfg, &st, err);
+    return stub_state_write(&dc->cfg, &rec, err);
 }
 
 /* DESIGN §6: phasing by the alias, else the configured target; a different
@@ -423,7 +377,7 @@ si_result stub_discover(const stub_opts *o, stub_discovery *dc, si_err *err)
 {
     memset(dc, 0, sizeof(*dc));
     dc->lock_fd = -1;
-    stub_state_init(&dc->seen);
+    si_trust_record_init(&dc->seen);
     const si_channel *ch = NULL;
     const si_channel_device *dev = NULL;
     si_result rc;

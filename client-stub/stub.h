@@ -19,6 +19,7 @@
 #include "protocol.h"
 #include "resolve.h"
 #include "result.h"
+#include "trustrec.h"
 
 #define STUB_DEFAULT_CONFIG "/etc/sysimage/client.ini"
 #define STUB_STATE_FILE "state.json"        /* in state_dir */
@@ -79,17 +80,10 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
                             si_err *err);
 
 /* ------------------------------------------------------------ state.c */
-/* What this device verified before (<state_dir>/state.json). */
-typedef struct stub_state {
-    int64_t generated_at;                        /* newest verified index; -1 none */
-    int64_t keyring_version[SI_KR_TYPE_COUNT];   /* newest verified; -1 never seen */
-} stub_state;
-
-void stub_state_init(stub_state *st);
-/* An absent file is a first run (all -1). */
-si_result stub_state_read(const stub_config *cfg, stub_state *st, si_err *err);
-si_result stub_state_write(const stub_config *cfg, const stub_state *st, si_err *err);
-bool stub_state_equal(const stub_state *a, const stub_state *b);
+/* What this device verified before (<state_dir>/state.json, a lib/trustrec
+ * record); an absent file is a first run (nothing seen). */
+si_result stub_state_read(const stub_config *cfg, si_trust_record *rec, si_err *err);
+si_result stub_state_write(const stub_config *cfg, const si_trust_record *rec, si_err *err);
 
 /* ------------------------------------------------------------ discover.c */
 typedef struct stub_opts {
@@ -111,8 +105,9 @@ typedef struct stub_discovery {
     bool locked;
     bool has_blacklist;
     bool has_device_keyring;
-    stub_state seen;              /* state.json as read */
-    int64_t now;                  /* the clock rule: clock, build time, seen.generated_at */
+    si_trust_record seen;         /* state.json as read */
+    int64_t now;                  /* the clock rule: clock, build time, newest index seen */
+    char blacklist_sha256[65];    /* of the blacklist served, "" when none */
     int64_t build;                /* installed build */
     char machine_id[STUB_MACHINE_ID_MAX];
     si_channels *channels;

@@ -36,7 +36,7 @@ MACHINE_ID = "0123456789abcdef0123456789abcdef"
 # si_result codes (lib/result.h)
 E_SIG, E_EXPIRED, E_MODEL, E_BLACKLISTED = 7, 9, 10, 11
 E_CHECKSUM, E_SIZE, E_NETWORK, E_NOSPACE, E_STALE, E_NOTFOUND = 12, 13, 23, 24, 25, 28
-E_DOWNGRADE, E_MISSING, E_UNSAFE = 14, 16, 17
+E_UNSAFE = 17
 E_UP_TO_DATE = 100   # `check`: nothing to install (client-stub/README.md)
 
 
@@ -1128,15 +1128,16 @@ def test_keyring_versions_are_remembered_and_rollback_refused(env):
     st = read_state(dev)
     assert st["keyrings"]["image-signing"] == 2 and st["keyrings"]["device-signing"] == 5
     assert st["keyrings"]["image-master"] == 0 and "blacklist" not in st["keyrings"]
+    assert st["format"] == 1 and st["index_generated_at"] == tree.generated_at
     # a mirror serving the older (rotated-out, not expired) image-signing keyring
     tree.keyrings["image-signing"]["version"] = 1
     tree.generated_at += 10
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_DOWNGRADE, "image-signing keyring: version 1")
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "image-signing.keyring: version 1")
     tree.keyrings["image-signing"]["version"] = 2
     tree.keyrings["device-signing"]["version"] = 4
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_DOWNGRADE, "device-signing keyring: version 4")
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "device-signing.keyring: version 4")
     tree.keyrings["device-signing"]["version"] = 6
     tree.write()
     assert dev.stub("stage").returncode == 0
@@ -1153,11 +1154,11 @@ def test_blacklist_cannot_be_stripped_once_seen(env):
     assert read_state(dev)["keyrings"]["blacklist"] == 3
     tree.serve_blacklist = False
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_MISSING, "blacklist", "version 3")
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "blacklist version 3")
     tree.serve_blacklist = True
     tree.blacklist_version = 2        # an older blacklist is a rollback too
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_DOWNGRADE, "blacklist keyring: version 2")
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "blacklist.keyring: version 2")
 
 
 def test_blacklist_named_by_the_image_signing_keyring(env):
@@ -1166,11 +1167,11 @@ def test_blacklist_named_by_the_image_signing_keyring(env):
     tree.name_blacklist = True
     tree.serve_blacklist = False      # never seen by this device, but named
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_MISSING, "names blacklist")
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "names blacklist")
     tree.serve_blacklist = True
     tree.name_blacklist = "0" * 64     # another blacklist than the one served
     tree.write()
-    expect_failure(dev, dev.stub("stage"), E_CHECKSUM, "names " + "0" * 64)
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "is not the one")
     tree.name_blacklist = True
     tree.write()
     assert dev.stub("stage").returncode == 0
@@ -1259,3 +1260,17 @@ def test_max_rate_caps_the_download(env):
         c.write("max_rate = -1\n")
     p = dev.stub("check")
     assert p.returncode == 4 and "max_rate" in p.stderr
+
+
+def test_state_of_an_older_stub_is_read(env):
+    """state.json written before the trust record ({"generated_at": N}) still
+    sets the floor; the next verified run writes the record."""
+    tree, ng, dev = env
+    os.makedirs(dev.state, exist_ok=True)
+    with open(os.path.join(dev.state, "state.json"), "w") as f:
+        json.dump({"generated_at": tree.generated_at + 3600}, f)
+    expect_failure(dev, dev.stub("check"), E_STALE, "older than the last verified")
+    tree.generated_at += 7200
+    tree.write()
+    assert dev.stub("check").returncode == 0
+    assert read_state(dev)["index_generated_at"] == tree.generated_at
