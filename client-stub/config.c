@@ -3,7 +3,7 @@
  *   [service]  base (https URL), channel, device, channel_target (optional)
  *   [system]   cache_dir, state_dir, machine_id, version_file, boot_control
  *   [trust]    archive_master, ca_file
- *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries
+ *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries, max_rate
  * Unknown keys are refused (a typo must not silently fall back to a default). */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@ static const char *const known[][2] = {
     {"system", "machine_id"},     {"system", "version_file"},    {"system", "boot_control"},
     {"trust", "archive_master"},  {"trust", "ca_file"},          {"network", "connect_timeout"},
     {"network", "low_speed_limit"}, {"network", "low_speed_time"}, {"network", "retries"},
+    {"network", "max_rate"},
 };
 
 void stub_config_free(stub_config *cfg)
@@ -69,6 +70,7 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
     cfg->low_speed_limit = 1;
     cfg->low_speed_time = 60;
     cfg->retries = 3;
+    cfg->max_rate = 0;
     if ((rc = si_ini_get_string(ini, "service", "base", true, &cfg->base_url, err)) ||
         (rc = si_ini_get_string(ini, "service", "channel", true, &cfg->channel, err)) ||
         (rc = si_ini_get_string(ini, "service", "device", true, &cfg->device, err)) ||
@@ -89,7 +91,8 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
         (rc = get_long(cfg, "network", "low_speed_limit", 1, 1 << 30, &cfg->low_speed_limit,
                        err)) ||
         (rc = get_long(cfg, "network", "low_speed_time", 1, 3600, &cfg->low_speed_time, err)) ||
-        (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)))
+        (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)) ||
+        (rc = get_long(cfg, "network", "max_rate", 0, INT64_C(1) << 40, &cfg->max_rate, err)))
         goto fail;
     if (!cfg->channel_target || !cfg->channel_target[0])
         cfg->channel_target = cfg->channel;
@@ -171,47 +174,4 @@ si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_er
     out[n] = '\0';
     free(buf);
     return SI_OK;
-}
-
-int stub_mkdir_p(const char *path, mode_t mode)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-int64_t stub_build_epoch(void)
-{
-    /* __DATE__ "Nov 22 2026", __TIME__ "03:16:17" (SOURCE_DATE_EPOCH honoured
-     * by the compiler); local time of the build host, so one day earlier is
-     * a safe lower bound. */
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    const char *date = __DATE__, *tm = __TIME__;
-    char mon[4] = {date[0], date[1], date[2], '\0'};
-    const char *m = strstr(months, mon);
-    if (!m)
-        return 0;
-    int month = (int)(m - months) / 3, day = atoi(date + 4), year = atoi(date + 7);
-    int hh = atoi(tm), mm = atoi(tm + 3), ss = atoi(tm + 6);
-    /* days since 1970-01-01 (civil calendar) */
-    int y = year - (month < 2);
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int mp = (month + 10) % 12;   /* March = 0 */
-    int doy = (153 * mp + 2) / 5 + day - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    int64_t days = (int64_t)era * 146097 + doe - 719468;
-    int64_t t = days * 86400 + hh * 3600 + mm * 60 + ss - 86400;
-    return t > 0 ? t : 0;
 }

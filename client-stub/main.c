@@ -30,20 +30,16 @@ static const char usage_text[] =
     "  --build N       installed build (default: from the configured version file)\n"
     "  --json          machine-readable output (JSON; one object per line for stage)\n";
 
-void stub_json_string(FILE *f, const char *s)
+void stub_print_json_line(cJSON *obj)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
     }
-    fputc('"', f);
+    free(text);
+    cJSON_Delete(obj);
 }
 
 int stub_fail(const si_err *err, bool json)
@@ -51,10 +47,14 @@ int stub_fail(const si_err *err, bool json)
     const char *msg = err->msg[0] ? err->msg : si_result_message(err->code);
     fprintf(stderr, "sysimage-stub: %s\n", msg);
     if (json) {
-        printf("{\"error\": \"%s\", \"code\": %d, \"message\": ", si_result_name(err->code),
-               (int)err->code);
-        stub_json_string(stdout, msg);
-        fputs("}\n", stdout);
+        cJSON *o = cJSON_CreateObject();
+        if (o && (!cJSON_AddStringToObject(o, "error", si_result_name(err->code)) ||
+                  !cJSON_AddNumberToObject(o, "code", (double)err->code) ||
+                  !cJSON_AddStringToObject(o, "message", msg))) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        stub_print_json_line(o);
     }
     return err->code ? (int)err->code : SI_ERR_INTERNAL;
 }

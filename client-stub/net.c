@@ -84,6 +84,8 @@ static void setup(stub_net *n, const char *url)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, n->cfg->connect_timeout);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, n->cfg->low_speed_limit);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, n->cfg->low_speed_time);
+    if (n->cfg->max_rate > 0) /* bandwidth cap (metered links, background staging) */
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)n->cfg->max_rate);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "sysimage-stub/1");
     /* Content-Encoding would make byte counts differ from the index. */
@@ -301,6 +303,35 @@ static bool retryable(CURLcode cc)
     }
 }
 
+/* Open (or create) the .part file for writing, never through a symlink and
+ * never blocking on a FIFO: anything but a regular file there (planted on
+ * the cache partition) is removed and the download starts afresh. */
+static si_result open_part(const char *part, int *out, si_err *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0)
+                (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            *out = fd;
+            return SI_OK;
+        }
+        int e = fd >= 0 ? EINVAL : errno;
+        if (fd >= 0)
+            close(fd);
+        if (e == ENOSPC)
+            return si_err_set(err, SI_ERR_NO_SPACE, "%s: %s", part, strerror(e));
+        if (e != ELOOP && e != ENXIO && e != EINVAL && e != EISDIR && e != EWOULDBLOCK)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(e));
+        if (unlink(part) < 0 && errno != ENOENT)
+            return si_err_set(err, SI_ERR_IO, "%s: not a regular file and cannot be removed: %s",
+                              part, strerror(errno));
+    }
+    return si_err_set(err, SI_ERR_IO, "%s: not a regular file", part);
+}
+
 si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
                             stub_progress_fn progress, void *pctx, uint64_t *fetched, si_err *err)
 {
@@ -313,10 +344,9 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
         return si_err_set(err, SI_ERR_TOO_LARGE, "%s: path too long", dest);
     const char *name = strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest;
     uint64_t total_fetched = 0;
-    int fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return si_err_set(err, errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: %s", part,
-                          strerror(errno));
+    int fd = -1;
+    if ((rc = open_part(part, &fd, err)) != SI_OK)
+        return rc;
     for (long attempt = 0;; attempt++) {
         struct stat st;
         if (fstat(fd, &st) < 0) {

@@ -1,5 +1,6 @@
 /* recovery_request.c - `reboot-recovery`, `factory-reset` and `status`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,6 @@
 #include "jsonutil.h"
 #include "stub.h"
 
-#define PATH_CAP 4096
 #define RESULT_MAX_BYTES (64 * 1024)
 
 static si_result do_reboot(si_err *err)
@@ -52,7 +52,7 @@ int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset)
         si_command_file cf;
         memset(&cf, 0, sizeof(cf));
         rc = si_command_file_add(&cf, SI_CMD_FORMAT, SI_TARGET_DATA, NULL, NULL, &err);
-        int r = rc == SI_OK ? stub_mkdir_p(cfg.cache_dir, 0755) : 0;
+        int r = rc == SI_OK ? si_mkdir_p(cfg.cache_dir, 0755) : 0;
         if (r < 0)
             rc = si_err_set(&err, SI_ERR_IO, "cache dir %s: %s", cfg.cache_dir, strerror(-r));
         if (rc == SI_OK && unlink(staged) < 0 && errno != ENOENT)
@@ -64,7 +64,8 @@ int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset)
         si_command_file *cf = calloc(1, sizeof(*cf));
         if (!cf)
             rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
-        else if ((rc = si_command_file_load(cmdpath, cf, &err)) != SI_OK)
+        else if ((rc = si_command_file_load(cmdpath, cf, &err)) != SI_OK ||
+                 (rc = si_command_file_check(cf, &err)) != SI_OK)
             si_err_prefix(&err, "nothing to do in recovery (run 'sysimage-stub stage' first)");
         free(cf);
     }
@@ -72,10 +73,17 @@ int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset)
         rc = stub_bootctl_set(cfg.boot_control,
                               factory_reset ? STUB_BOOT_FACTORY_RESET : STUB_BOOT_UPDATE, &err);
     if (rc == SI_OK) {
-        if (o->json)
-            printf("{\"recovery_request\": \"%s\", \"reboot\": %s}\n",
-                   factory_reset ? "factory-reset" : "1", o->no_reboot ? "false" : "true");
-        else
+        if (o->json) {
+            cJSON *j = cJSON_CreateObject();
+            if (j && (!cJSON_AddStringToObject(j, "recovery_request",
+                                               factory_reset ? SI_BOOT_REQUEST_FACTORY_RESET
+                                                             : SI_BOOT_REQUEST_UPDATE) ||
+                      !cJSON_AddBoolToObject(j, "reboot", !o->no_reboot))) {
+                cJSON_Delete(j);
+                j = NULL;
+            }
+            stub_print_json_line(j);
+        } else
             printf("recovery requested (%s)%s\n", factory_reset ? "factory reset" : "update",
                    o->no_reboot ? "; reboot when ready" : "; rebooting");
         fflush(stdout);
@@ -91,14 +99,15 @@ static cJSON *read_json(const char *path, char *why, size_t whylen)
 {
     char *buf = NULL;
     size_t len = 0;
-    int r = si_read_file(path, RESULT_MAX_BYTES, &buf, &len);
-    if (r < 0) {
-        snprintf(why, whylen, "%s", r == -ENOENT ? "none" : strerror(-r));
+    si_err err = {0};
+    /* The recovery's files: never follow a symlink or block on a FIFO. */
+    si_result rc = si_protocol_read_staged(AT_FDCWD, path, RESULT_MAX_BYTES, &buf, &len, &err);
+    if (rc != SI_OK) {
+        snprintf(why, whylen, "%s", access(path, F_OK) < 0 && errno == ENOENT ? "none" : err.msg);
         return NULL;
     }
     cJSON *root = NULL;
-    si_err err = {0};
-    si_result rc = si_json_parse(buf, len, RESULT_MAX_BYTES, path, &root, &err);
+    rc = si_json_parse(buf, len, RESULT_MAX_BYTES, path, &root, &err);
     free(buf);
     if (rc != SI_OK) {
         snprintf(why, whylen, "%s", err.msg);

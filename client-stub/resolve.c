@@ -138,10 +138,11 @@ int stub_cmd_resolve(int argc, char **argv)
         else
             printf("build %" PRId64 ", no candidate path\n", res.build);
         if (res.cand.count)
-            printf("     score  path\n");
+            printf("     score        bytes  path\n");
         for (size_t i = 0; i < res.cand.count; i++) {
             const si_path *p = &res.cand.paths[i];
-            printf("%s %8" PRId64 "  ", res.winner == (long)i ? "=>" : "  ", p->score);
+            printf("%s %8" PRId64 " %12" PRIu64 "  ", res.winner == (long)i ? "=>" : "  ",
+                   p->score, p->download);
             path_text(p->images, p->nimages);
             const si_image *last = p->images[p->nimages - 1];
             if (last->phased_percentage < 100)

@@ -13,6 +13,7 @@
 #include "key.h"
 #include "keyring.h"
 #include "result.h"
+#include "sha256.h"
 #include "sigfile.h"
 
 #define PATH_CAP 4096
@@ -114,6 +115,7 @@ int cmd_keygen(int argc, char **argv)
 
 static const char create_usage[] =
     "usage: sysimage keyring create --type TYPE [--expiry EPOCH] [--model MODEL]\n"
+    "                               [--version N] [--blacklist BLACKLIST.keyring]\n"
     "                               [--sign-with PARENT.key] OUT.keyring [PUB...]\n\n"
     "Write the keyring OUT.keyring holding the public keys PUB... (PEM files; none\n"
     "makes an empty keyring, e.g. an empty blacklist) and sign it into\n"
@@ -121,7 +123,32 @@ static const char create_usage[] =
     "image-master (signed by archive-master), image-signing or blacklist (signed by\n"
     "image-master) or device-signing (signed by image-signing).\n"
     "  --expiry EPOCH   seconds since 1970 after which the keyring is invalid\n"
-    "  --model MODEL    restrict the keyring to one device model\n";
+    "  --model MODEL    restrict the keyring to one device model\n"
+    "  --version N      revocation order (integer >= 0, default 0): devices refuse a\n"
+    "                   keyring of a lower version than one they verified\n"
+    "  --blacklist FILE (image-signing) name the blacklist.keyring issued with this\n"
+    "                   keyring by its sha256: devices then refuse to go on without\n"
+    "                   exactly that blacklist (docs/security.md)\n";
+
+/* --blacklist FILE: it must be a blacklist keyring; its sha256 goes in kr. */
+static si_result name_blacklist(si_keyring *kr, const char *path, si_err *err)
+{
+    si_keyring *bl = NULL;
+    si_result r = si_keyring_load(path, &bl, err);
+    if (r != SI_OK)
+        return si_err_prefix(err, "--blacklist");
+    bool is_bl = bl->type == SI_KR_BLACKLIST;
+    si_keyring_free(bl);
+    if (!is_bl)
+        return si_err_set(err, SI_ERR_KEYRING_TYPE, "--blacklist %s: not a blacklist keyring",
+                          path);
+    uint8_t d[SI_SHA256_LEN];
+    int e = si_sha256_file(path, d, NULL);
+    if (e < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-e));
+    si_hex_encode(d, sizeof(d), kr->blacklist_sha256);
+    return SI_OK;
+}
 
 static int cmd_keyring_create(int argc, char **argv)
 {
@@ -129,9 +156,12 @@ static int cmd_keyring_create(int argc, char **argv)
                                          {"expiry", required_argument, NULL, 'e'},
                                          {"model", required_argument, NULL, 'm'},
                                          {"sign-with", required_argument, NULL, 's'},
+                                         {"version", required_argument, NULL, 'v'},
+                                         {"blacklist", required_argument, NULL, 'b'},
+                                         {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
-    const char *type = NULL, *model = NULL, *signer = NULL;
-    int64_t expiry = 0;
+    const char *type = NULL, *model = NULL, *signer = NULL, *blacklist = NULL;
+    int64_t expiry = 0, version = 0;
     bool has_expiry = false;
     int c;
     optind = 1;
@@ -151,6 +181,16 @@ static int cmd_keyring_create(int argc, char **argv)
         case 's':
             signer = optarg;
             break;
+        case 'v':
+            if (!parse_i64(optarg, 0, 9007199254740992LL, &version))
+                return usage_error("keyring create", "--version: N must be an integer >= 0");
+            break;
+        case 'b':
+            blacklist = optarg;
+            break;
+        case 'h':
+            fputs(create_usage, stdout);
+            return SI_OK;
         default:
             return usage_error("keyring create", "unknown option");
         }
@@ -166,6 +206,8 @@ static int cmd_keyring_create(int argc, char **argv)
         return usage_error("keyring create", "--sign-with PARENT.key is required for this type");
     if (model && (!*model || strlen(model) >= SI_MODEL_MAX))
         return usage_error("keyring create", "--model: 1 to 127 characters");
+    if (blacklist && kt != SI_KR_IMAGE_SIGNING)
+        return usage_error("keyring create", "--blacklist: only an image-signing keyring names one");
     if (argc - optind < 1)
         return usage_error("keyring create", "expected OUT.keyring");
     const char *out = argv[optind];
@@ -181,9 +223,10 @@ static int cmd_keyring_create(int argc, char **argv)
     }
     kr->has_expiry = has_expiry;
     kr->expiry = expiry;
+    kr->version = version;
     if (model)
         snprintf(kr->model, sizeof(kr->model), "%s", model);
-    si_result r = SI_OK;
+    si_result r = blacklist ? name_blacklist(kr, blacklist, &err) : SI_OK;
     for (int i = optind + 1; i < argc && r == SI_OK; i++) {
         si_key *k = NULL;
         r = si_key_load_public_file(argv[i], &k, &err);
