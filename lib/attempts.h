@@ -1,4 +1,4 @@
-/* attempts.h - the recovery's attempt accounting (DESIGN §7).
+/* attempts.h - the recovery's attempt accounting (docs/recovery.md).
  *
  * A job (one command file, or a factory reset) may take several attempts:
  * power cuts and failures restart the recovery. The state of the job lives

@@ -1,5 +1,5 @@
 /* grubenv.h - GRUB environment block, the reference board's boot control
- * (DESIGN §8): exactly 1024 bytes, "# GRUB Environment Block\n", then
+ * (docs/board.md): exactly 1024 bytes, "# GRUB Environment Block\n", then
  * "key=value\n" lines, padded with '#', at offset 0 of the raw `misc`
  * partition. Keys used: recovery_request (0 | 1 | factory-reset) and
  * recovery_tries. Written in place (never truncate-and-rewrite). */

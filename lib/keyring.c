@@ -1,4 +1,4 @@
-/* keyring.c - keyrings and the chain of trust (DESIGN §3). */
+/* keyring.c - keyrings and the chain of trust (docs/security.md). */
 #include "keyring.h"
 
 #include <errno.h>

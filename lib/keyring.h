@@ -1,4 +1,4 @@
-/* keyring.h - keyrings (DESIGN §3) and the chain of trust.
+/* keyring.h - keyrings and the chain of trust (docs/security.md).
  *
  * Keyring JSON: {"format": 1, "type": "...", "expiry": <epoch s, optional>,
  *                "model": "<device, optional>", "keys": ["-----BEGIN PUBLIC KEY-----...", ...],

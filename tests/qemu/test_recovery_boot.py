@@ -13,6 +13,7 @@ import tarfile
 
 import pytest
 
+import artifacts
 import sihw
 
 ROOT = sihw.ROOT
@@ -64,15 +65,13 @@ def image(tmp_path_factory):
     for kr in ("image-master", "image-signing"):
         for ext in (".keyring", ".keyring.sig"):
             files[kr + ext] = pathlib.Path(KEYS, kr + ext)  # a path, not text
-    command = "\n".join([
-        "load_keyring image-master.keyring image-master.keyring.sig",
-        "load_keyring image-signing.keyring image-signing.keyring.sig",
-        "format system",
-        "mount system",
-        "update full-1.tar.zst full-1.tar.zst.sig",
-        "update version-1.tar.xz version-1.tar.xz.sig",
-        "unmount system",
-    ]) + "\n"
+    # the signed index the job is bound to (docs/formats.md)
+    index = artifacts.make_index([("full", 1, None, {n: d / n for n in ("full-1.tar.zst",
+                                                                       "version-1.tar.xz")})],
+                                 keys=KEYS, out=str(d / "index.json"))
+    files["index.json"] = pathlib.Path(index)
+    files["index.json.sig"] = pathlib.Path(index + ".sig")
+    command = artifacts.command(["full-1.tar.zst", "version-1.tar.xz"], images=[("full", 1, None)])
     return {"files": files, "command": command, "tree": tree}
 
 
