@@ -1274,3 +1274,62 @@ def test_state_of_an_older_stub_is_read(env):
     tree.write()
     assert dev.stub("check").returncode == 0
     assert read_state(dev)["index_generated_at"] == tree.generated_at
+
+
+# ------------------------------------------------------------------ stub -> real recovery
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+                    reason="the recovery on the host needs root and loop devices")
+def test_stub_job_is_accepted_by_the_real_recovery(tmp_path, tls):
+    """The contract end to end: `sysimage publish` (keys/dev, whose
+    archive-master is built into the recovery), the stub stages over HTTPS
+    (index.json + .sig, keyrings, image lines), and the real recovery binary
+    installs full 1, then delta 1 -> 2, from exactly what the stub staged."""
+    from conftest import RECOVERY, sysimage
+    keys = os.path.join(ROOT, "keys", "dev")
+    repo = tmp_path / "www"
+    trees = {}
+    for v in (1, 2):
+        trees[v] = tmp_path / f"os{v}"
+        (trees[v] / "etc").mkdir(parents=True)
+        (trees[v] / "etc" / "hostname").write_text(f"v{v}\n")
+        (trees[v] / "usr").mkdir()
+        (trees[v] / "usr" / "tool").write_bytes(b"tool %d\n" % v + b"x" * 3000)
+    sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL, "--device", DEVICE,
+             "--version", "1", "--tree", trees[1], check=True)
+    (tmp_path / "nginx").mkdir()
+    ng = nginx_server.Nginx(repo, tmp_path / "nginx", tls)
+    try:
+        with open(os.path.join(keys, "archive-master.keyring")) as f:
+            dev = Device(tmp_path / "dev", f.read(), ng.url, tls[0], build=0)
+        with open(dev.misc, "r+b") as f:
+            f.truncate(1 << 20)
+        system, userdata = tmp_path / "system.img", tmp_path / "userdata.img"
+        with open(system, "wb") as f:
+            f.truncate(48 << 20)
+        run(["mkfs.ext4", "-q", "-F", "-L", "userdata", userdata, "16M"], check=True)
+
+        def recover():
+            p = run([RECOVERY, "run", "--mode", "update", "--device", DEVICE,
+                     "--cache-dir", os.path.dirname(dev.cache), "--mount-root", tmp_path / "mnt",
+                     "--partition", f"system={system}", "--partition", f"userdata={userdata}",
+                     "--partition", f"misc={dev.misc}"], timeout=300)
+            with open(os.path.join(dev.cache, "last_result.json")) as f:
+                return p, json.load(f)
+
+        for build, kind in ((1, "full"), (2, "delta")):
+            if build == 2:
+                sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL,
+                         "--device", DEVICE, "--version", "2", "--tree", trees[2], check=True)
+                dev.set_build(1)
+            p = dev.stub("stage")
+            assert p.returncode == 0, p.stderr
+            with open(dev.command_file) as f:
+                job = f.read()
+            assert "index index.json index.json.sig" in job
+            assert (f"image full {build}" if kind == "full" else "image delta 2 1") in job
+            assert dev.stub("reboot-recovery", "--no-reboot").returncode == 0
+            p, res = recover()
+            assert p.returncode == 0, p.stderr
+            assert res["result"] == 0 and res["to_version"] == build, res
+    finally:
+        ng.stop()
