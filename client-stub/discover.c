@@ -359,7 +359,7 @@ static si_result remember(const stub_discovery *dc, si_err *err)
     return stub_state_write(&dc->cfg, &rec, err);
 }
 
-/* DESIGN §6: phasing by the alias, else the configured target; a different
+/* docs/formats.md, resolution: phasing by the alias, else the configured target; a different
  * alias is a channel switch, resolved from build 0. */
 static si_result resolve_path(const stub_opts *o, stub_discovery *dc, const si_channel *ch,
                               si_err *err)

@@ -1,4 +1,4 @@
-/* sysimage-stub - the small client of the normal OS (DESIGN §1): checks the
+/* sysimage-stub - the small client of the normal OS (docs/architecture.md): checks the
  * signed indexes, stages verified downloads on the cache partition, writes
  * the recovery's command file and asks the boot loader for the recovery. */
 #include <getopt.h>

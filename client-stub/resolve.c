@@ -1,5 +1,5 @@
 /* resolve.c - `sysimage-stub resolve`: offline dry run of the upgrade-path
- * resolution (DESIGN §6) on an index file, printing every candidate path with
+ * resolution (docs/formats.md, resolution) on an index file, printing every candidate path with
  * its score, the device percentage and the winning path; the text output also
  * shows where downloads stop (after the first bootme image). */
 #include <getopt.h>

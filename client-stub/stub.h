@@ -1,5 +1,5 @@
 /* stub.h - internals shared by the modules of sysimage-stub, the small client
- * of the normal OS (DESIGN §1, §6, §7): configuration (config.c), HTTPS
+ * of the normal OS (docs/architecture.md, docs/formats.md): configuration (config.c), HTTPS
  * downloads (net.c), check/stage (update.c), recovery requests and status
  * (recovery_request.c over the boot-control backend bootctl.c), the offline
  * resolver (resolve.c over lib/resolve). */
