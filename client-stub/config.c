@@ -39,26 +39,23 @@ static si_result get_long(const stub_config *cfg, const char *section, const cha
     return rc;
 }
 
-si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
+/* Unknown keys are refused: a typo must not silently fall back to a default. */
+static si_result check_known_keys(const si_ini *ini, const char *path, si_err *err)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->path = path;
-    si_result rc = si_ini_load(path, &cfg->ini, err);
-    if (rc != SI_OK)
-        return si_err_prefix(err, "config");
-    const si_ini *ini = cfg->ini;
     for (size_t i = 0; i < ini->count; i++) {
         bool ok = false;
-        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-            if (strcmp(ini->entries[i].section, known[k][0]) == 0 &&
-                strcmp(ini->entries[i].key, known[k][1]) == 0)
-                ok = true;
-        if (!ok) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: unknown key", path,
-                            ini->entries[i].line, ini->entries[i].section, ini->entries[i].key);
-            goto fail;
-        }
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && !ok; k++)
+            ok = strcmp(ini->entries[i].section, known[k][0]) == 0 &&
+                 strcmp(ini->entries[i].key, known[k][1]) == 0;
+        if (!ok)
+            return si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: unknown key", path,
+                              ini->entries[i].line, ini->entries[i].section, ini->entries[i].key);
     }
+    return SI_OK;
+}
+
+static void set_defaults(stub_config *cfg)
+{
     cfg->cache_dir = "/cache/recovery";
     cfg->state_dir = "/var/lib/sysimage";
     cfg->machine_id = "/etc/machine-id";
@@ -71,6 +68,12 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
     cfg->low_speed_time = 60;
     cfg->retries = 3;
     cfg->max_rate = 0;
+}
+
+static si_result read_values(stub_config *cfg, si_err *err)
+{
+    const si_ini *ini = cfg->ini;
+    si_result rc;
     if ((rc = si_ini_get_string(ini, "service", "base", true, &cfg->base_url, err)) ||
         (rc = si_ini_get_string(ini, "service", "channel", true, &cfg->channel, err)) ||
         (rc = si_ini_get_string(ini, "service", "device", true, &cfg->device, err)) ||
@@ -93,40 +96,48 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
         (rc = get_long(cfg, "network", "low_speed_time", 1, 3600, &cfg->low_speed_time, err)) ||
         (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)) ||
         (rc = get_long(cfg, "network", "max_rate", 0, INT64_C(1) << 40, &cfg->max_rate, err)))
-        goto fail;
+        return rc;
     if (!cfg->channel_target || !cfg->channel_target[0])
         cfg->channel_target = cfg->channel;
-    if (strncmp(cfg->base_url, "https://", 8) != 0) {
-        rc = si_err_set(err, SI_ERR_PARSE, "%s: [service] base: must be an https:// URL, not '%s'",
-                        path, cfg->base_url);
-        goto fail;
-    }
+    return SI_OK;
+}
+
+/* https only, absolute paths of bounded length, a plain device name. */
+static si_result check_values(const stub_config *cfg, const char *path, si_err *err)
+{
+    if (strncmp(cfg->base_url, "https://", 8) != 0)
+        return si_err_set(err, SI_ERR_PARSE, "%s: [service] base: must be an https:// URL, not '%s'",
+                          path, cfg->base_url);
     const char *paths[][2] = {{"cache_dir", cfg->cache_dir},   {"state_dir", cfg->state_dir},
                               {"machine_id", cfg->machine_id}, {"version_file", cfg->version_file},
                               {"boot_control", cfg->boot_control},
                               {"archive_master", cfg->archive_master}, {"ca_file", cfg->ca_file}};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        if (strlen(paths[i][1]) > 1024) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: path longer than 1024 bytes", path,
-                            paths[i][0]);
-            goto fail;
-        }
-        if (paths[i][1][0] != '/') {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: must be an absolute path, not '%s'", path,
-                            paths[i][0], paths[i][1]);
-            goto fail;
-        }
+        if (strlen(paths[i][1]) > 1024)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: path longer than 1024 bytes", path,
+                              paths[i][0]);
+        if (paths[i][1][0] != '/')
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: must be an absolute path, not '%s'",
+                              path, paths[i][0], paths[i][1]);
     }
-    for (const char *p = cfg->device; *p; p++) {
-        if (*p == '/' || (*p == '.' && p == cfg->device)) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: [service] device: invalid name '%s'", path,
-                            cfg->device);
-            goto fail;
-        }
-    }
+    for (const char *p = cfg->device; *p; p++)
+        if (*p == '/' || (*p == '.' && p == cfg->device))
+            return si_err_set(err, SI_ERR_PARSE, "%s: [service] device: invalid name '%s'", path,
+                              cfg->device);
     return SI_OK;
-fail:
-    stub_config_free(cfg);
+}
+
+si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->path = path;
+    si_result rc = si_ini_load(path, &cfg->ini, err);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "config");
+    set_defaults(cfg);
+    if ((rc = check_known_keys(cfg->ini, path, err)) != SI_OK ||
+        (rc = read_values(cfg, err)) != SI_OK || (rc = check_values(cfg, path, err)) != SI_OK)
+        stub_config_free(cfg);
     return rc;
 }
 
@@ -152,26 +163,5 @@ si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err)
     cJSON_Delete(root);
     if (rc != SI_OK)
         return si_err_prefix(err, "%s", cfg->version_file);
-    return SI_OK;
-}
-
-si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int r = si_read_file(path, STUB_MACHINE_ID_MAX, &buf, &len);
-    if (r < 0)
-        return si_err_set(err, r == -ENOENT ? SI_ERR_NOT_FOUND : SI_ERR_IO, "machine id %s: %s",
-                          path, strerror(-r));
-    size_t n = strcspn(buf, "\r\n");
-    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    if (n == 0 || n >= outlen) {
-        free(buf);
-        return si_err_set(err, SI_ERR_PARSE, "machine id %s: empty or too long", path);
-    }
-    memcpy(out, buf, n);
-    out[n] = '\0';
-    free(buf);
     return SI_OK;
 }

@@ -115,7 +115,7 @@ static si_result open_run(const stub_opts *o, stub_discovery *dc, si_err *err)
         dc->build = o->build;
     else if ((rc = stub_read_build(&dc->cfg, &dc->build, err)) != SI_OK)
         return rc;
-    if ((rc = stub_read_machine_id(dc->cfg.machine_id, dc->machine_id,
+    if ((rc = si_machine_id_read(dc->cfg.machine_id, dc->machine_id,
                                    sizeof(dc->machine_id), err)) != SI_OK ||
         (rc = lock_state_dir(dc, err)) != SI_OK ||
         (rc = stub_state_read(&dc->cfg, &dc->seen, err)) != SI_OK ||
@@ -359,7 +359,7 @@ static si_result remember(const stub_discovery *dc, si_err *err)
     return stub_state_write(&dc->cfg, &rec, err);
 }
 
-/* DESIGN §6: phasing by the alias, else the configured target; a different
+/* docs/formats.md, resolution: phasing by the alias, else the configured target; a different
  * alias is a channel switch, resolved from build 0. */
 static si_result resolve_path(const stub_opts *o, stub_discovery *dc, const si_channel *ch,
                               si_err *err)

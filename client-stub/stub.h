@@ -1,5 +1,5 @@
 /* stub.h - internals shared by the modules of sysimage-stub, the small client
- * of the normal OS (DESIGN §1, §6, §7): configuration (config.c), HTTPS
+ * of the normal OS (docs/architecture.md, docs/formats.md): configuration (config.c), HTTPS
  * downloads (net.c), check/stage (update.c), recovery requests and status
  * (recovery_request.c over the boot-control backend bootctl.c), the offline
  * resolver (resolve.c over lib/resolve). */
@@ -16,6 +16,7 @@
 #include "index.h"
 #include "ini.h"
 #include "keyring.h"
+#include "phasing.h"
 #include "protocol.h"
 #include "resolve.h"
 #include "result.h"
@@ -24,7 +25,6 @@
 #define STUB_DEFAULT_CONFIG "/etc/sysimage/client.ini"
 #define STUB_STATE_FILE "state.json"        /* in state_dir */
 #define STUB_STATE_MAX_BYTES 4096
-#define STUB_MACHINE_ID_MAX 256
 #define STUB_COMMAND_FILE SI_PROTO_COMMAND
 #define STUB_LAST_RESULT SI_PROTO_RESULT
 #define STUB_STAGED_FILE "staged.json"      /* what stage left in cache_dir */
@@ -56,8 +56,6 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
 void stub_config_free(stub_config *cfg);
 /* The installed build from cfg->version_file ({"build": N, "channel": "..."}). */
 si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
-/* First line of the machine-id file, trimmed. */
-si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err);
 
 /* ------------------------------------------------------------ net.c */
 typedef struct stub_net stub_net;
@@ -109,7 +107,7 @@ typedef struct stub_discovery {
     int64_t now;                  /* the clock rule: clock, build time, newest index seen */
     char blacklist_sha256[65];    /* of the blacklist served, "" when none */
     int64_t build;                /* installed build */
-    char machine_id[STUB_MACHINE_ID_MAX];
+    char machine_id[SI_MACHINE_ID_MAX + 1];
     si_channels *channels;
     si_index *index;
     si_resolution res;

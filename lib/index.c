@@ -1,4 +1,4 @@
-/* index.c - parse, check and write a device's index.json (DESIGN §4).
+/* index.c - parse, check and write a device's index.json (docs/formats.md).
  *
  * Field names and meanings are system-image's. The document is untrusted
  * until its signature verified, and even then only trusted to be what the

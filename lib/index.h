@@ -1,4 +1,4 @@
-/* index.h - a device's index.json (DESIGN §4, system-image field names).
+/* index.h - a device's index.json (docs/formats.md, system-image field names).
  *
  * {"global": {"generated_at": "Mon Apr 29 18:45:27 UTC 2013",
  *             "expires": "Mon May 06 18:45:27 UTC 2013"},

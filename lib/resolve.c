@@ -1,5 +1,5 @@
 /* resolve.c - candidate upgrade paths, WeightedScorer and phasing, with the
- * semantics of system-image 3.x's candidates.py and scores.py (DESIGN §6).
+ * semantics of system-image 3.x's candidates.py and scores.py (docs/formats.md, resolution).
  *
  * The index parser guarantees that every delta has a base lower than its
  * version, so paths strictly climb and the search terminates; the number of

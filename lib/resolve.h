@@ -1,4 +1,4 @@
-/* resolve.h - upgrade-path resolution, system-image 3.x semantics (DESIGN §6).
+/* resolve.h - upgrade-path resolution, system-image 3.x semantics (docs/formats.md, resolution).
  *
  *   si_resolution res;
  *   si_resolve_opts o = {.build = installed, .channel = configured_target,

@@ -1,5 +1,5 @@
 /* cmd_publish.c - `sysimage publish`: add a version to a static server tree
- * (DESIGN §4), or change a channel (alias, hidden) or the phasing of the
+ * (docs/formats.md), or change a channel (alias, hidden) or the phasing of the
  * newest version. The tree layout and the decisions are in docs/publishing.md.
  *
  * Everything is written atomically (temp file + rename) in an order that
