@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+import artifacts
 import sihw
 
 ROOT = sihw.ROOT
@@ -62,14 +63,10 @@ def image(tmp_path_factory):
     for kr in ("image-master", "image-signing"):
         for ext in (".keyring", ".keyring.sig"):
             files[kr + ext] = pathlib.Path(KEYS, kr + ext)  # a path, not text
-    command = "\n".join([
-        "load_keyring image-master.keyring image-master.keyring.sig",
-        "load_keyring image-signing.keyring image-signing.keyring.sig",
-        "format system",
-        "mount system",
-        *updates,
-        "unmount system",
-    ]) + "\n"
+    # the signed index the job is bound to (docs/formats.md): the publisher's own
+    files["index.json"] = repo / "stable" / DEVICE / "index.json"
+    files["index.json.sig"] = repo / "stable" / DEVICE / "index.json.sig"
+    command = artifacts.command([u.split()[1] for u in updates], images=[("full", 1, None)])
     return {"files": files, "command": command, "tree": tree,
             "update_bytes": sum(os.path.getsize(files[u.split()[1]]) for u in updates)}
 
