@@ -140,7 +140,7 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 # build/kernel) and the initramfs of initramfs/ around the static recovery.
 recovery-image: $(B)/recovery/initrd.img
 
-$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh
+$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
 
 # ---------------------------------------------------------------- tests
