@@ -52,8 +52,8 @@ class HarnessError(Exception):
     pass
 
 
-def _run(cmd, **kw):
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
+def _run(cmd, env=None, **kw):
+    env = dict(env or os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, env=env, **kw)
     if proc.returncode != 0:
         raise HarnessError(f"{' '.join(map(str, cmd))} -> {proc.returncode}\n"
