@@ -465,7 +465,7 @@ class mounted_ro:
 # ---------------------------------------------------------------- whole-device boots
 OVMF_CODE = BOARD.qemu.get("firmware_efi", "/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = BOARD.qemu.get("firmware_efi_vars", "/usr/share/OVMF/OVMF_VARS_4M.fd")
-ANSI_RE = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>()][0-9A-Za-z]?")
+ANSI_RE = re.compile(rb"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[=>()][0-9A-Za-z]?")
 
 
 class Machine:
@@ -482,8 +482,9 @@ class Machine:
     image is a qcow2 overlay throws nothing away either: see power_cut_lossy()."""
 
     def __init__(self, disk, firmware="efi", log="serial.log", mem=None, net=True, disk_format="raw",
-                 cache="writeback", extra_args=()):
+                 cache="writeback", extra_args=(), echo=None):
         self.disk, self.firmware, self.log = disk, firmware, log
+        self.echo = echo  # called with every chunk of console bytes (e.g. to show them)
         self.buf = bytearray()
         self.pos = 0
         self.lock = threading.Lock()
@@ -526,6 +527,8 @@ class Machine:
             self.logf.flush()
             with self.lock:
                 self.buf += b
+            if self.echo:
+                self.echo(b)
 
     def seconds(self):
         return time.monotonic() - self.start
@@ -580,6 +583,9 @@ class Machine:
         if self.proc.poll() is None:
             self.proc.kill()
         self.close()
+
+    def alive(self):
+        return self.proc.poll() is None
 
     def wait(self, timeout=60):
         try:

@@ -59,7 +59,7 @@ def test_update_loop(tmp_path, firmware):
         devloop.blank_disk(disk)
         devloop.provision(disk, str(tmp_path / "factory"), srv)
         with sihw.Machine(disk, firmware=firmware, log=str(tmp_path / "serial.log")) as m:
-            m.expect(r"no system installed .*: Recovery", BOOT)
+            m.expect(r"booting Recovery \(mode update, recovery_boots=1\)", BOOT)
             assert m.expect(devloop.RECOVERY_DONE, BOOT).group(1) == "0"
             assert m.expect(devloop.UP, BOOT).group(1) == "1"
             st = devloop.guest_status(m)
