@@ -4,9 +4,10 @@
 #   make test    deps + build + every unit, integration and QEMU test
 #   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
 #   make bench   benchmarks that print figures
-#   make demo    the product end to end: publish two builds, serve them over
-#                HTTPS, install and update a QEMU device through its recovery
+#   make demo    the product end to end: a QEMU device booting GRUB, updated from
+#                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
+#   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -55,7 +56,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image deb
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -185,6 +186,12 @@ demo: deps
 	$(MAKE) $(KEYS)/archive-master.keyring
 	$(MAKE) recovery-image
 	SI_KEYS=$(KEYS) $(PYTHON) tests/demo/demo.py
+
+# ---------------------------------------------------------------- deb
+# build/deb/{sysimage-stub,sysimage-tools}_<version>_<arch>.deb, lintian-checked
+# (errors fail); packaging/deb/.
+deb: $(B)/bin/sysimage $(B)/bin/sysimage-stub
+	packaging/deb/build.sh $(B)/deb
 
 # ---------------------------------------------------------------- bench
 bench: all
