@@ -8,6 +8,7 @@
 #                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
+#   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -56,7 +57,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image deb
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image deb test-debian
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -156,6 +157,12 @@ unit-bins: $(UNIT_BINS)
 test: deps
 	$(MAKE) all unit-bins recovery-image
 	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
+
+# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
+# and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
+test-debian: deps
+	$(MAKE) all recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) -m pytest -q -rfEs tests/qemu/test_debian.py
 
 unit: unit-bins
 	$(PYTHON) tests/run_all.py --only unit
