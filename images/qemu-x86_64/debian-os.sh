@@ -57,8 +57,12 @@ cd "$out"
 cp "$SI_STUB_DEB" tmp/sysimage-stub.deb
 chroot . dpkg -i /tmp/sysimage-stub.deb > /dev/null
 rm -f tmp/sysimage-stub.deb
-[ -e etc/systemd/system/timers.target.wants/sysimage-stub.timer ] ||
+[ -L etc/systemd/system/timers.target.wants/sysimage-stub.timer ] ||
     { echo "debian-os.sh: the package did not enable its timer" >&2; exit 1; }
+# a read-only image: no apt, dpkg or fstrim housekeeping
+rm -f etc/systemd/system/timers.target.wants/apt-daily.timer etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer \
+    etc/systemd/system/timers.target.wants/dpkg-db-backup.timer etc/systemd/system/timers.target.wants/e2scrub_all.timer \
+    etc/systemd/system/timers.target.wants/fstrim.timer
 mkdir -p etc/systemd/system/sysimage-stub.timer.d
 cat > etc/systemd/system/sysimage-stub.timer.d/device.conf <<EOT
 [Timer]
@@ -161,5 +165,6 @@ kver=$(ls "$SI_KERNEL_DIR/lib/modules")
 install -m 0644 "$SI_KERNEL_DIR/boot/vmlinuz-$kver" boot/vmlinuz
 "$HERE/normal-initrd.sh" "$SI_KERNEL_DIR" boot/initrd.img
 
-rm -rf var/cache/apt/archives/*.deb var/lib/apt/lists/* var/log/* tmp/*
+# devtmpfs is mounted on /dev at boot: the tree ships no device nodes
+rm -rf dev/* var/cache/apt/archives/*.deb var/lib/apt/lists/* var/log/* tmp/*
 find . -xdev -exec touch -h -d "@$((1700000000 + v * 86400))" {} +
