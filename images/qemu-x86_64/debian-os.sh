@@ -116,6 +116,16 @@ RemainAfterExit=yes
 ExecStart=/bin/mkdir -p /data/var/lib /data/var/log /data/var/tmp /data/home /data/sysimage /cache/recovery
 ExecStart=/bin/sh -c 'test -s /data/sysimage/machine-id || tr -d - < /proc/sys/kernel/random/uuid > /data/sysimage/machine-id'
 EOT
+mkdir -p usr/lib/sysimage
+cat > usr/lib/sysimage/boot-ok <<'EOT'
+#!/bin/sh
+# Confirm this boot to the boot loader (docs/board.md) and say so on the console.
+set -e
+/usr/sbin/sysimage-bootcount set normal_boots=0 system_new=0
+b=$(sed -n 's/.*"build": *\([0-9]*\).*/\1/p' /etc/sysimage/version.json 2>/dev/null || true)
+echo "sample-os: build ${b:-unknown} is up" > /dev/console
+EOT
+chmod 0755 usr/lib/sysimage/boot-ok
 cat > etc/systemd/system/sysimage-boot-ok.service <<'EOT'
 [Unit]
 Description=sysimage: confirm this boot to the boot loader
@@ -125,8 +135,7 @@ Wants=local-fs.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/sbin/sysimage-bootcount set normal_boots=0 system_new=0
-ExecStartPost=/bin/sh -c 'b=$(sed -n "s/.*\"build\": *\\([0-9]*\\).*/\\1/p" /etc/sysimage/version.json 2>/dev/null); echo "sample-os: build $${b:-unknown} is up" > /dev/console'
+ExecStart=/usr/lib/sysimage/boot-ok
 
 [Install]
 WantedBy=multi-user.target
