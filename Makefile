@@ -154,9 +154,11 @@ unit-bins: $(UNIT_BINS)
 
 # The QEMU suite boots build/recovery (recovery-image), whose built-in
 # archive-master and the test payloads' signatures come from $(KEYS).
+# The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
+# root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image
-	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
+	$(MAKE) all unit-bins recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
 
 # The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
 # and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
