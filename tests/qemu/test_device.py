@@ -52,7 +52,8 @@ def test_update_loop(tmp_path, firmware):
     which installs build 1 -> GRUB boots Normal -> the stub in the guest
     stages the delta to build 2 from nginx and reboots into the recovery ->
     build 2 runs and reports itself -> the menu's Factory reset chosen by a
-    key on the serial console wipes userdata."""
+    key on the serial console wipes userdata -> so does `sysimage-stub
+    factory-reset` on the device."""
     srv = devloop.Server(str(tmp_path), KEYS)
     try:
         trees = {v: devloop.device_tree(srv, v, str(tmp_path / f"os{v}")) for v in (1, 2)}
@@ -86,6 +87,13 @@ def test_update_loop(tmp_path, firmware):
             assert m.expect(devloop.UP, BOOT).group(1) == "2"
             st = devloop.guest_status(m)
             assert st["last_result"]["mode"] == "factory-reset", st
+            assert m.shell("test -e /home/note")[0] != 0
+            # and the same from the OS: `sysimage-stub factory-reset` requests it in misc
+            assert m.shell("echo 'kept again' > /home/note && sync")[0] == 0
+            m.send("sysimage-stub factory-reset\n")
+            m.expect(r"booting Recovery \(mode factory-reset", BOOT)
+            assert m.expect(devloop.RECOVERY_DONE, BOOT).group(1) == "0"
+            assert m.expect(devloop.UP, BOOT).group(1) == "2"
             assert m.shell("test -e /home/note")[0] != 0
             m.send("poweroff\n")
             m.wait(60)
