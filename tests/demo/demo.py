@@ -339,7 +339,8 @@ def main():
         with steps.step("6. Build 2 is published; the device stages the delta from nginx and updates"):
             publish(steps, server, trees[2], 2)
             t0 = m.seconds()
-            outs = devloop.guest_update(m, T, say=lambda line: say(line))
+            # what the commands print is on the device's console (shown with |)
+            outs = devloop.guest_update(m, T, say=lambda line: say(line), show_output=False)
             steps.check("delta 1 -> 2" in outs["sysimage-stub check"], "the stub on the device chose the delta 1 -> 2")
             rc = m.expect(devloop.RECOVERY_DONE, T).group(1)
             marks.append(("recovery done (delta applied)", m.seconds()))

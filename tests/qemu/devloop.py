@@ -128,15 +128,16 @@ def provision(disk, factory_dir, server, run=None):
     return names, env
 
 
-def guest_update(m, timeout=300, say=None):
+def guest_update(m, timeout=300, say=None, show_output=True):
     """In the running normal OS: check, stage, reboot-recovery. Returns the
-    outputs of check and stage."""
+    outputs of check and stage. say: prints the commands (and with
+    show_output what they printed)."""
     outs = {}
     for cmd in ("sysimage-stub check", "sysimage-stub stage"):
         if say:
             say(f"  device# {cmd}")
         rc, out = m.shell(cmd, timeout)
-        if say:
+        if say and show_output:
             for line in out.splitlines():
                 say(f"    {line}")
         if rc != 0:
