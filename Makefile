@@ -4,10 +4,12 @@
 #   make test    deps + build + every unit, integration and QEMU test
 #   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
 #   make bench   benchmarks that print figures
-#   make demo    the product end to end: publish two builds, serve them over
-#                HTTPS, install and update a QEMU device through its recovery
+#   make demo    the product end to end: a QEMU device booting GRUB, updated from
+#                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
+#   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
+#   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -56,7 +58,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps deb test-debian
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -141,7 +143,7 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 # build/kernel) and the initramfs of initramfs/ around the static recovery.
 recovery-image: $(B)/recovery/initrd.img
 
-$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh
+$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
 
 # ---------------------------------------------------------------- tests
@@ -153,9 +155,17 @@ unit-bins: $(UNIT_BINS)
 
 # The QEMU suite boots build/recovery (recovery-image), whose built-in
 # archive-master and the test payloads' signatures come from $(KEYS).
+# The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
+# root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image
-	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
+	$(MAKE) all unit-bins recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
+
+# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
+# and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
+test-debian: deps
+	$(MAKE) all recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) -m pytest -q -rfEs tests/qemu/test_debian.py
 
 unit: unit-bins
 	$(PYTHON) tests/run_all.py --only unit
@@ -191,6 +201,12 @@ demo: deps
 	$(MAKE) $(KEYS)/archive-master.keyring
 	$(MAKE) recovery-image
 	SI_KEYS=$(KEYS) $(PYTHON) tests/demo/demo.py
+
+# ---------------------------------------------------------------- deb
+# build/deb/{sysimage-stub,sysimage-tools}_<version>_<arch>.deb, lintian-checked
+# (errors fail); packaging/deb/.
+deb: $(B)/bin/sysimage $(B)/bin/sysimage-stub
+	packaging/deb/build.sh $(B)/deb
 
 # ---------------------------------------------------------------- bench
 bench: all
