@@ -1,4 +1,4 @@
-/* channels.c - parse, check and write channels.json (DESIGN §4).
+/* channels.c - parse, check and write channels.json (docs/design.md §4).
  *
  * Every channel is an object with a mandatory `devices` object; every device
  * has a mandatory `index` string and an optional `keyring` object whose

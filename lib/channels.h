@@ -1,4 +1,4 @@
-/* channels.h - channels.json (DESIGN §4, system-image field names).
+/* channels.h - channels.json (docs/design.md §4, system-image field names).
  *
  * {"<channel>": {"alias": "...", "hidden": true, "redirect": "...",
  *                "devices": {"<device>": {"index": "/<channel>/<device>/index.json",

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -134,22 +135,61 @@ def test_layout(published):
     assert not [f for f in pool if ".tmp" in f]
 
 
+def key_id(pub):
+    """The key id (docs/design.md §3: hex SHA-256 of the DER SubjectPublicKeyInfo) of a PEM public key."""
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
 def test_signatures_verify(published):
     repo, keys = published["repo"], published["keys"]
+    signer = key_id(os.path.join(keys, "image-signing.pub"))
+    checked = []
     for dirpath, _, files in os.walk(repo):
         if "keyrings" in dirpath:
             continue
         for f in files:
             if f.endswith(".json") or (f.endswith((".tar.zst", ".tar.xz"))):
-                verify(keys, os.path.join(dirpath, f))
-    # a tampered file fails
-    bad = os.path.join(published["base"], "tampered.json")
+                path = os.path.join(dirpath, f)
+                proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"),
+                                path)
+                assert proc.returncode == 0, f"{path}: {proc.stderr}"
+                # verified by the one image-signing key, and it says so
+                assert f"verified {path}: key {signer} (image-signing)" in proc.stdout, proc.stdout
+                checked.append(os.path.relpath(path, repo))
+    pool = [f for f in os.listdir(os.path.join(repo, "pool"))
+            if f.endswith((".tar.zst", ".tar.xz"))]
+    # channels.json, the index and every pool file (3 builds: fulls, deltas, version and
+    # device tarballs) were checked, none left out
+    assert sorted(checked) == sorted(["channels.json", f"{CHANNEL}/{DEVICE}/index.json"] +
+                                     [f"pool/{f}" for f in pool])
+    assert len(pool) >= 3 * 3
+
+    def refused(path, code, *words):
+        proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"), path)
+        assert proc.returncode == code, (proc.returncode, proc.stderr)
+        for w in words:
+            assert w in proc.stderr, proc.stderr
+        assert "verified" not in proc.stdout
+
+    # a tampered file: SI_ERR_BAD_SIGNATURE (7), naming the file and the key that signed it
     with open(os.path.join(repo, "channels.json")) as f:
         text = f.read()
+    bad = os.path.join(published["base"], "tampered.json")
     write(bad, text.replace(DEVICE, "other-device"))
     os.link(os.path.join(repo, "channels.json.sig"), bad + ".sig")
-    proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"), bad)
-    assert proc.returncode != 0
+    refused(bad, 7, bad, "signature does not verify", signer[:16])
+    # intact bytes signed by a key outside the image-signing keyring (image-master's)
+    other = os.path.join(published["base"], "other-signer.json")
+    write(other, text)
+    sysimage("sign", "--key", os.path.join(keys, "image-master.key"), other, check=True)
+    refused(other, 7, "no stanza is signed by a trusted key",
+            key_id(os.path.join(keys, "image-master.pub"))[:16])
+    # no signature at all: SI_ERR_MISSING_FILE (16), naming the .sig
+    unsigned = os.path.join(published["base"], "unsigned.json")
+    write(unsigned, text)
+    refused(unsigned, 16, unsigned + ".sig")
 
 
 def test_keyrings_chain(published):

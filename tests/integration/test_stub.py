@@ -1,6 +1,6 @@
 """sysimage-stub against a real nginx over HTTPS (tests/integration/nginx_server.py).
 
-The server tree (DESIGN §4) is written here with openssl keys and signatures so
+The server tree (docs/design.md §4) is written here with openssl keys and signatures so
 that each test can break exactly one thing: a keyring, a signature, a size, a
 checksum, an expiry, a blacklist, a device model, the index's age. Update files
 are opaque bytes to the stub (the recovery unpacks them), so random payloads
@@ -90,7 +90,7 @@ def tls(tmp_path_factory):
 
 # ------------------------------------------------------------------ tree
 class Tree:
-    """A server tree (DESIGN §4); write() publishes it, signing everything."""
+    """A server tree (docs/design.md §4); write() publishes it, signing everything."""
 
     def __init__(self, root, keys):
         self.root = str(root)
@@ -890,7 +890,7 @@ def test_conformance_real_index_resolves():
 
 
 def test_device_percentage_known_values(tmp_path):
-    """DESIGN §6: ("ubuntu", 11, "0123456789abcdef") -> 51, etc.; target = highest end version."""
+    """docs/design.md §6: ("ubuntu", 11, "0123456789abcdef") -> 51, etc.; target = highest end version."""
     idx = {"global": {"generated_at": ctime(0)},
            "images": [{"type": "full", "version": 11, "files": []},
                       {"type": "full", "version": 10, "files": []}]}
@@ -918,7 +918,7 @@ def test_tree_made_by_sysimage_publish(tmp_path, devkeys, tls):
     from conftest import sysimage
     repo = tmp_path / "www"
     # 2 MiB that do not compress and do not change: the full image is > 1 MiB
-    # bigger than the delta, so the delta path scores lower (DESIGN §6).
+    # bigger than the delta, so the delta path scores lower (docs/design.md §6).
     blob = os.urandom(2 * 1024 * 1024)
     for version in (1, 2):
         rootfs = tmp_path / f"rootfs{version}"

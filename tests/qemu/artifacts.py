@@ -140,7 +140,7 @@ def keyring_files(keys=KEYS):
 
 
 def command(updates, format_system=True, blacklist=False, extra=""):
-    """A command file as the stub writes it (DESIGN §7)."""
+    """A command file as the stub writes it (docs/design.md §7)."""
     lines = ["load_keyring image-master.keyring image-master.keyring.sig",
              "load_keyring image-signing.keyring image-signing.keyring.sig"]
     if blacklist:

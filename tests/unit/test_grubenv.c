@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "grubenv.h"
+#include "testutil.h"
 
 #define SIG "# GRUB Environment Block\n"
 
@@ -23,16 +24,13 @@ static char dir[64];
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-grubenv-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir(dir, "grubenv");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir);
 }
 
 /* A 1024-byte block: text followed by '#' padding. */

@@ -1,6 +1,6 @@
 /* test_resolve.c - candidate paths, WeightedScorer, phasing and winners with
  * system-image 3.x semantics, on synthetic indexes and on system-image's own
- * test data (expected results from its test suite, DESIGN §6 ordering). */
+ * test data (expected results from its test suite, docs/design.md §6 ordering). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
