@@ -28,7 +28,7 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 # the version tarball writer is kept apart in lib/version_tar.c so that it is
 # not linked (libarchive's writer table pulls in every format, and xar needs
 # libxml2, absent in a static link); --gc-sections only drops unused code.
-LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
+LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lfdisk -lzstd -lmbedcrypto -lpthread
 LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
 LIBS_STUB     := -lcurl -lmbedcrypto

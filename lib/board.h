@@ -25,7 +25,7 @@
 #define SI_BOARD_LABEL_MAX 36 /* GPT names: 36 UTF-16 units */
 #define SI_BOARD_PATH_MAX 128
 #define SI_BOARD_MODULE_MAX 32
-#define SI_MIB_BYTES (1024ull * 1024ull)
+#define SI_MIB_BYTES ((uint64_t)1024 * 1024)
 
 typedef enum si_board_fs {
     SI_BOARD_FS_NONE,    /* raw (the BIOS boot partition) */
