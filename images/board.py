@@ -190,6 +190,19 @@ class Board:
         return efi, core
 
 
+def tree_bytes(tree):
+    """Bytes the files of a tree take (sizes rounded up to 4 KiB blocks)."""
+    total = 0
+    for dp, dn, fn in os.walk(tree):
+        for n in fn + dn:
+            try:
+                st = os.lstat(os.path.join(dp, n))
+            except OSError:
+                continue
+            total += (st.st_size + 4095) // 4096 * 4096
+    return total
+
+
 def install_bios_boot(disk, bios_start, bios_size, core_img, boot_img):
     """The BIOS half of GRUB, by hand: core.img raw at the start of the `bios`
     partition, boot.img's code (first 440 bytes: the MBR's partition table
@@ -269,6 +282,15 @@ def build_disk(path, board, sizes=None, trees=None, env=None, recovery_image=Non
             with open(os.path.join(staged, *board.boot["env_file"].split("/")), "wb") as f:
                 f.write(grubenv_block(bootcount or {"recovery_boots": 0, "normal_boots": 0, "system_new": 0}))
             trees["esp"] = staged
+        for label, size, fs, ptype in layout:
+            tree = trees.get(label)
+            if tree and kinds.get(label, fs) in ("ext4", "vfat"):
+                need = tree_bytes(tree)
+                # ext4: journal (4 MiB and more), inode tables, metadata
+                room = need + need // 10 + 8 * MIB
+                if room > size * MIB:
+                    raise BoardError(f"{label}: {need // MIB} MiB of files ({tree}) need a partition of "
+                                     f"{(room + MIB - 1) // MIB} MiB or more, the layout gives {size} MiB")
         for label, size, fs, ptype in layout:
             fs = kinds.get(label, fs)
             start, nbytes = starts[label]

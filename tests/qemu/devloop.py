@@ -153,3 +153,34 @@ def guest_status(m):
     if rc != 0:
         raise sihw.HarnessError(f"sysimage-stub status exited {rc}: {out}")
     return json.loads(out[out.index("{"):])
+
+
+def system_diff(disk, tree, build):
+    """Differences between the disk's system partition and tree (plus the
+    version.json of build `build` that the published version tarball adds),
+    read with debugfs rdump (no root: owners, special mode bits and hardlinks
+    are not compared). Returns (problems, number of paths compared)."""
+    import tempfile
+    import treecmp
+    problems = []
+    v = sihw.read_file(disk, "system", "/etc/sysimage/version.json")
+    doc = json.loads(v) if v else None
+    if not isinstance(doc, dict) or doc.get("build") != build or doc.get("channel") != CHANNEL:
+        problems.append(f"etc/sysimage/version.json is {v!r}, not build {build} of {CHANNEL}")
+    expected = treecmp.snapshot(tree)
+    tmp = tempfile.mkdtemp(prefix="devloop-system-")
+    try:
+        sihw.read_tree(disk, "system", tmp)
+        actual = treecmp.snapshot(tmp)
+    finally:
+        shutil.rmtree(tmp)
+    for snap in (expected, actual):
+        for r in snap.values():
+            for k in ("uid", "gid", "links"):
+                r.pop(k, None)
+            r["mode"] &= 0o777
+    for k in list(actual):
+        if k in (b"lost+found", b"etc/sysimage/version.json") or k.startswith(b"lost+found/"):
+            actual.pop(k)
+    problems += treecmp.diff(expected, actual)
+    return problems, len(expected)

@@ -465,7 +465,7 @@ class mounted_ro:
 # ---------------------------------------------------------------- whole-device boots
 OVMF_CODE = BOARD.qemu.get("firmware_efi", "/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = BOARD.qemu.get("firmware_efi_vars", "/usr/share/OVMF/OVMF_VARS_4M.fd")
-ANSI_RE = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>()][0-9A-Za-z]?")
+ANSI_RE = re.compile(rb"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[=>()][0-9A-Za-z]?")
 
 
 class Machine:
@@ -477,13 +477,16 @@ class Machine:
     commands). With net=True a virtio NIC on QEMU user networking (the host's
     127.0.0.1 is 10.0.2.2 in the guest).
 
-    kill() is a power cut: SIGKILL of QEMU. cache="writeback" keeps every write
-    QEMU made (the host page cache holds them); cache="unsafe" on a disk whose
-    image is a qcow2 overlay throws nothing away either: see power_cut_lossy()."""
+    kill() is a power cut that keeps every write QEMU made (cache=writeback:
+    the host page cache holds them; a guest crash rather than a power loss).
+    drive=VolatileDisk(...).qemu_drive() (volatile_disk.py) gives the guest a
+    disk with a volatile write cache: a kill followed by its close(keep_cache=
+    False) also loses what the guest had not flushed."""
 
     def __init__(self, disk, firmware="efi", log="serial.log", mem=None, net=True, disk_format="raw",
-                 cache="writeback", extra_args=()):
+                 cache="writeback", extra_args=(), echo=None, drive=None):
         self.disk, self.firmware, self.log = disk, firmware, log
+        self.echo = echo  # called with every chunk of console bytes (e.g. to show them)
         self.buf = bytearray()
         self.pos = 0
         self.lock = threading.Lock()
@@ -492,7 +495,7 @@ class Machine:
                "-display", "none", "-monitor", "none",
                "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-drive", f"file={disk},if=virtio,format={disk_format},cache={cache}"]
+               "-drive", drive or f"file={disk},if=virtio,format={disk_format},cache={cache}"]
         self.vars = None
         if firmware == "efi":
             fd, self.vars = tempfile.mkstemp(prefix="sihw-ovmf-vars-", suffix=".fd")
@@ -526,6 +529,8 @@ class Machine:
             self.logf.flush()
             with self.lock:
                 self.buf += b
+            if self.echo:
+                self.echo(b)
 
     def seconds(self):
         return time.monotonic() - self.start
@@ -580,6 +585,9 @@ class Machine:
         if self.proc.poll() is None:
             self.proc.kill()
         self.close()
+
+    def alive(self):
+        return self.proc.poll() is None
 
     def wait(self, timeout=60):
         try:
