@@ -11,6 +11,9 @@
  * buffer. Returns 0, -EFBIG when the file is larger than max_len, or -errno. */
 int si_read_file(const char *path, size_t max_len, char **buf, size_t *len);
 
+/* The same from an open descriptor (read to its end; fd stays open). */
+int si_read_fd(int fd, size_t max_len, char **buf, size_t *len);
+
 /* si_read_file with an si_err naming path: SI_ERR_TOO_LARGE ("larger than
  * MAX bytes"), SI_ERR_MISSING_FILE ("no such file"), SI_ERR_IO otherwise. */
 si_result si_read_file_checked(const char *path, size_t max_len, char **buf, size_t *len,

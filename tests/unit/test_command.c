@@ -1,4 +1,4 @@
-/* test_command.c - the recovery command file: docs/design.md §7's grammar, every
+/* test_command.c - the recovery command file: docs/formats.md's grammar, every
  * malformed line refused whole with its line number, atomic writing. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -149,6 +149,10 @@ static const struct bad_case bad_cases[] = {
      SI_ERR_PARSE, "global.generated_at"},
     {"{\"global\": {\"generated_at\": \"Mon Apr 29 18:45:27 UTC 2013x\"}, \"images\": []}",
      SI_ERR_PARSE, "global.generated_at"},
+    {"{\"global\": {\"expires\": \"soon\"}, \"images\": []}", SI_ERR_PARSE,
+     "index.json: global.expires: expected a time"},
+    {"{\"global\": {\"expires\": 5}, \"images\": []}", SI_ERR_PARSE,
+     "index.json: global.expires: expected string"},
     {DOC1("5"), SI_ERR_PARSE, "index.json: images[0]: expected object"},
     {DOC1("{\"version\": 1, \"files\": []}"), SI_ERR_PARSE,
      "index.json: images[0].type: missing mandatory field"},
@@ -397,6 +401,46 @@ static void format_is_canonical(void **state)
     free(out);
 }
 
+static void expiry_parsed_formatted_and_checked(void **state)
+{
+    (void)state;
+    si_index *idx = parse_ok("{\"global\": {\"generated_at\": \"Thu Feb 29 12:34:56 UTC 2024\","
+                             " \"expires\": \"Thu Mar 07 12:34:56 UTC 2024\"}, \"images\": []}");
+    assert_string_equal(idx->expires, "Thu Mar 07 12:34:56 UTC 2024");
+    assert_int_equal(idx->expires_epoch, 1709210096 + 7 * 86400);
+    char *out = NULL;
+    assert_int_equal(si_index_format(idx, &out, NULL), SI_OK);
+    assert_non_null(strstr(out, "\"expires\": \"Thu Mar 07 12:34:56 UTC 2024\""));
+    free(out);
+
+    si_err err = {0};
+    assert_int_equal(si_index_check_fresh(idx, 1709210096, &err), SI_OK);
+    assert_int_equal(si_index_check_fresh(idx, idx->expires_epoch - 1, &err), SI_OK);
+    assert_int_equal(si_index_check_fresh(idx, idx->expires_epoch, &err), SI_ERR_STALE_INDEX);
+    assert_non_null(strstr(err.msg, "expired on Thu Mar 07 12:34:56 UTC 2024"));
+    si_index_free(idx);
+
+    idx = parse_ok("{\"global\": {\"generated_at\": \"Thu Feb 29 12:34:56 UTC 2024\"},"
+                   " \"images\": []}");
+    assert_null(idx->expires);
+    assert_int_equal(idx->expires_epoch, -1);
+    assert_int_equal(si_index_check_fresh(idx, 0, &err), SI_ERR_STALE_INDEX);
+    assert_non_null(strstr(err.msg, "global.expires missing"));
+    si_index_free(idx);
+
+    /* the clock rule: the latest of clock, build time, newest trusted timestamp */
+    assert_int_equal(si_index_clock(100, 50, 20), 100);
+    assert_int_equal(si_index_clock(10, 50, 20), 50);
+    assert_int_equal(si_index_clock(-1, -1, 20), 20);
+
+    si_index built = {0};
+    built.generated_at_epoch = 1709210096;
+    built.expires_epoch = 1709210096 + 7 * 86400;
+    assert_int_equal(si_index_format(&built, &out, NULL), SI_OK);
+    assert_non_null(strstr(out, "\"expires\": \"Thu Mar 07 12:34:56 UTC 2024\""));
+    free(out);
+}
+
 static void assert_same_index(const si_index *a, const si_index *b)
 {
     assert_int_equal(a->generated_at_epoch, b->generated_at_epoch);
@@ -627,6 +671,7 @@ int main(void)
         cmocka_unit_test(oversized_document_and_strings),
         cmocka_unit_test(time_round_trip),
         cmocka_unit_test(format_is_canonical),
+        cmocka_unit_test(expiry_parsed_formatted_and_checked),
         cmocka_unit_test(round_trips),
         cmocka_unit_test(load_from_files),
         cmocka_unit_test(conformance_all_index_documents),
