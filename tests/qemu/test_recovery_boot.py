@@ -63,18 +63,13 @@ def image(tmp_path_factory):
     for kr in ("image-master", "image-signing"):
         for ext in (".keyring", ".keyring.sig"):
             files[kr + ext] = pathlib.Path(KEYS, kr + ext)  # a path, not text
-    # the signed index the job is bound to: the repository's own (docs/formats.md)
-    idx = repo / "stable" / DEVICE / "index.json"
-    files["index.json"] = idx
-    files["index.json.sig"] = pathlib.Path(str(idx) + ".sig")
-    dev_kr = repo / "keyrings" / DEVICE / "device-signing.keyring"
+    # the signed index the job is bound to (docs/formats.md), offering the published files
     names = [u.split()[1] for u in updates]
+    index = artifacts.make_index([("full", 1, None, {n: files[n] for n in names})],
+                                 keys=KEYS, out=str(d / "index.json"))
+    files["index.json"] = pathlib.Path(index)
+    files["index.json.sig"] = pathlib.Path(index + ".sig")
     command = artifacts.command(names, images=[("full", 1, None)])
-    if dev_kr.exists():  # the index is signed by the device-signing key: the job loads its keyring
-        files["device-signing.keyring"] = dev_kr
-        files["device-signing.keyring.sig"] = pathlib.Path(str(dev_kr) + ".sig")
-        command = command.replace("index index.json", "load_keyring device-signing.keyring "
-                                  "device-signing.keyring.sig\nindex index.json", 1)
     return {"files": files, "command": command, "tree": tree,
             "update_bytes": sum(os.path.getsize(files[n]) for n in names)}
 
