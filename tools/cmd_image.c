@@ -32,6 +32,9 @@
 #include "board.h"
 #include "commands.h"
 #include "ext4tar.h"
+#include "flashjob.h"
+#include "key.h"
+#include "sigfile.h"
 #include "fsutil.h"
 #include "gpt.h"
 #include "grubbios.h"
@@ -74,6 +77,8 @@ static const char usage[] =
 #define PATH_CAP 4096
 
 typedef struct image_opts {
+    const char *keys;
+    bool erase;
     const char *board, *repo, *channel, *out, *archive_master, *recovery, *images, *device;
     int64_t build;
     uint64_t size_mib;
@@ -241,6 +246,7 @@ static void rm_rf(const char *dir)
 typedef struct build_ctx {
     const image_opts *o;
     si_board board;
+    char board_path[PATH_CAP];
     char board_dir[PATH_CAP];
     si_repo_build rb;
     char tmp[PATH_CAP];
@@ -288,7 +294,10 @@ static si_result grub_images(build_ctx *c, char *efi, char *core, si_err *err)
     return SI_OK;
 }
 
-static si_result make_esp(build_ctx *c, const char *efi, si_err *err)
+/* The ESP's FAT32 with GRUB's EFI image, grub.cfg and counters, made in
+ * place in `target` at byte `offset` (the disk image, or an ESP image file
+ * for flash media). */
+static si_result make_esp(build_ctx *c, const char *efi, const char *target, uint64_t offset, si_err *err)
 {
     const si_board_extent *e = extent(c, "esp");
     int64_t t = c->timestamp;
@@ -356,16 +365,16 @@ static si_result make_esp(build_ctx *c, const char *efi, si_err *err)
     /* FAT32 in place; volume ID from the build, --invariant for the rest */
     uint8_t id[16];
     derive(c->seed, "fs:esp", id);
-    char volid[16], offset[32], kib[32];
+    char volid[16], offset_arg[32], kib[32];
     snprintf(volid, sizeof(volid), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
-    snprintf(offset, sizeof(offset), "--offset=%" PRIu64, e->start / 512);
+    snprintf(offset_arg, sizeof(offset_arg), "--offset=%" PRIu64, offset / 512);
     snprintf(kib, sizeof(kib), "%" PRIu64, e->size / 1024);
     char *mkfs[] = {"mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", "-i", volid, "--invariant",
-                    offset, c->partial, kib, NULL};
+                    offset_arg, (char *)target, kib, NULL};
     if ((rc = run(mkfs, NULL, err)) != SI_OK)
         return si_err_prefix(err, "ESP");
     char img[PATH_CAP + 64];
-    snprintf(img, sizeof(img), "%s@@%" PRIu64, c->partial, e->start);
+    snprintf(img, sizeof(img), "%s@@%" PRIu64, target, offset);
     char epoch[64];
     snprintf(epoch, sizeof(epoch), "SOURCE_DATE_EPOCH=%" PRId64, t);
     const char *env[] = {"MTOOLS_SKIP_CHECK=1", epoch, "LC_ALL=C", NULL};
@@ -507,14 +516,16 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static si_result build(build_ctx *c, si_err *err)
+/* Board, layout, recovery image, the repository verified, the build's
+ * tarballs scanned, the seed of every UUID, a temporary directory. */
+static si_result prepare(build_ctx *c, si_err *err)
 {
     const image_opts *o = c->o;
-    double t0 = now_s();
     char bpath[PATH_CAP];
     si_result rc = find_board(o, bpath, sizeof(bpath), err);
     if (rc != SI_OK || (rc = si_board_load(bpath, &c->board, err)) != SI_OK)
         return rc;
+    snprintf(c->board_path, sizeof(c->board_path), "%s", bpath);
     snprintf(c->board_dir, sizeof(c->board_dir), "%s", bpath);
     char *slash = strrchr(c->board_dir, '/');
     if (slash)
@@ -561,8 +572,6 @@ static si_result build(build_ctx *c, si_err *err)
     printf("image: %s build %" PRId64 " of %s (%zu files verified, %" PRIu64 " members, %" PRIu64
            " MiB of data)\n",
            device, c->rb.version, o->channel, c->rb.nfiles, members, data / SI_MIB_BYTES);
-
-    /* 2. a sparse file with the GPT */
     snprintf(c->tmp, sizeof(c->tmp), "%s", "/tmp/sysimage-image.XXXXXX");
     const char *td = getenv("TMPDIR");
     if (td && *td)
@@ -571,6 +580,18 @@ static si_result build(build_ctx *c, si_err *err)
         c->tmp[0] = '\0';
         return si_err_set(err, SI_ERR_IO, "mkdtemp: %s", strerror(errno));
     }
+    return SI_OK;
+}
+
+static si_result build(build_ctx *c, si_err *err)
+{
+    const image_opts *o = c->o;
+    double t0 = now_s();
+    si_result rc = prepare(c, err);
+    if (rc != SI_OK)
+        return rc;
+
+    /* 2. a sparse file with the GPT */
     snprintf(c->partial, sizeof(c->partial), "%s.partial", o->out);
     unlink(c->partial);
     c->fd = open(c->partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -593,7 +614,7 @@ static si_result build(build_ctx *c, si_err *err)
 
     /* 3. boot loader: GRUB images, ESP, BIOS boot code */
     char efi[PATH_CAP], core[PATH_CAP];
-    if ((rc = grub_images(c, efi, core, err)) != SI_OK || (rc = make_esp(c, efi, err)) != SI_OK)
+    if ((rc = grub_images(c, efi, core, err)) != SI_OK || (rc = make_esp(c, efi, c->partial, extent(c, "esp")->start, err)) != SI_OK)
         return rc;
     const si_board_extent *bios = extent(c, c->board.bios.partition);
     if ((rc = si_grub_bios_install(c->fd, bios->start, bios->size, core, c->board.bios.boot_img, err)) !=
@@ -659,9 +680,255 @@ static si_result build(build_ctx *c, si_err *err)
     return SI_OK;
 }
 
-int cmd_image(int argc, char **argv)
+
+/* ------------------------------------------------------------ flash media */
+
+static const char media_usage[] =
+    "usage: sysimage flash-media --board B --repo DIR --channel C [--build N] --keys KEYDIR\n"
+    "                            --archive-master FILE --out stick.img [--erase]\n"
+    "                            [--recovery DIR] [--images DIR]\n\n"
+    "Write provisioning media (docs/flashing.md): a GPT disk with one ext4\n"
+    "partition `flash` holding the board file, the ESP image, GRUB's BIOS images,\n"
+    "the recovery image, the build's repository subset (keyrings, channels.json,\n"
+    "index.json, the full image's files, all with their signatures) and the flash\n"
+    "job flash.json, signed with KEYDIR/image-signing.key. The recovery booted with\n"
+    "sysimage.mode=flash verifies all of it and provisions the internal disk. The\n"
+    "repository is verified before anything is written.\n\n"
+    "  --erase     the job consents to erasing a disk that is not blank\n"
+    "  (other options as for `sysimage image`)\n";
+
+struct media_files {
+    size_t n;
+    char names[64][PATH_CAP + 16];
+    char srcs[64][PATH_CAP + 16];
+};
+
+static si_result media_add(struct media_files *m, const char *name, const char *src, si_err *err)
 {
-    if (si_tool_wants_help(argc, argv, usage))
+    if (m->n == 64)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "flash media: more than 64 files");
+    snprintf(m->names[m->n], sizeof(m->names[m->n]), "%.4100s", name);
+    snprintf(m->srcs[m->n], sizeof(m->srcs[m->n]), "%.4100s", src);
+    m->n++;
+    return SI_OK;
+}
+
+/* A repository file and its signature, if it exists, under repo/ on the media. */
+static si_result media_add_repo(struct media_files *m, const char *repo, const char *rel, bool with_sig,
+                                bool optional, si_err *err)
+{
+    char src[PATH_CAP], name[PATH_CAP];
+    snprintf(src, sizeof(src), "%.2000s/%.2000s", repo, rel);
+    if (access(src, R_OK) != 0) {
+        if (optional)
+            return SI_OK;
+        return si_err_set(err, SI_ERR_MISSING_FILE, "%s: %s", src, strerror(errno));
+    }
+    snprintf(name, sizeof(name), "repo/%.4000s", rel);
+    si_result rc = media_add(m, name, src, err);
+    if (rc == SI_OK && with_sig) {
+        char s2[PATH_CAP + 8], n2[PATH_CAP + 8];
+        snprintf(s2, sizeof(s2), "%s.sig", src);
+        snprintf(n2, sizeof(n2), "%s.sig", name);
+        rc = media_add(m, n2, s2, err);
+    }
+    return rc;
+}
+
+/* path relative to the repository root of an absolute host path under it */
+static const char *repo_rel(const char *repo, const char *path)
+{
+    size_t n = strlen(repo);
+    if (strncmp(path, repo, n) == 0 && path[n] == '/')
+        return path + n + 1;
+    return path;
+}
+
+static si_result file_digest(const char *path, uint64_t *size, char hex[65], si_err *err)
+{
+    uint8_t d[SI_SHA256_LEN];
+    int r = si_sha256_file(path, d, size);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-r));
+    si_hex_encode(d, sizeof(d), hex);
+    return SI_OK;
+}
+
+static si_result build_media(build_ctx *c, si_err *err)
+{
+    const image_opts *o = c->o;
+    double t0 = now_s();
+    si_result rc = prepare(c, err);
+    if (rc != SI_OK)
+        return rc;
+    char keypath[PATH_CAP];
+    snprintf(keypath, sizeof(keypath), "%.4000s/image-signing.key", o->keys);
+    si_key *signer = NULL;
+    if ((rc = si_key_load_private_file(keypath, &signer, err)) != SI_OK)
+        return si_err_prefix(err, "signing key");
+    si_key_free(signer);
+    signer = NULL;
+
+    /* the boot files: GRUB images, the ESP as an image file */
+    char efi[PATH_CAP], core[PATH_CAP], esp[PATH_CAP + 16];
+    if ((rc = grub_images(c, efi, core, err)) != SI_OK)
+        return rc;
+    snprintf(esp, sizeof(esp), "%s/esp.img", c->tmp);
+    int fd = open(esp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)extent(c, "esp")->size) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return si_err_set(err, SI_ERR_IO, "%s: %s", esp, strerror(errno));
+    }
+    close(fd);
+    if ((rc = make_esp(c, efi, esp, 0, err)) != SI_OK)
+        return rc;
+
+    /* the job */
+    si_flashjob job;
+    memset(&job, 0, sizeof(job));
+    snprintf(job.board, sizeof(job.board), "%s", c->board.name);
+    snprintf(job.device, sizeof(job.device), "%s", o->device ? o->device : c->board.name);
+    snprintf(job.channel, sizeof(job.channel), "%s", o->channel);
+    job.build = c->rb.version;
+    job.erase = o->erase;
+    char kern[PATH_CAP + 16], initrd[PATH_CAP + 16];
+    snprintf(kern, sizeof(kern), "%s/vmlinuz", o->recovery);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.img", o->recovery);
+    const char *srcs[SI_FLASH_NFILES] = {c->board_path, esp, core, c->board.bios.boot_img, kern, initrd};
+    struct media_files *m = calloc(1, sizeof(*m));
+    if (!m)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    for (int k = 0; rc == SI_OK && k < SI_FLASH_NFILES; k++) {
+        char name[PATH_CAP];
+        snprintf(name, sizeof(name), "flash/%s", si_flash_file_names[k]);
+        if ((rc = file_digest(srcs[k], &job.files[k].size, job.files[k].sha256, err)) == SI_OK)
+            rc = media_add(m, name, srcs[k], err);
+    }
+    char jpath[PATH_CAP + 16], jsig[PATH_CAP + 16];
+    snprintf(jpath, sizeof(jpath), "%s/flash.json", c->tmp);
+    snprintf(jsig, sizeof(jsig), "%s/flash.json.sig", c->tmp);
+    char *text = NULL;
+    if (rc == SI_OK && (rc = si_flashjob_format(&job, &text, err)) == SI_OK) {
+        int r = si_write_file_atomic(jpath, text, strlen(text), 0644);
+        free(text);
+        if (r < 0)
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", jpath, strerror(-r));
+        else if ((rc = si_key_load_private_file(keypath, &signer, err)) == SI_OK) {
+            rc = si_sign_file(jpath, signer, false, err);
+            si_key_free(signer);
+        }
+    }
+    if (rc == SI_OK && (rc = media_add(m, "flash/flash.json", jpath, err)) == SI_OK)
+        rc = media_add(m, "flash/flash.json.sig", jsig, err);
+
+    /* the repository subset */
+    static const char *const rings[] = {"image-master", "image-signing", "blacklist"};
+    for (size_t i = 0; rc == SI_OK && i < 3; i++) {
+        char rel[128];
+        snprintf(rel, sizeof(rel), "keyrings/%s.keyring", rings[i]);
+        rc = media_add_repo(m, o->repo, rel, true, i == 2, err);
+    }
+    if (rc == SI_OK) {
+        char rel[256];
+        snprintf(rel, sizeof(rel), "keyrings/%.64s/device-signing.keyring", job.device);
+        rc = media_add_repo(m, o->repo, rel, true, true, err);
+    }
+    if (rc == SI_OK)
+        rc = media_add_repo(m, o->repo, "channels.json", true, false, err);
+    if (rc == SI_OK)
+        rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.index_path), true, false, err);
+    for (size_t i = 0; rc == SI_OK && i < c->rb.nfiles; i++) {
+        if ((rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.paths[i]), false, false, err)) == SI_OK)
+            rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.sigpaths[i]), false, false, err);
+    }
+
+    /* the flash partition: ext4 in a file, sized for its files */
+    uint64_t bytes = 0;
+    for (size_t i = 0; rc == SI_OK && i < m->n; i++) {
+        struct stat st;
+        if (stat(m->srcs[i], &st) != 0)
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", m->srcs[i], strerror(errno));
+        else
+            bytes += (uint64_t)st.st_blocks * 512 + 4096;
+    }
+    uint64_t part_mib = bytes / SI_MIB_BYTES * 11 / 10 + 32;
+    char fsimg[PATH_CAP + 16];
+    snprintf(fsimg, sizeof(fsimg), "%s/flash.ext4", c->tmp);
+    if (rc == SI_OK) {
+        fd = open(fsimg, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            rc = si_err_set(err, SI_ERR_IO, "%s: %s", fsimg, strerror(errno));
+        else
+            close(fd);
+    }
+    if (rc == SI_OK) {
+        uint8_t uuid[16];
+        derive(c->seed, "media:flash", uuid);
+        si_mkfs_opts mo;
+        si_mkfs_opts_init(&mo);
+        mo.label = "flash";
+        mo.size = part_mib * SI_MIB_BYTES;
+        mo.uuid = uuid;
+        mo.timestamp = c->timestamp;
+        rc = si_mkfs_ext4(fsimg, &mo, err);
+    }
+    if (rc == SI_OK) {
+        const char *names[64], *paths[64];
+        for (size_t i = 0; i < m->n; i++) {
+            names[i] = m->names[i];
+            paths[i] = m->srcs[i];
+        }
+        rc = si_ext4_add_files(fsimg, names, paths, m->n, c->timestamp, NULL, err);
+    }
+    size_t nfiles = m->n;
+    free(m);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "flash media");
+
+    /* the media disk: GPT with `flash`, then the filesystem */
+    si_board mb;
+    memset(&mb, 0, sizeof(mb));
+    snprintf(mb.name, sizeof(mb.name), "flash-media");
+    mb.nparts = 1;
+    snprintf(mb.parts[0].label, sizeof(mb.parts[0].label), "flash");
+    snprintf(mb.parts[0].type, sizeof(mb.parts[0].type), "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
+    mb.parts[0].fs = SI_BOARD_FS_EXT4;
+    mb.parts[0].size_mib = part_mib;
+    si_board_extent mex = {.part = &mb.parts[0], .number = 1, .start = SI_MIB_BYTES,
+                           .size = part_mib * SI_MIB_BYTES};
+    snprintf(c->partial, sizeof(c->partial), "%s.partial", o->out);
+    unlink(c->partial);
+    c->fd = open(c->partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (c->fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
+    if (ftruncate(c->fd, (off_t)((part_mib + 2) * SI_MIB_BYTES)) != 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
+    char guids[2][SI_UUID_STR];
+    uint8_t u[16];
+    derive(c->seed, "media:disk", u);
+    si_uuid_format(u, guids[0]);
+    derive(c->seed, "media:part", u);
+    si_uuid_format(u, guids[1]);
+    if ((rc = si_gpt_write(c->partial, &mb, &mex, guids, err)) != SI_OK ||
+        (rc = si_sparse_copy(fsimg, c->fd, mex.start, mex.size, err)) != SI_OK)
+        return rc;
+    if (fsync(c->fd) != 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
+    close(c->fd);
+    c->fd = -1;
+    if (rename(c->partial, o->out) != 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", o->out, strerror(errno));
+    si_fsync_parent_dir(o->out);
+    printf("flash-media: wrote %s (%" PRIu64 " MiB, %zu files, build %" PRId64 ", consent %s) in %.1f s\n",
+           o->out, part_mib + 2, nfiles, job.build, job.erase ? "erase" : "blank-only", now_s() - t0);
+    return SI_OK;
+}
+
+static int image_main(int argc, char **argv, bool media)
+{
+    const char *cmd = media ? "flash-media" : "image";
+    if (si_tool_wants_help(argc, argv, media ? media_usage : usage))
         return SI_OK;
     static const struct option opts[] = {
         {"board", required_argument, NULL, 'b'},   {"repo", required_argument, NULL, 'r'},
@@ -670,6 +937,7 @@ int cmd_image(int argc, char **argv)
         {"recovery", required_argument, NULL, 'R'}, {"size", required_argument, NULL, 's'},
         {"compress", required_argument, NULL, 'z'}, {"images", required_argument, NULL, 'i'},
         {"device", required_argument, NULL, 'd'},  {"timeout", required_argument, NULL, 't'},
+        {"keys", required_argument, NULL, 'k'},    {"erase", no_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     image_opts o = {.build = -1, .timeout = 3};
@@ -686,6 +954,17 @@ int cmd_image(int argc, char **argv)
         case 'R': o.recovery = optarg; break;
         case 'i': o.images = optarg; break;
         case 'd': o.device = optarg; break;
+        case 'k':
+        case 'e':
+            if (!media) {
+                fprintf(stderr, "sysimage image: --%s is for flash-media\n", ch == 'k' ? "keys" : "erase");
+                return SI_ERR_USAGE;
+            }
+            if (ch == 'k')
+                o.keys = optarg;
+            else
+                o.erase = true;
+            break;
         case 'n':
             o.build = strtoll(optarg, &end, 10);
             if (!*optarg || *end || o.build < 0) {
@@ -723,18 +1002,19 @@ int cmd_image(int argc, char **argv)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "sysimage image: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "sysimage %s: unexpected argument '%s'\n", cmd, argv[optind]);
         return SI_ERR_USAGE;
     }
     const char *missing = !o.board ? "--board" : !o.repo ? "--repo" : !o.channel ? "--channel"
-                          : !o.out ? "--out" : !o.archive_master ? "--archive-master" : NULL;
+                          : !o.out ? "--out" : !o.archive_master ? "--archive-master"
+                          : media && !o.keys ? "--keys" : NULL;
     if (missing) {
-        fprintf(stderr, "sysimage image: %s is required (see --help)\n", missing);
+        fprintf(stderr, "sysimage %s: %s is required (see --help)\n", cmd, missing);
         return SI_ERR_USAGE;
     }
     if (strstr(o.repo, "://")) {
-        fprintf(stderr, "sysimage image: --repo %s: only a local directory is supported; mirror the "
-                        "repository first (e.g. wget -m) and give its directory\n", o.repo);
+        fprintf(stderr, "sysimage %s: --repo %s: only a local directory is supported; mirror the "
+                        "repository first (e.g. wget -m) and give its directory\n", cmd, o.repo);
         return SI_ERR_UNSUPPORTED;
     }
     char recdir[PATH_CAP];
@@ -750,7 +1030,7 @@ int cmd_image(int argc, char **argv)
     c.fd = -1;
     si_err err;
     si_err_clear(&err);
-    si_result rc = build(&c, &err);
+    si_result rc = media ? build_media(&c, &err) : build(&c, &err);
     if (c.fd >= 0)
         close(c.fd);
     if (rc != SI_OK && c.partial[0])
@@ -764,4 +1044,14 @@ int cmd_image(int argc, char **argv)
         return si_tool_fail(&err);
     }
     return SI_OK;
+}
+
+int cmd_image(int argc, char **argv)
+{
+    return image_main(argc, argv, false);
+}
+
+int cmd_flash_media(int argc, char **argv)
+{
+    return image_main(argc, argv, true);
 }
