@@ -70,17 +70,14 @@ void si_repo_build_free(si_repo_build *b)
     memset(b, 0, sizeof(*b));
 }
 
-static si_result load_trust(const char *repo, const char *archive_master, si_trust *t, si_err *err)
+si_result si_repo_load_trust(const char *repo, si_keyring *am, si_trust *t, si_err *err)
 {
-    si_keyring *am = NULL;
-    si_result rc = si_keyring_load(archive_master, &am, err);
-    if (rc != SI_OK)
-        return si_err_prefix(err, "archive-master keyring");
     if (am->type != SI_KR_ARCHIVE_MASTER) {
         si_keyring_free(am);
-        return si_err_set(err, SI_ERR_KEYRING_TYPE, "%s: not an archive-master keyring", archive_master);
+        return si_err_set(err, SI_ERR_KEYRING_TYPE, "not an archive-master keyring");
     }
-    if ((rc = si_trust_set_archive_master(t, am, err)) != SI_OK)
+    si_result rc = si_trust_set_archive_master(t, am, err);
+    if (rc != SI_OK)
         return rc;
     static const char *const names[3] = {"image-master", "blacklist", "image-signing"};
     char kp[3][PATH_CAP], sp[3][PATH_CAP];
@@ -109,15 +106,30 @@ si_result si_repo_open_build(const char *repo, const char *archive_master, const
     memset(out, 0, sizeof(*out));
     si_trust t;
     si_trust_init(&t, device, now);
-    si_channels *chs = NULL;
-    si_result rc = load_trust(repo, archive_master, &t, err);
+    si_keyring *am = NULL;
+    si_result rc = si_keyring_load(archive_master, &am, err);
     if (rc != SI_OK)
-        goto out;
+        si_err_prefix(err, "archive-master keyring");
+    else if ((rc = si_repo_load_trust(repo, am, &t, err)) != SI_OK)
+        si_err_prefix(err, "%s", archive_master);
+    else
+        rc = si_repo_open_build_trusted(repo, &t, channel, device, build, out, err);
+    si_trust_free(&t);
+    return rc;
+}
+
+si_result si_repo_open_build_trusted(const char *repo, si_trust *t, const char *channel,
+                                     const char *device, int64_t build, si_repo_build *out,
+                                     si_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    si_channels *chs = NULL;
+    si_result rc = SI_OK;
 
     char cpath[PATH_CAP], csig[PATH_CAP];
     snprintf(cpath, sizeof(cpath), "%s/channels.json", repo);
     snprintf(csig, sizeof(csig), "%s/channels.json.sig", repo);
-    if ((rc = si_trust_verify_file(&t, SI_PURPOSE_CHANNELS, cpath, csig, NULL, err)) != SI_OK ||
+    if ((rc = si_trust_verify_file(t, SI_PURPOSE_CHANNELS, cpath, csig, NULL, err)) != SI_OK ||
         (rc = si_channels_load(cpath, &chs, err)) != SI_OK) {
         si_err_prefix(err, "channels.json");
         goto out;
@@ -157,14 +169,14 @@ si_result si_repo_open_build(const char *repo, const char *archive_master, const
             snprintf(ds, sizeof(ds), "%s.sig", dk);
         }
         const char *dks[1] = {dk}, *dss[1] = {ds};
-        if ((rc = si_trust_load_files(&t, dks, dss, 1, err)) != SI_OK)
+        if ((rc = si_trust_load_files(t, dks, dss, 1, err)) != SI_OK)
             goto out;
     }
     char ipath[PATH_CAP], isig[PATH_CAP + 8];
     if ((rc = si_repo_join(repo, dev->index, ipath, sizeof(ipath), err)) != SI_OK)
         goto out;
     snprintf(isig, sizeof(isig), "%s.sig", ipath);
-    if ((rc = si_trust_verify_file(&t, SI_PURPOSE_INDEX, ipath, isig, NULL, err)) != SI_OK ||
+    if ((rc = si_trust_verify_file(t, SI_PURPOSE_INDEX, ipath, isig, NULL, err)) != SI_OK ||
         (rc = si_index_load(ipath, &out->index, err)) != SI_OK) {
         si_err_prefix(err, "index.json");
         goto out;
@@ -212,13 +224,12 @@ si_result si_repo_open_build(const char *repo, const char *archive_master, const
             break;
         }
         if ((rc = hash_check(p, files[i], err)) != SI_OK ||
-            (rc = si_trust_verify_file(&t, SI_PURPOSE_UPDATE, p, s, NULL, err)) != SI_OK)
+            (rc = si_trust_verify_file(t, SI_PURPOSE_UPDATE, p, s, NULL, err)) != SI_OK)
             break;
     }
     free(files);
 out:
     si_channels_free(chs);
-    si_trust_free(&t);
     if (rc != SI_OK)
         si_repo_build_free(out);
     return rc;

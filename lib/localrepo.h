@@ -34,6 +34,16 @@ si_result si_repo_open_build(const char *repo, const char *archive_master, const
                              si_err *err);
 void si_repo_build_free(si_repo_build *b);
 
+/* The chain of trust of a repository: am (takes ownership, also on failure)
+ * installed in t (si_trust_init'ed by the caller), then keyrings/ up to
+ * image-signing verified. */
+si_result si_repo_load_trust(const char *repo, si_keyring *am, si_trust *t, si_err *err);
+/* si_repo_open_build with a trust already loaded (a device-signing keyring
+ * named by channels.json is added to it). */
+si_result si_repo_open_build_trusted(const char *repo, si_trust *t, const char *channel,
+                                     const char *device, int64_t build, si_repo_build *out,
+                                     si_err *err);
+
 /* "/a/b" under repo -> "repo/a/b"; SI_ERR_UNSAFE_PATH for relative paths or
  * "..". */
 si_result si_repo_join(const char *repo, const char *path, char *out, size_t outlen, si_err *err);
