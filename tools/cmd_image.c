@@ -266,16 +266,22 @@ static const si_board_extent *extent(const build_ctx *c, const char *label)
     return NULL;
 }
 
-static si_result grub_images(build_ctx *c, char *efi, char *core, si_err *err)
+/* GRUB's EFI and i386-pc images of the board's recipe into c->tmp. With
+ * early_cfg (provisioning media), that config is embedded, `search` is added
+ * and the files are named stick-*. */
+static si_result grub_images_ex(build_ctx *c, char *efi, char *core, const char *early_cfg, si_err *err)
 {
     char prefix[64];
     si_board_grub_prefix(&c->board, prefix, sizeof(prefix));
-    snprintf(efi, PATH_CAP, "%.4000s/BOOTX64.EFI", c->tmp);
-    snprintf(core, PATH_CAP, "%.4000s/core.img", c->tmp);
+    if (early_cfg)
+        snprintf(prefix, sizeof(prefix), "/flash");
+    const char *tag = early_cfg ? "stick-" : "";
+    snprintf(efi, PATH_CAP, "%.4000s/%sBOOTX64.EFI", c->tmp, tag);
+    snprintf(core, PATH_CAP, "%.4000s/%score.img", c->tmp, tag);
     const si_board_grub_image *imgs[2] = {&c->board.efi, &c->board.bios};
     const char *outs[2] = {efi, core};
     for (int k = 0; k < 2; k++) {
-        char *argv[SI_BOARD_MAX_MODULES + 8];
+        char *argv[SI_BOARD_MAX_MODULES + 12];
         int a = 0;
         argv[a++] = "grub-mkimage";
         argv[a++] = "-O";
@@ -284,6 +290,11 @@ static si_result grub_images(build_ctx *c, char *efi, char *core, si_err *err)
         argv[a++] = prefix;
         argv[a++] = "-o";
         argv[a++] = (char *)outs[k];
+        if (early_cfg) {
+            argv[a++] = "-c";
+            argv[a++] = (char *)early_cfg;
+            argv[a++] = "search";
+        }
         for (size_t m = 0; m < imgs[k]->nmodules; m++)
             argv[a++] = (char *)imgs[k]->modules[m];
         argv[a] = NULL;
@@ -292,6 +303,11 @@ static si_result grub_images(build_ctx *c, char *efi, char *core, si_err *err)
             return si_err_prefix(err, "GRUB %s image", imgs[k]->format);
     }
     return SI_OK;
+}
+
+static si_result grub_images(build_ctx *c, char *efi, char *core, si_err *err)
+{
+    return grub_images_ex(c, efi, core, NULL, err);
 }
 
 /* The ESP's FAT32 with GRUB's EFI image, grub.cfg and counters, made in
@@ -754,6 +770,46 @@ static si_result file_digest(const char *path, uint64_t *size, char hex[65], si_
     return SI_OK;
 }
 
+#define MEDIA_ESP_MIB 34 /* FAT32 with 512-byte clusters needs 33 MiB */
+
+/* The media's ESP: FAT32 in place with EFI/BOOT/BOOTX64.EFI only. */
+static si_result stick_esp(build_ctx *c, const char *efi, const char *target, uint64_t offset, uint64_t size,
+                           si_err *err)
+{
+    char stage[PATH_CAP], p[PATH_CAP + 64];
+    snprintf(stage, sizeof(stage), "%.4000s/stick-esp", c->tmp);
+    snprintf(p, sizeof(p), "%s/EFI/BOOT", stage);
+    si_result rc = SI_OK;
+    char *mk[] = {"mkdir", "-p", p, NULL};
+    char *cp[] = {"cp", (char *)efi, NULL, NULL};
+    char dst[PATH_CAP + 80];
+    snprintf(dst, sizeof(dst), "%s/BOOTX64.EFI", p);
+    cp[2] = dst;
+    if ((rc = run(mk, NULL, err)) != SI_OK || (rc = run(cp, NULL, err)) != SI_OK ||
+        (rc = set_tree_times(dst, c->timestamp, err)) != SI_OK ||
+        (rc = set_times_below(stage, c->timestamp, err)) != SI_OK)
+        return rc;
+    uint8_t id[16];
+    derive(c->seed, "media:esp", id);
+    char volid[16], offset_arg[32], kib[32];
+    snprintf(volid, sizeof(volid), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    snprintf(offset_arg, sizeof(offset_arg), "--offset=%" PRIu64, offset / 512);
+    snprintf(kib, sizeof(kib), "%" PRIu64, size / 1024);
+    char *mkfs[] = {"mkfs.vfat", "-F", "32", "-s", "1", "-n", "FLASH-ESP", "-i", volid, "--invariant",
+                    offset_arg, (char *)target, kib, NULL};
+    if ((rc = run(mkfs, NULL, err)) != SI_OK)
+        return si_err_prefix(err, "media ESP");
+    char img[PATH_CAP + 64], src[PATH_CAP + 16], epoch[64];
+    snprintf(img, sizeof(img), "%s@@%" PRIu64, target, offset);
+    snprintf(src, sizeof(src), "%s/EFI", stage);
+    snprintf(epoch, sizeof(epoch), "SOURCE_DATE_EPOCH=%" PRId64, c->timestamp);
+    const char *env[] = {"MTOOLS_SKIP_CHECK=1", epoch, "LC_ALL=C", NULL};
+    char *mcopy[] = {"mcopy", "-s", "-m", "-Q", "-i", img, src, "::/", NULL};
+    if ((rc = run(mcopy, env, err)) != SI_OK)
+        return si_err_prefix(err, "media ESP");
+    return SI_OK;
+}
+
 static si_result build_media(build_ctx *c, si_err *err)
 {
     const image_opts *o = c->o;
@@ -886,32 +942,69 @@ static si_result build_media(build_ctx *c, si_err *err)
     if (rc != SI_OK)
         return si_err_prefix(err, "flash media");
 
-    /* the media disk: GPT with `flash`, then the filesystem */
+    /* the media disk: GPT with flash-bios, flash-esp (GRUB for BIOS and
+     * UEFI with an embedded config that boots the recovery from `flash`
+     * with sysimage.mode=flash; no menu) and flash */
+    const si_board_part *bios_p = si_board_part_find(&c->board, c->board.bios.partition);
+    const si_board_part *esp_p = si_board_part_find(&c->board, "esp");
     si_board mb;
     memset(&mb, 0, sizeof(mb));
     snprintf(mb.name, sizeof(mb.name), "flash-media");
-    mb.nparts = 1;
-    snprintf(mb.parts[0].label, sizeof(mb.parts[0].label), "flash");
-    snprintf(mb.parts[0].type, sizeof(mb.parts[0].type), "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
-    mb.parts[0].fs = SI_BOARD_FS_EXT4;
-    mb.parts[0].size_mib = part_mib;
-    si_board_extent mex = {.part = &mb.parts[0], .number = 1, .start = SI_MIB_BYTES,
-                           .size = part_mib * SI_MIB_BYTES};
+    mb.nparts = 3;
+    static const char *const mlabels[3] = {"flash-bios", "flash-esp", "flash"};
+    const uint64_t msizes[3] = {1, MEDIA_ESP_MIB, part_mib};
+    const char *mtypes[3] = {bios_p->type, esp_p->type, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"};
+    si_board_extent mex[3];
+    uint64_t off = SI_MIB_BYTES;
+    for (int i = 0; i < 3; i++) {
+        snprintf(mb.parts[i].label, sizeof(mb.parts[i].label), "%s", mlabels[i]);
+        snprintf(mb.parts[i].type, sizeof(mb.parts[i].type), "%s", mtypes[i]);
+        mb.parts[i].size_mib = msizes[i];
+        mex[i] = (si_board_extent){.part = &mb.parts[i], .number = (unsigned)i + 1, .start = off,
+                                   .size = msizes[i] * SI_MIB_BYTES};
+        off += mex[i].size;
+    }
+    uint64_t media_bytes = off + SI_MIB_BYTES;
+    char early[PATH_CAP + 16], sefi[PATH_CAP], score[PATH_CAP];
+    snprintf(early, sizeof(early), "%s/stick-early.cfg", c->tmp);
+    {
+        char cfg[1024];
+        const char *console = c->board.console[0] ? c->board.console : "ttyS0,115200";
+        snprintf(cfg, sizeof(cfg),
+                 "search --no-floppy --label flash --set=root\n"
+                 "serial --unit=0 --speed=115200\n"
+                 "terminal_output serial\n"
+                 "echo \"sysimage: booting the recovery from the media (mode flash, %s build %" PRId64 ")\"\n"
+                 "linux ($root)/flash/vmlinuz console=%s panic=-1 sysimage.mode=flash sysimage.halt=poweroff\n"
+                 "initrd ($root)/flash/initrd.img\n"
+                 "boot\n",
+                 c->board.name, c->rb.version, console);
+        int r = si_write_file_atomic(early, cfg, strlen(cfg), 0644);
+        if (r < 0)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", early, strerror(-r));
+    }
+    if ((rc = grub_images_ex(c, sefi, score, early, err)) != SI_OK)
+        return si_err_prefix(err, "flash media boot loader");
     snprintf(c->partial, sizeof(c->partial), "%s.partial", o->out);
     unlink(c->partial);
     c->fd = open(c->partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (c->fd < 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
-    if (ftruncate(c->fd, (off_t)((part_mib + 2) * SI_MIB_BYTES)) != 0)
+    if (ftruncate(c->fd, (off_t)media_bytes) != 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
-    char guids[2][SI_UUID_STR];
+    char guids[4][SI_UUID_STR];
     uint8_t u[16];
-    derive(c->seed, "media:disk", u);
-    si_uuid_format(u, guids[0]);
-    derive(c->seed, "media:part", u);
-    si_uuid_format(u, guids[1]);
-    if ((rc = si_gpt_write(c->partial, &mb, &mex, guids, err)) != SI_OK ||
-        (rc = si_sparse_copy(fsimg, c->fd, mex.start, mex.size, err)) != SI_OK)
+    for (int i = 0; i < 4; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "media:%s", i ? mlabels[i - 1] : "disk");
+        derive(c->seed, what, u);
+        si_uuid_format(u, guids[i]);
+    }
+    if ((rc = si_gpt_write(c->partial, &mb, mex, guids, err)) != SI_OK ||
+        (rc = si_sparse_copy(fsimg, c->fd, mex[2].start, mex[2].size, err)) != SI_OK ||
+        (rc = si_grub_bios_install(c->fd, mex[0].start, mex[0].size, score, c->board.bios.boot_img, err)) !=
+            SI_OK ||
+        (rc = stick_esp(c, sefi, c->partial, mex[1].start, mex[1].size, err)) != SI_OK)
         return rc;
     if (fsync(c->fd) != 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", c->partial, strerror(errno));
@@ -921,7 +1014,7 @@ static si_result build_media(build_ctx *c, si_err *err)
         return si_err_set(err, SI_ERR_IO, "%s: %s", o->out, strerror(errno));
     si_fsync_parent_dir(o->out);
     printf("flash-media: wrote %s (%" PRIu64 " MiB, %zu files, build %" PRId64 ", consent %s) in %.1f s\n",
-           o->out, part_mib + 2, nfiles, job.build, job.erase ? "erase" : "blank-only", now_s() - t0);
+           o->out, media_bytes / SI_MIB_BYTES, nfiles, job.build, job.erase ? "erase" : "blank-only", now_s() - t0);
     return SI_OK;
 }
 
