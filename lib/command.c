@@ -331,12 +331,13 @@ static const char *bad_names(const si_command_verb *v, const si_command *c)
     const char *args[2] = {c->file, c->sig};
     for (int k = 0; k < 2; k++) {
         const char *why = si_protocol_reserved_why(args[k]);
-        if (!why || (v->reserved_ok && args[k][0] != '.' &&
-                     strcmp(args[k], SI_PROTO_COMMAND) != 0 &&
-                     strcmp(args[k], SI_PROTO_STATE) != 0 &&
-                     strcmp(args[k], SI_PROTO_RESULT) != 0 &&
-                     strncmp(args[k], SI_PROTO_LOG, strlen(SI_PROTO_LOG)) != 0 &&
-                     !strstr(args[k], SI_PROTO_PART_SUFFIX)))
+        size_t n = strlen(args[k]), pl = strlen(SI_PROTO_PART_SUFFIX);
+        bool part = n >= pl && strcmp(args[k] + n - pl, SI_PROTO_PART_SUFFIX) == 0;
+        if (!why || (v->reserved_ok && args[k][0] != '.' && !part &&
+                     strncmp(args[k], SI_PROTO_COMMAND, strlen(SI_PROTO_COMMAND)) != 0 &&
+                     strncmp(args[k], SI_PROTO_STATE, strlen(SI_PROTO_STATE)) != 0 &&
+                     strncmp(args[k], SI_PROTO_RESULT, strlen(SI_PROTO_RESULT)) != 0 &&
+                     strncmp(args[k], SI_PROTO_LOG, strlen(SI_PROTO_LOG)) != 0))
             continue;
         return why;
     }

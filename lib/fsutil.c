@@ -149,3 +149,25 @@ int si_basename(const char *path, char *out, size_t outlen)
     memcpy(out, base, l + 1);
     return 0;
 }
+
+int si_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0)
+        return -ENOENT;
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (!c)
+            return 0;
+    }
+}

@@ -29,6 +29,10 @@ int si_fsync_parent_dir(const char *path);
 /* Write all of buf to fd, retrying on EINTR/short writes. 0 or -errno. */
 int si_write_all(int fd, const void *buf, size_t len);
 
+/* mkdir -p: create path and its missing parents with mode (existing
+ * directories are fine). 0 or -errno (-ENAMETOOLONG beyond 4095 bytes). */
+int si_mkdir_p(const char *path, mode_t mode);
+
 /* Copy the basename of path into out (size outlen). 0 or -ENAMETOOLONG. */
 int si_basename(const char *path, char *out, size_t outlen);
 

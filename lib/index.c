@@ -1,4 +1,4 @@
-/* index.c - parse, check and write a device's index.json (DESIGN §4).
+/* index.c - parse, check and write a device's index.json (docs/formats.md).
  *
  * Field names and meanings are system-image's. The document is untrusted
  * until its signature verified, and even then only trusted to be what the
@@ -423,28 +423,79 @@ si_result si_index_load(const char *path, si_index **out, si_err *err)
     return r;
 }
 
+void si_image_clear(si_image *img)
+{
+    for (size_t f = 0; f < img->nfiles; f++) {
+        free(img->files[f].path);
+        free(img->files[f].signature);
+    }
+    free(img->files);
+    for (size_t d = 0; d < img->ndescriptions; d++) {
+        free(img->descriptions[d].key);
+        free(img->descriptions[d].text);
+    }
+    free(img->descriptions);
+    free(img->version_detail);
+    memset(img, 0, sizeof(*img));
+}
+
 void si_index_free(si_index *idx)
 {
     if (!idx)
         return;
-    for (size_t i = 0; i < idx->nimages; i++) {
-        si_image *img = &idx->images[i];
-        for (size_t f = 0; f < img->nfiles; f++) {
-            free(img->files[f].path);
-            free(img->files[f].signature);
-        }
-        free(img->files);
-        for (size_t d = 0; d < img->ndescriptions; d++) {
-            free(img->descriptions[d].key);
-            free(img->descriptions[d].text);
-        }
-        free(img->descriptions);
-        free(img->version_detail);
-    }
+    for (size_t i = 0; i < idx->nimages; i++)
+        si_image_clear(&idx->images[i]);
     free(idx->images);
     free(idx->generated_at);
     free(idx->expires);
     free(idx);
+}
+
+si_result si_image_add_file(si_image *img, const si_index_file *f, si_err *err)
+{
+    si_index_file *n = realloc(img->files, (img->nfiles + 1) * sizeof(*n));
+    if (!n)
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    img->files = n;
+    si_index_file *d = &n[img->nfiles];
+    *d = *f;
+    d->path = strdup(f->path);
+    d->signature = strdup(f->signature);
+    if (!d->path || !d->signature) {
+        free(d->path);
+        free(d->signature);
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    img->nfiles++;
+    return SI_OK;
+}
+
+si_result si_image_set_description(si_image *img, const char *text, si_err *err)
+{
+    for (size_t d = 0; d < img->ndescriptions; d++) {
+        if (strcmp(img->descriptions[d].key, "description") != 0)
+            continue;
+        char *t = strdup(text);
+        if (!t)
+            return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        free(img->descriptions[d].text);
+        img->descriptions[d].text = t;
+        return SI_OK;
+    }
+    si_description *n =
+        realloc(img->descriptions, (img->ndescriptions + 1) * sizeof(*img->descriptions));
+    if (!n)
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    img->descriptions = n;
+    n[img->ndescriptions].key = strdup("description");
+    n[img->ndescriptions].text = strdup(text);
+    if (!n[img->ndescriptions].key || !n[img->ndescriptions].text) {
+        free(n[img->ndescriptions].key);
+        free(n[img->ndescriptions].text);
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    img->ndescriptions++;
+    return SI_OK;
 }
 
 /* ------------------------------------------------------------------ format */

@@ -1,4 +1,4 @@
-/* index.h - a device's index.json (DESIGN §4, system-image field names).
+/* index.h - a device's index.json (docs/formats.md, system-image field names).
  *
  * {"global": {"generated_at": "Mon Apr 29 18:45:27 UTC 2013",
  *             "expires": "Mon May 06 18:45:27 UTC 2013"},
@@ -63,6 +63,12 @@ si_result si_index_load(const char *path, si_index **out, si_err *err);
 /* Sorted keys, 4-space indent, trailing newline (what the publisher writes). */
 si_result si_index_format(const si_index *idx, char **json_out, si_err *err);
 void si_index_free(si_index *idx);
+
+/* Building images (the publisher): free what an image owns and zero it;
+ * append a deep copy of f; set the plain "description". */
+void si_image_clear(si_image *img);
+si_result si_image_add_file(si_image *img, const si_index_file *f, si_err *err);
+si_result si_image_set_description(si_image *img, const char *text, si_err *err);
 
 /* Freshness (docs/security.md): an index is fresh at `now` when it carries
  * global.expires and now < expires. `now` is the later of the clock, the

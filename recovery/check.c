@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "builtin_keys.h"
+#include "buildtime.h"
 #include "layout.h"
 #include "mkfs.h"
 #include "protocol.h"
@@ -214,7 +215,7 @@ static si_result blacklist_digest(struct rec *r, char hex[SI_SHA256_HEX_LEN + 1]
  * older than one verified before, no blacklist dropped (finding 4). */
 static si_result load_trust(struct rec *r, si_err *err)
 {
-    int64_t now = si_index_clock((int64_t)time(NULL), rec_build_epoch(), r->trec.index_generated_at);
+    int64_t now = si_index_clock((int64_t)time(NULL), si_build_epoch(), r->trec.index_generated_at);
     si_trust_init(&r->trust, r->o->device, now);
     r->trust_init = true;
     si_keyring *am;

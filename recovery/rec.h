@@ -67,7 +67,6 @@ void rec_set_step(struct rec *r, const char *fmt, ...) __attribute__((format(pri
 int rec_path(char *out, size_t outlen, const char *dir, const char *name);
 si_result rec_part_path(struct rec *r, const char *label, char *out, size_t outlen, si_err *err);
 void rec_unmount_system(struct rec *r);
-int64_t rec_build_epoch(void);
 
 /* outcome.c: each returns the run's result code (also kept in r->code). */
 si_result rec_bootctl_write(struct rec *r, const char *request, unsigned tries, si_err *err);

@@ -43,16 +43,6 @@ static const char *mode_name(recovery_mode m)
     return m == MODE_FACTORY_RESET ? "factory-reset" : "update";
 }
 
-/* The binary's build time: a floor for the clock (docs/security.md). */
-int64_t rec_build_epoch(void)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    if (!strptime(__DATE__ " " __TIME__, "%b %d %Y %H:%M:%S", &tm))
-        return 0;
-    return (int64_t)timegm(&tm);
-}
-
 void rec_set_step(struct rec *r, const char *fmt, ...)
 {
     va_list ap;

@@ -189,6 +189,40 @@ def test_keyring_create_contents(devkeys, tmp_path):
     assert p.returncode == USAGE
 
 
+def test_keyring_create_version_and_blacklist(devkeys, tmp_path):
+    """Issue 10.3: keyrings carry a version; an image-signing keyring names its blacklist."""
+    import hashlib
+    bl = tmp_path / "blacklist.keyring"
+    sysimage("keyring", "create", "--type", "blacklist", "--version", "3", "--sign-with",
+             devkeys / "image-master.key", bl, devkeys / "device-signing.pub", check=True)
+    assert json.loads(bl.read_text())["version"] == 3
+    out = tmp_path / "image-signing.keyring"
+    sysimage("keyring", "create", "--type", "image-signing", "--version", "2", "--blacklist", bl,
+             "--sign-with", devkeys / "image-master.key", out, devkeys / "image-signing.pub",
+             check=True)
+    doc = json.loads(out.read_text())
+    assert doc["version"] == 2
+    assert doc["blacklist"] == hashlib.sha256(bl.read_bytes()).hexdigest()
+    # the chain still validates with them
+    sysimage("keyring", "check", "--archive-master", devkeys / "archive-master.keyring",
+             devkeys / "image-master.keyring", out, check=True)
+    # version 0 is the default and is not written
+    plain = tmp_path / "plain.keyring"
+    sysimage("keyring", "create", "--type", "image-signing", "--sign-with",
+             devkeys / "image-master.key", plain, devkeys / "image-signing.pub", check=True)
+    assert "version" not in json.loads(plain.read_text())
+    # errors: a negative version, --blacklist on another type, a file that is no blacklist
+    for args in (["--type", "blacklist", "--version", "-1"],
+                 ["--type", "blacklist", "--blacklist", str(bl)],
+                 ["--type", "image-signing", "--blacklist", str(out)]):
+        p = sysimage("keyring", "create", *args, "--sign-with", devkeys / "image-master.key",
+                     tmp_path / "x.keyring")
+        assert p.returncode != 0, args
+    p = sysimage("keyring", "create", "--type", "image-signing", "--blacklist", out,
+                 "--sign-with", devkeys / "image-master.key", tmp_path / "x.keyring")
+    assert p.returncode == 8 and "not a blacklist" in p.stderr
+
+
 # ------------------------------------------------------------------ sign / verify
 
 def test_sign_verify(devkeys, data):

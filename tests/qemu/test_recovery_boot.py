@@ -63,15 +63,12 @@ def image(tmp_path_factory):
     for kr in ("image-master", "image-signing"):
         for ext in (".keyring", ".keyring.sig"):
             files[kr + ext] = pathlib.Path(KEYS, kr + ext)  # a path, not text
-    # the signed index the job is bound to (docs/formats.md), offering the published files
-    names = [u.split()[1] for u in updates]
-    index = artifacts.make_index([("full", 1, None, {n: files[n] for n in names})],
-                                 keys=KEYS, out=str(d / "index.json"))
-    files["index.json"] = pathlib.Path(index)
-    files["index.json.sig"] = pathlib.Path(index + ".sig")
-    command = artifacts.command(names, images=[("full", 1, None)])
+    # the signed index the job is bound to (docs/formats.md): the publisher's own
+    files["index.json"] = repo / "stable" / DEVICE / "index.json"
+    files["index.json.sig"] = repo / "stable" / DEVICE / "index.json.sig"
+    command = artifacts.command([u.split()[1] for u in updates], images=[("full", 1, None)])
     return {"files": files, "command": command, "tree": tree,
-            "update_bytes": sum(os.path.getsize(files[n]) for n in names)}
+            "update_bytes": sum(os.path.getsize(files[u.split()[1]]) for u in updates)}
 
 
 def staged_disk(tmp_path, image):

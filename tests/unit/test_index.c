@@ -441,6 +441,32 @@ static void expiry_parsed_formatted_and_checked(void **state)
     free(out);
 }
 
+static void image_building_helpers(void **state)
+{
+    (void)state;
+    si_image img = {0};
+    si_err err = {0};
+    si_index_file f = {.path = "/pool/a.tar.zst", .signature = "/pool/a.tar.zst.sig",
+                       .size = 7, .order = 2};
+    strcpy(f.checksum, "ab");
+    assert_int_equal(si_image_add_file(&img, &f, &err), SI_OK);
+    assert_int_equal(si_image_add_file(&img, &f, &err), SI_OK);
+    assert_int_equal(img.nfiles, 2);
+    assert_ptr_not_equal(img.files[0].path, f.path);
+    assert_string_equal(img.files[1].signature, "/pool/a.tar.zst.sig");
+    assert_int_equal(img.files[1].size, 7);
+    assert_string_equal(img.files[1].checksum, "ab");
+    assert_int_equal(si_image_set_description(&img, "one", &err), SI_OK);
+    assert_int_equal(si_image_set_description(&img, "two", &err), SI_OK);
+    assert_int_equal(img.ndescriptions, 1);
+    assert_string_equal(si_image_description(&img, NULL), "two");
+    si_image_clear(&img);
+    assert_int_equal(img.nfiles, 0);
+    assert_null(img.files);
+    assert_null(img.descriptions);
+    si_image_clear(&img); /* idempotent */
+}
+
 static void assert_same_index(const si_index *a, const si_index *b)
 {
     assert_int_equal(a->generated_at_epoch, b->generated_at_epoch);
@@ -672,6 +698,7 @@ int main(void)
         cmocka_unit_test(time_round_trip),
         cmocka_unit_test(format_is_canonical),
         cmocka_unit_test(expiry_parsed_formatted_and_checked),
+        cmocka_unit_test(image_building_helpers),
         cmocka_unit_test(round_trips),
         cmocka_unit_test(load_from_files),
         cmocka_unit_test(conformance_all_index_documents),
