@@ -4,10 +4,12 @@
 #   make test    deps + build + every unit, integration and QEMU test
 #   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
 #   make bench   benchmarks that print figures
-#   make demo    the product end to end: publish two builds, serve them over
-#                HTTPS, install and update a QEMU device through its recovery
+#   make demo    the product end to end: a QEMU device booting GRUB, updated from
+#                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
+#   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
+#   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -59,7 +61,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps deb test-debian
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -160,9 +162,17 @@ unit-bins: $(UNIT_BINS)
 
 # The QEMU suite boots build/recovery (recovery-image), whose built-in
 # archive-master and the test payloads' signatures come from $(KEYS).
+# The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
+# root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image
-	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
+	$(MAKE) all unit-bins recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
+
+# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
+# and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
+test-debian: deps
+	$(MAKE) all recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) -m pytest -q -rfEs tests/qemu/test_debian.py
 
 unit: unit-bins
 	$(PYTHON) tests/run_all.py --only unit
@@ -198,6 +208,12 @@ demo: deps
 	$(MAKE) $(KEYS)/archive-master.keyring
 	$(MAKE) recovery-image
 	SI_KEYS=$(KEYS) $(PYTHON) tests/demo/demo.py
+
+# ---------------------------------------------------------------- deb
+# build/deb/{sysimage-stub,sysimage-tools}_<version>_<arch>.deb, lintian-checked
+# (errors fail); packaging/deb/.
+deb: $(B)/bin/sysimage $(B)/bin/sysimage-stub
+	packaging/deb/build.sh $(B)/deb
 
 # ---------------------------------------------------------------- bench
 bench: all

@@ -60,7 +60,7 @@ while [ -z "$dev" ] && [ $n -lt 50 ]; do
 done
 [ -n "$dev" ] || { echo "initrd: no partition labelled $root"; exit 1; }
 mount -t ext4 -o ro "/dev/$dev" /newroot || { echo "initrd: cannot mount /dev/$dev ($root)"; exit 1; }
-[ -x /newroot/sbin/init ] || { echo "initrd: $root has no /sbin/init"; exit 1; }
+[ -e /newroot/sbin/init ] || [ -L /newroot/sbin/init ] || { echo "initrd: $root has no /sbin/init"; exit 1; }
 mount --move /dev /newroot/dev
 umount /sys /proc
 exec switch_root /newroot /sbin/init

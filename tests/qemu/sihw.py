@@ -180,7 +180,7 @@ def read_misc_env(disk, label="misc"):
 
 
 def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_image=None, grub=True,
-               bootcount=None):
+               bootcount=None, grub_timeout=3):
     """Build a board disk image (sparse) at path, from the board definition
     (images/board.py does the work).
 
@@ -191,7 +191,8 @@ def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_ima
     environment (default recovery_request=0); recovery_image: a dir with
     vmlinuz and initrd.img for the `recovery` partition (when trees has none
     for it); grub: install GRUB for UEFI and BIOS with the board's grub.cfg;
-    bootcount: GRUB's counters file (default all zero)."""
+    bootcount: GRUB's counters file (default all zero); grub_timeout: seconds
+    the menu waits (tests that press no key use 1)."""
     layout = layout or DEFAULT_LAYOUT
     labels = [l for l, _, _ in layout]
     if labels != [l for l, _, _ in DEFAULT_LAYOUT]:
@@ -201,7 +202,7 @@ def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_ima
     kinds = {l: _FS[k] for l, _, k in layout}
     try:
         boardlib.build_disk(path, BOARD, sizes=sz, trees=trees, env=env, recovery_image=recovery_image,
-                            kinds=kinds, grub=grub, bootcount=bootcount)
+                            kinds=kinds, grub=grub, bootcount=bootcount, timeout=grub_timeout)
     except boardlib.BoardError as e:
         raise HarnessError(str(e)) from None
     return partitions(path)

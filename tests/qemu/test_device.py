@@ -107,7 +107,8 @@ def test_broken_recovery_falls_back_to_normal(tmp_path, os_trees):
     shutil.copy(os.path.join(sihw.RECOVERY_DIR, "vmlinuz"), rec)
     (rec / "initrd.img").write_bytes(b"not an initramfs\n" * 1000)
     disk = str(tmp_path / "disk.img")
-    sihw.build_disk(disk, trees={"system": os_trees[1], "recovery": str(rec)}, env={"recovery_request": "1"})
+    sihw.build_disk(disk, trees={"system": os_trees[1], "recovery": str(rec)}, env={"recovery_request": "1"},
+                    grub_timeout=1)
     with sihw.Machine(disk, firmware="bios", net=False, log=str(tmp_path / "serial.log")) as m:
         for n in (1, 2, 3):
             m.expect(rf"booting Recovery \(mode update, recovery_boots={n}\)", BOOT)
@@ -127,7 +128,7 @@ def test_unconfirmed_system_goes_to_recovery(tmp_path, os_trees):
     os.unlink(tree / "sbin" / "init")
     disk = str(tmp_path / "disk.img")
     sihw.build_disk(disk, trees={"system": str(tree)}, recovery_image=sihw.RECOVERY_DIR,
-                    bootcount={"recovery_boots": 0, "normal_boots": 0, "system_new": 1})
+                    bootcount={"recovery_boots": 0, "normal_boots": 0, "system_new": 1}, grub_timeout=1)
     with sihw.Machine(disk, firmware="efi", net=False, log=str(tmp_path / "serial.log")) as m:
         for n in (1, 2, 3):
             m.expect(rf"booting Normal \(system, normal_boots={n} system_new=1\)", BOOT)
@@ -145,7 +146,7 @@ def test_incomplete_system_never_boots_normal(tmp_path, os_trees):
     requested and a system is there."""
     disk = str(tmp_path / "disk.img")
     sihw.build_disk(disk, trees={"system": os_trees[1]}, recovery_image=sihw.RECOVERY_DIR,
-                    env={"recovery_request": "0", "system_incomplete": "1"})
+                    env={"recovery_request": "0", "system_incomplete": "1"}, grub_timeout=1)
     with sihw.Machine(disk, firmware="bios", net=False, log=str(tmp_path / "serial.log")) as m:
         m.expect(r"the system is incomplete .*: Recovery", BOOT)
         m.expect(r"init: running sysimage-recovery", BOOT)

@@ -36,6 +36,20 @@ def cut(vd, m, keep, seed):
     return kept, lost
 
 
+def cut_at_next_flush(vd, m, keep, seed, timeout=BOOT):
+    """Arm the disk: the power fails when the guest next asks for a flush."""
+    vd.arm_cut(keep, seed)
+    if not vd.dead.wait(timeout):
+        m.kill()
+        vd.close(keep_cache=False)
+        raise AssertionError("the guest never flushed")
+    m.kill()
+    vd.close(keep_cache=False)
+    kept, lost = vd.cut_result
+    print(f"power cut at a flush, {m.seconds():.1f} s: {lost} unflushed sectors lost, {kept} reached the disk")
+    return kept, lost
+
+
 def test_lossy_cuts_during_install_converge(tmp_path):
     """Build 1 staged on a blank disk; the recovery's install is cut three
     times losing the disk's write cache (mid-apply, all lost; later, half of
@@ -54,6 +68,9 @@ def test_lossy_cuts_during_install_converge(tmp_path):
     finally:
         srv.stop()
     losses = 0
+    # (line, share of the cache kept): after the line, the power fails at the
+    # guest's next flush, losing everything written since the previous one
+    # (or keeping a random half of its sectors)
     plan = [(r"update 1/2: [3-5]\d%", 0.0), (r"update 1/2: [7-9]\d%", 0.5), (devloop.RECOVERY_DONE, 0.0)]
     for i, (line, keep) in enumerate(plan, 1):
         vd, m = session(disk, str(tmp_path / f"cut{i}.log"))
@@ -63,7 +80,7 @@ def test_lossy_cuts_during_install_converge(tmp_path):
             m.kill()
             vd.close(keep_cache=False)
             raise
-        kept, lost = cut(vd, m, keep, rng.randrange(1 << 30))
+        kept, lost = cut_at_next_flush(vd, m, keep, rng.randrange(1 << 30))
         losses += lost
     assert losses > 0, "no cut lost anything: the test did not test a volatile cache"
     vd, m = session(disk, str(tmp_path / "final.log"))
@@ -84,10 +101,11 @@ def test_lossy_cuts_during_install_converge(tmp_path):
 def test_cuts_while_the_boot_control_is_written(tmp_path):
     """The OS rewrites misc in a loop (the stub alternates `factory-reset`
     and `reboot-recovery` requests, each an in-place write + fsync), and the
-    power is cut at a random moment with half of the unflushed sectors kept;
-    misc is a valid block holding one of the two requests, and GRUB acts on
-    it. Then GRUB's own write (the counters on the ESP, save_env just before
-    it loads the recovery) is cut the same way: GRUB comes up again and boots."""
+    power fails at one of its fsyncs with half of the unflushed sectors
+    kept: misc is a valid block holding one of the two requests, and GRUB
+    acts on it. Then GRUB's own write (the counters on the ESP, save_env just
+    before it loads the recovery; firmware does not flush) is lost or torn
+    the same way: GRUB comes up again and the recovery runs and finishes."""
     rng = random.Random(SEED)
     print(f"SI_CUT_SEED={SEED}")
     trees = tmp_path / "os"
@@ -100,12 +118,14 @@ def test_cuts_while_the_boot_control_is_written(tmp_path):
         m.send("while :; do sysimage-stub factory-reset --no-reboot >/dev/null; "
                "sysimage-stub reboot-recovery --no-reboot >/dev/null; echo -n .; done\n")
         m.expect(r"\.{5}", 120)  # the writer loop is running
-        time.sleep(rng.uniform(0.5, 3.0))
+        time.sleep(rng.uniform(0.0, 2.0))
     except Exception:
         m.kill()
         vd.close(keep_cache=False)
         raise
-    cut(vd, m, 0.5, rng.randrange(1 << 30))
+    # the power fails at the writer's next fsync: its last writes (misc, or
+    # the command file) are in the disk's cache, half of their sectors land
+    cut_at_next_flush(vd, m, 0.5, rng.randrange(1 << 30))
     env = sihw.read_misc_env(disk)
     assert env is not None, "misc is not a GRUB environment block after the cut"
     assert env.get("recovery_request") in ("1", "factory-reset"), env
@@ -124,7 +144,9 @@ def test_cuts_while_the_boot_control_is_written(tmp_path):
         m.kill()
         vd.close(keep_cache=False)
         raise
-    cut(vd, m, 0.5, rng.randrange(1 << 30))
+    # firmware and GRUB never flush: GRUB's save_env is still in the disk's
+    # cache when the kernel first flushes, and the power fails right then
+    cut_at_next_flush(vd, m, 0.5, rng.randrange(1 << 30))
     vd, m = session(disk, str(tmp_path / "after.log"))
     try:
         m.expect(rf"booting Recovery \(mode {mode}, recovery_boots=[12]\)", BOOT)

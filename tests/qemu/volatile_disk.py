@@ -7,10 +7,15 @@ Here the guest's disk is an NBD export served by this module (QEMU's nbd
 client, `-drive driver=nbd,server.type=unix,...`). Writes go to an in-memory
 cache of 512-byte sectors; reads see that cache first; a FLUSH (or a write
 with FUA) makes the cached sectors durable (written to the image file and
-fsync'd). A power cut is `cut()`: QEMU is killed and the cache is dropped,
-either entirely (`keep=0.0`) or a random subset of its sectors reaches the
-image first (`keep` = the share kept, chosen by a seeded RNG: a disk that
-wrote some of its cache back in any order, tearing multi-sector writes).
+fsync'd). A power cut: QEMU is killed and close(keep_cache=False) drops the
+cache, either entirely (`keep=0.0`) or after a random subset of its sectors
+reached the image (`keep` = the share kept, chosen by a seeded RNG: a disk
+that wrote some of its cache back in any order, tearing multi-sector
+writes). The guest's kernel keeps dirty data in its own page cache and
+flushes right after writing it back, so a cut at a random moment rarely
+finds much in the disk's cache: arm_cut() makes the next flush request the
+moment the power fails, when the cache holds everything written since the
+previous flush.
 
 Only what the NBD protocol needs for QEMU: fixed newstyle handshake,
 NBD_OPT_GO / NBD_OPT_EXPORT_NAME, simple replies; READ, WRITE (FUA), FLUSH,
@@ -52,6 +57,9 @@ class VolatileDisk:
         self.conns = []
         self.threads = []
         self.flushes = 0
+        self.armed = None          # (keep, seed): the next flush is a power cut
+        self.dead = threading.Event()
+        self.cut_result = None     # (kept, lost) of an armed cut
         self.stopped = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -105,6 +113,12 @@ class VolatileDisk:
             self.cache.clear()
             os.fsync(self.fd)
             self.flushes += 1
+
+    def arm_cut(self, keep=0.0, seed=0):
+        """The power fails when the guest next asks for a flush, before the
+        flush is done: the most writes a cut can lose. dead is set then; the
+        disk answers nothing more (kill QEMU and close())."""
+        self.armed = (keep, seed)
 
     def pending(self):
         with self.lock:
@@ -176,6 +190,8 @@ class VolatileDisk:
                 magic, flags, cmd, handle, off, length = struct.unpack(">IHHQQI", self._recv(c, 28))
                 if magic != REQ_MAGIC:
                     return
+                if self.dead.is_set():
+                    return
                 if cmd == CMD_WRITE:
                     data = self._recv(c, length)
                     err = EINVAL if off + length > self.size else 0
@@ -188,6 +204,12 @@ class VolatileDisk:
                     else:
                         c.sendall(struct.pack(">IIQ", SIMPLE_REPLY, 0, handle) + self._read(off, length))
                 elif cmd == CMD_FLUSH:
+                    if self.armed is not None:
+                        self.cut_result = self.power_loss(*self.armed)
+                        self.armed = None
+                        self.dead.set()
+                    if self.dead.is_set():
+                        return  # no power: no reply, ever
                     self.flush()
                     c.sendall(struct.pack(">IIQ", SIMPLE_REPLY, 0, handle))
                 elif cmd == CMD_DISC:
