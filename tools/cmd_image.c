@@ -104,25 +104,54 @@ static si_result run(char *const argv[], const char *const extra_env[], si_err *
         env[i] = (char *)extra_env[i];
     for (size_t i = 0; i < n; i++)
         env[k + i] = environ[i];
+    /* stdout dropped; stderr kept aside and quoted when the program fails
+     * (mkfs.vfat warns about --offset on every run) */
+    char logp[] = "/tmp/sysimage-run-XXXXXX";
+    int logfd = mkstemp(logp);
+    if (logfd >= 0)
+        unlink(logp);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (logfd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, logfd, 2);
     pid_t pid;
     int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     free(env);
-    if (r != 0)
+    if (r != 0) {
+        if (logfd >= 0)
+            close(logfd);
         return si_err_set(err, SI_ERR_IO, "cannot run %s: %s (is it installed? scripts/deps.sh)",
                           argv[0], strerror(r));
+    }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
+        if (errno != EINTR) {
+            if (logfd >= 0)
+                close(logfd);
             return si_err_set(err, SI_ERR_IO, "%s: waitpid: %s", argv[0], strerror(errno));
+        }
     }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return si_err_set(err, SI_ERR_IO, "%s failed (%s %d)", argv[0],
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char tail[256] = "";
+        if (logfd >= 0) {
+            off_t end = lseek(logfd, 0, SEEK_END);
+            off_t from = end > (off_t)sizeof(tail) - 1 ? end - (off_t)sizeof(tail) + 1 : 0;
+            ssize_t n = pread(logfd, tail, sizeof(tail) - 1, from);
+            tail[n > 0 ? n : 0] = '\0';
+            for (char *q = tail; *q; q++)
+                if (*q == '\n')
+                    *q = ' ';
+            close(logfd);
+        }
+        return si_err_set(err, SI_ERR_IO, "%s failed (%s %d)%s%s", argv[0],
                           WIFEXITED(status) ? "exit" : "signal",
-                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail[0] ? ": " : "",
+                          tail);
+    }
+    if (logfd >= 0)
+        close(logfd);
     return SI_OK;
 }
 
@@ -585,9 +614,9 @@ static si_result prepare(build_ctx *c, si_err *err)
             si_sha256_update(&h, c->rb.image->files[i].checksum, 64);
         si_sha256_final(&h, c->seed);
     }
-    printf("image: %s build %" PRId64 " of %s (%zu files verified, %" PRIu64 " members, %" PRIu64
+    printf("%s: %s build %" PRId64 " of %s (%zu files verified, %" PRIu64 " members, %" PRIu64
            " MiB of data)\n",
-           device, c->rb.version, o->channel, c->rb.nfiles, members, data / SI_MIB_BYTES);
+           o->keys ? "flash-media" : "image", device, c->rb.version, o->channel, c->rb.nfiles, members, data / SI_MIB_BYTES);
     snprintf(c->tmp, sizeof(c->tmp), "%s", "/tmp/sysimage-image.XXXXXX");
     const char *td = getenv("TMPDIR");
     if (td && *td)
