@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "board.h"
+#include "buildtime.h"
 #include "builtin_keys.h"
 #include "ext4tar.h"
 #include "flash.h"
@@ -214,7 +215,7 @@ static si_result verify_media(flasher *f, si_err *err)
     if ((rc = si_keyring_parse((const char *)si_builtin_archive_master, si_builtin_archive_master_len, &am,
                                err)) != SI_OK)
         return si_err_prefix(err, "built-in archive-master");
-    si_trust_init(&f->trust, f->o->device, (int64_t)time(NULL));
+    si_trust_init(&f->trust, f->o->device, si_index_clock((int64_t)time(NULL), si_build_epoch(), -1));
     f->trust_ready = true;
     if ((rc = si_repo_load_trust(repo, am, &f->trust, err)) != SI_OK)
         return si_err_prefix(err, "media keyrings");

@@ -24,6 +24,8 @@
 
 #include "bmap.h"
 #include "board.h"
+#include "index.h"
+#include "buildtime.h"
 #include "commands.h"
 #include "imagekit.h"
 #include "ext4tar.h"
@@ -428,7 +430,7 @@ si_result ik_prepare(build_ctx *c, si_err *err)
     /* 1. the repository, verified before anything is written */
     const char *device = o->device ? o->device : c->board.name;
     if ((rc = si_repo_open_build(o->repo, o->archive_master, o->channel, device, o->build,
-                                 (int64_t)time(NULL), &c->rb, err)) != SI_OK)
+                                 si_index_clock((int64_t)time(NULL), si_build_epoch(), -1), &c->rb, err)) != SI_OK)
         return rc;
     uint64_t data = 0, members = 0;
     if ((rc = si_ext4tar_scan((const char *const *)c->rb.paths, c->rb.nfiles, &c->timestamp, &data,
