@@ -30,9 +30,12 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 # the version tarball writer is kept apart in lib/version_tar.c so that it is
 # not linked (libarchive's writer table pulls in every format, and xar needs
 # libxml2, absent in a static link); --gc-sections only drops unused code.
-LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
-LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
-                 -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
+LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lfdisk -lzstd -lmbedcrypto -lpthread
+# libfdisk: Debian 12 ships no libfdisk.a; scripts/build-libfdisk.sh builds it
+# from Debian's util-linux source into $(B)/libfdisk (docs/flashing.md).
+LIBFDISK_A    := $(B)/libfdisk/lib/libfdisk.a
+LIBS_RECOVERY := -static -Wl,--gc-sections -L$(B)/libfdisk/lib -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
+                 -lext2fs -le2p -lcom_err -lfdisk -lblkid -luuid -lmbedcrypto -lpthread
 LIBS_STUB     := -lcurl -lmbedcrypto
 
 LIB_SRC      := $(sort $(wildcard lib/*.c))
@@ -126,7 +129,10 @@ $(B)/bin/sysimage: $(patsubst %.c,$(B)/obj/rel/%.o,$(TOOL_SRC)) $(LIBSI)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LIBS_HOST)
 
-$(B)/bin/sysimage-recovery: $(patsubst %.c,$(B)/obj/rel/%.o,$(RECOVERY_SRC)) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI)
+$(LIBFDISK_A):
+	scripts/build-libfdisk.sh $(B)/libfdisk
+
+$(B)/bin/sysimage-recovery: $(patsubst %.c,$(B)/obj/rel/%.o,$(RECOVERY_SRC)) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI) | $(LIBFDISK_A)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LIBS_RECOVERY)
 
@@ -143,7 +149,8 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 # build/kernel) and the initramfs of initramfs/ around the static recovery.
 recovery-image: $(B)/recovery/initrd.img
 
-$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh
+$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh \
+                          images/qemu-x86_64/board.json
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
 
 # ---------------------------------------------------------------- tests

@@ -86,6 +86,11 @@ BOARD_DIR=$(dirname "$HERE")/images/${SI_DEVICE:-qemu-x86_64}
 if [ -f "$BOARD_DIR/bootcount.sh" ]; then
     install -m 0755 "$BOARD_DIR/bootcount.sh" "$STAGE/bin/sysimage-bootcount"
 fi
+# The board definition: flash mode lays out the internal disk from it and
+# refuses media made for another board (docs/flashing.md).
+if [ -f "$BOARD_DIR/board.json" ]; then
+    install -m 0644 "$BOARD_DIR/board.json" "$STAGE/etc/sysimage/board.json"
+fi
 
 SRCMOD=$KDIR/lib/modules/$KVER
 DSTMOD=$STAGE/lib/modules/$KVER
