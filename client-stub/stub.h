@@ -138,6 +138,12 @@ si_result stub_drop_command_file(const stub_config *cfg, si_err *err);
 int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset);
 int stub_cmd_status(const stub_opts *o);
 
+/* ------------------------------------------------------------ install.c (A/B, docs/ab.md) */
+int stub_cmd_install(const stub_opts *o);
+int stub_cmd_mark_good(const stub_opts *o);
+/* The slots and a rollback, after `status` (nothing on a device without [ab]). */
+void stub_ab_status(const stub_opts *o);
+
 /* ------------------------------------------------------------ resolve.c */
 int stub_cmd_resolve(int argc, char **argv);
 
