@@ -30,6 +30,11 @@
 #   SI_CA_FILE      a CA certificate the stub trusts for that server (e.g. a demo CA)
 #   SI_ARCHIVE_MASTER  the archive-master keyring shipped read-only in the OS
 #   SI_CHANNEL      the channel (default stable)
+#   SI_AB           set: an A/B device (board qemu-x86_64-ab, docs/ab.md): [ab] in
+#                   client.ini and SI_RECOVERY_BIN (the static sysimage-recovery, the
+#                   install engine) as /usr/lib/sysimage/sysimage-recovery
+#   SI_BROKEN_INIT  set: /sbin/init exits at once (the kernel panics): a build that
+#                   never comes up, for the rollback tests
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 
