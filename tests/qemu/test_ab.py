@@ -1,6 +1,8 @@
 """A/B device (issue 13, docs/ab.md): board qemu-x86_64-ab, two system
-slots. One QEMU process (BIOS; the grub.cfg is the same file under UEFI):
-build 1 runs from slot a -> the stub in the guest stages the delta to build 2
+slots. Two QEMU processes (BIOS; the grub.cfg is the same file under UEFI):
+build 1 runs from slot a; a power cut (QEMU killed) while `install` copies
+into slot b leaves slot a and GRUB's state as they were -> build 1 again, the
+stub in the guest stages the delta to build 2
 from nginx (the same `sysimage publish` repo a recovery-mode device uses:
 device qemu-x86_64, channel stable) and installs it into slot b in the
 background -> reboot: GRUB tries b, build 2 marks itself good -> build 3
@@ -70,18 +72,33 @@ def test_ab_update_rollback_and_back(tmp_path):
         boardlib.build_disk(disk, board, sizes={"system_a": 128, "system_b": 128},
                             trees={"system_a": slot_a}, kinds={"system_b": "none"},
                             recovery_image=sihw.RECOVERY_DIR, timeout=1)
+        a_before = sihw.partition_sha256(disk, "system_a")
+        with sihw.Machine(disk, firmware="bios", log=str(tmp_path / "serial-cut.log")) as m:
+            m.expect(r"booting slot a \(active a, on trial 0", BOOT)
+            assert m.expect(devloop.UP, BOOT).group(1) == "1"
+            # power cut while the background install writes slot b
+            devloop.publish(srv, trees[2], 2)
+            rc, out = m.shell("sysimage-stub stage", BOOT)
+            assert rc == 0, out
+            m.send("sysimage-stub install\n")
+            m.expect(r"copy active slot: \d+/128 MiB", BOOT)
+            m.kill()
+        assert sihw.partition_sha256(disk, "system_a") == a_before  # the running slot untouched
+        env = sihw.read_bootcount(disk)
+        assert (env["ab_active"], env["ab_try"]) == ("a", ""), env
         with sihw.Machine(disk, firmware="bios", log=str(tmp_path / "serial.log")) as m:
             m.expect(r"booting slot a \(active a, on trial 0", BOOT)
             assert m.expect(devloop.UP, BOOT).group(1) == "1"
-            # A -> B
-            devloop.publish(srv, trees[2], 2)
+            # A -> B: the next install converges
             out = install(m, say)
             assert "install build 2 (delta) into slot b; running slot a" in out
             assert re.search(r"slot a copied onto slot b: 128 MiB in [\d.]+ s", out), out
             m.send("reboot\n")
+            t0 = m.seconds()
             m.expect(r"booting slot b \(active a, on trial 1, tries 1\)", BOOT)
             m.expect(r"slot b marked good \(build 2\)", BOOT)
             assert m.expect(devloop.UP, BOOT).group(1) == "2"
+            say(f"reboot to build 2 up on slot b: {m.seconds() - t0:.1f} s")
             rc, out = m.shell("sysimage-stub status")
             assert "slot:              b (good slot b)" in out, out
             # a build that cannot boot: tried 3 times, then back to b
