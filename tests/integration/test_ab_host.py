@@ -201,3 +201,20 @@ def test_not_an_ab_device_and_not_booted_from_a_slot(ab):
     p = ab.stub("mark-good")
     assert p.returncode == 1 and "not an A/B device" in p.stderr
     assert not stat.S_ISDIR(os.stat(ab.config).st_mode)
+
+
+def test_the_same_staged_job_serves_a_recovery_mode_device_too(ab, payloads, tmp_path):
+    """One staged job (what `stage` fetched from one published repo): the
+    recovery installs it on a recovery-mode device's `system`, `install` on
+    an A/B device's inactive slot; both end up with the same tree."""
+    ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    rec = Device(tmp_path / "recovery-mode", payloads)
+    rec.install(1)
+    for name in os.listdir(ab.rdir):
+        (rec.rdir / name).write_bytes((ab.rdir / name).read_bytes())
+    p = rec.run()
+    assert p.returncode == 0, p.stderr
+    p = ab.stub("install")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert rec.result()["to_version"] == 2
+    assert ab.tree("b") == rec.system_tree() == expected_tree(payloads["tree2"], 2)

@@ -31,7 +31,9 @@ BOOT = 300
 
 pytestmark = [
     pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86_64 not installed"),
-    pytest.mark.skipif(not os.path.isdir("/usr/lib/grub/i386-pc"), reason="grub-pc-bin not installed (make deps)"),
+    pytest.mark.skipif(not os.path.isdir("/usr/lib/grub/i386-pc") or not os.path.isdir("/usr/lib/grub/x86_64-efi"),
+                       reason="grub-pc-bin / grub-efi-amd64-bin not installed (make deps)"),
+    pytest.mark.skipif(not os.path.exists(sihw.OVMF_CODE), reason="ovmf not installed (make deps)"),
     pytest.mark.skipif(not os.path.exists(os.path.join(sihw.RECOVERY_DIR, "initrd.img")),
                        reason="build/recovery/initrd.img missing: make recovery-image"),
     pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "sysimage-stub")), reason="sysimage-stub not built"),
@@ -50,7 +52,10 @@ def install(m, say):
     return out
 
 
-def test_ab_update_rollback_and_back(tmp_path):
+# BIOS by default (one whole-device run in `make test`); SI_DEVICE_FIRMWARE=efi,bios
+# runs both: the grub.cfg and the ESP env are the same under OVMF.
+@pytest.mark.parametrize("firmware", os.environ.get("SI_DEVICE_FIRMWARE", "bios").split(","))
+def test_ab_update_rollback_and_back(tmp_path, firmware):
     log = []
     say = log.append
     srv = devloop.Server(str(tmp_path), KEYS)
@@ -73,7 +78,7 @@ def test_ab_update_rollback_and_back(tmp_path):
                             trees={"system_a": slot_a}, kinds={"system_b": "none"},
                             recovery_image=sihw.RECOVERY_DIR, timeout=1)
         a_before = sihw.partition_sha256(disk, "system_a")
-        with sihw.Machine(disk, firmware="bios", log=str(tmp_path / "serial-cut.log")) as m:
+        with sihw.Machine(disk, firmware=firmware, log=str(tmp_path / "serial-cut.log")) as m:
             m.expect(r"booting slot a \(active a, on trial 0", BOOT)
             assert m.expect(devloop.UP, BOOT).group(1) == "1"
             # power cut while the background install writes slot b
@@ -86,7 +91,7 @@ def test_ab_update_rollback_and_back(tmp_path):
         assert sihw.partition_sha256(disk, "system_a") == a_before  # the running slot untouched
         env = sihw.read_bootcount(disk)
         assert (env["ab_active"], env["ab_try"]) == ("a", ""), env
-        with sihw.Machine(disk, firmware="bios", log=str(tmp_path / "serial.log")) as m:
+        with sihw.Machine(disk, firmware=firmware, log=str(tmp_path / "serial.log")) as m:
             m.expect(r"booting slot a \(active a, on trial 0", BOOT)
             assert m.expect(devloop.UP, BOOT).group(1) == "1"
             # A -> B: the next install converges
