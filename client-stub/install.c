@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -137,10 +138,11 @@ static int run(char *const argv[], bool low, char *out, size_t outlen)
     if (out) {
         close(pfd[1]);
         ssize_t r;
-        while ((r = read(pfd[0], out + n, outlen - 1 - n)) > 0 && n + (size_t)r < outlen - 1)
-            n += (size_t)r;
-        if (r > 0)
-            n += (size_t)r;
+        char drain[512];
+        while ((r = n < outlen - 1 ? read(pfd[0], out + n, outlen - 1 - n)
+                                   : read(pfd[0], drain, sizeof(drain))) > 0)
+            if (n < outlen - 1)
+                n += (size_t)r; /* more than outlen is read and dropped: the child never blocks */
         out[n] = '\0';
         close(pfd[0]);
     }
@@ -319,6 +321,27 @@ static si_result copy_slot(const char *from, const char *to, bool json, uint64_t
     return rc;
 }
 
+/* The lock `check` and `stage` take (<state_dir>/lock): no stage rewrites the
+ * cache while the engine reads it. Returns the fd (held until exit). */
+static si_result lock_state_dir(const stub_config *cfg, int *fd, si_err *err)
+{
+    int r = si_mkdir_p(cfg->state_dir, 0755);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_IO, "state dir %s: %s", cfg->state_dir, strerror(-r));
+    char lockpath[PATH_CAP];
+    snprintf(lockpath, sizeof(lockpath), "%s/lock", cfg->state_dir);
+    *fd = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (*fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", lockpath, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) < 0)
+        return si_err_set(err, errno == EWOULDBLOCK ? SI_ERR_EXISTS : SI_ERR_IO, "%s: %s",
+                          lockpath,
+                          errno == EWOULDBLOCK ? "another sysimage-stub check/stage/install is "
+                                                 "running"
+                                               : strerror(errno));
+    return SI_OK;
+}
+
 /* The engine's run: verify (dry_run, against the active slot) or install. */
 static int engine(const ab_config *ab, const stub_config *cfg, const char *system,
                   const char *bootctl, bool dry_run)
@@ -365,13 +388,15 @@ int stub_cmd_install(const stub_opts *o)
         return stub_fail(&err, o->json);
     int code = 0;
     int act = -1;
+    int lock_fd = -1;
     char cmdpath[PATH_CAP], bootctl[PATH_CAP];
     si_command_file *cf = calloc(1, sizeof(*cf));
     if (!cf) {
         rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = ab_config_load(&cfg, &ab, &err)) != SI_OK || (rc = active_slot(&ab, &act, &err)))
+    if ((rc = ab_config_load(&cfg, &ab, &err)) != SI_OK || (rc = active_slot(&ab, &act, &err)) ||
+        (rc = lock_state_dir(&cfg, &lock_fd, &err)))
         goto out;
     int ina = 1 - act;
     snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg.cache_dir, STUB_COMMAND_FILE);
@@ -464,6 +489,8 @@ int stub_cmd_install(const stub_opts *o)
         printf("build %" PRId64 " installed into slot %c; the next boot tries it\n", target,
                slot_names[ina]);
 out:
+    if (lock_fd >= 0)
+        close(lock_fd);
     free(cf);
     stub_config_free(&cfg);
     return rc == SI_OK ? 0 : stub_fail(&err, o->json);

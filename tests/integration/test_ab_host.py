@@ -218,3 +218,15 @@ def test_the_same_staged_job_serves_a_recovery_mode_device_too(ab, payloads, tmp
     assert p.returncode == 0, p.stdout + p.stderr
     assert rec.result()["to_version"] == 2
     assert ab.tree("b") == rec.system_tree() == expected_tree(payloads["tree2"], 2)
+
+
+def test_one_install_or_stage_at_a_time(ab):
+    import fcntl
+    ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    b_before = sha256_file(ab.slots["b"])
+    ab.state.mkdir(exist_ok=True)
+    with open(ab.state / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # a `stage` running
+        p = ab.stub("install")
+    assert p.returncode == 27 and "another sysimage-stub check/stage/install" in p.stderr, p.stderr
+    assert sha256_file(ab.slots["b"]) == b_before
