@@ -526,41 +526,55 @@ int stub_cmd_mark_good(const stub_opts *o)
     return rc == SI_OK ? 0 : stub_fail(&err, o->json);
 }
 
-void stub_ab_status(const stub_opts *o)
+cJSON *stub_ab_state(const stub_config *cfg)
 {
-    stub_config cfg;
+    if (!si_ini_get(cfg->ini, "ab", "slot_a") && !si_ini_get(cfg->ini, "ab", "slot_b"))
+        return NULL;
     ab_config ab;
     si_err err;
     si_err_clear(&err);
-    if (stub_config_load(o->config, &cfg, &err) != SI_OK)
-        return;
     int act = -1;
     si_grubenv env;
-    if (si_ini_get(cfg.ini, "ab", "slot_a") && ab_config_load(&cfg, &ab, &err) == SI_OK &&
-        active_slot(&ab, &act, &err) == SI_OK && env_get(&ab, &env, &err) == SI_OK) {
-        const char *failed = env_str(&env, "ab_failed");
-        const char *fbuild = env_str(&env, "ab_failed_build");
-        if (o->json) {
-            cJSON *j = cJSON_CreateObject();
-            if (j && (!cJSON_AddStringToObject(j, "booted_slot", (char[]){slot_names[act], 0}) ||
-                      !cJSON_AddStringToObject(j, "good_slot", env_str(&env, "ab_active")) ||
-                      !cJSON_AddStringToObject(j, "trial_slot", env_str(&env, "ab_try")) ||
-                      !cJSON_AddStringToObject(j, "rolled_back_slot", failed) ||
-                      !cJSON_AddStringToObject(j, "rolled_back_build", fbuild))) {
-                cJSON_Delete(j);
-                j = NULL;
-            }
-            stub_print_json_line(j);
-        } else {
-            printf("slot:              %c (good slot %s%s%s)\n", slot_names[act],
-                   env_str(&env, "ab_active"), env_str(&env, "ab_try")[0] ? ", on trial: " : "",
-                   env_str(&env, "ab_try"));
-            if (failed[0])
-                printf("rollback:          build %s in slot %s did not come up; back on slot %s\n",
-                       fbuild[0] ? fbuild : "?", failed, env_str(&env, "ab_active"));
-        }
-    } else if (si_ini_get(cfg.ini, "ab", "slot_a")) {
-        fprintf(stderr, "sysimage-stub: A/B state: %s\n", err.msg);
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return NULL;
+    bool ok;
+    if (ab_config_load(cfg, &ab, &err) == SI_OK && active_slot(&ab, &act, &err) == SI_OK &&
+        env_get(&ab, &env, &err) == SI_OK)
+        ok = cJSON_AddStringToObject(j, "booted_slot", (char[]){slot_names[act], 0}) &&
+             cJSON_AddStringToObject(j, "good_slot", env_str(&env, "ab_active")) &&
+             cJSON_AddStringToObject(j, "trial_slot", env_str(&env, "ab_try")) &&
+             cJSON_AddStringToObject(j, "trial_build", env_str(&env, "ab_try_build")) &&
+             cJSON_AddStringToObject(j, "rolled_back_slot", env_str(&env, "ab_failed")) &&
+             cJSON_AddStringToObject(j, "rolled_back_build", env_str(&env, "ab_failed_build"));
+    else
+        ok = cJSON_AddStringToObject(j, "error", err.msg) != NULL;
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
     }
-    stub_config_free(&cfg);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+void stub_ab_status_text(const cJSON *ab)
+{
+    if (!ab)
+        return;
+    if (jstr(ab, "error")[0]) {
+        printf("A/B slots:        unknown (%s)\n", jstr(ab, "error"));
+        return;
+    }
+    printf("slot:             %s (good slot %s%s%s)\n", jstr(ab, "booted_slot"),
+           jstr(ab, "good_slot"), jstr(ab, "trial_slot")[0] ? ", on trial: " : "",
+           jstr(ab, "trial_slot"));
+    if (jstr(ab, "rolled_back_slot")[0])
+        printf("rollback:         build %s in slot %s did not come up; back on slot %s\n",
+               jstr(ab, "rolled_back_build")[0] ? jstr(ab, "rolled_back_build") : "?",
+               jstr(ab, "rolled_back_slot"), jstr(ab, "good_slot"));
 }

@@ -186,11 +186,8 @@ int main(int argc, char **argv)
     bool reboot_cmd = strcmp(cmd, "reboot-recovery") == 0 || strcmp(cmd, "factory-reset") == 0;
     if (o.no_reboot && !reboot_cmd)
         return usage_error("%s: --no-reboot does not apply", cmd);
-    if (strcmp(cmd, "status") == 0) {
-        int src = stub_cmd_status(&o);
-        stub_ab_status(&o);
-        return src;
-    }
+    if (strcmp(cmd, "status") == 0)
+        return stub_cmd_status(&o);
     if (strcmp(cmd, "install") == 0)
         return stub_cmd_install(&o);
     if (strcmp(cmd, "mark-good") == 0)

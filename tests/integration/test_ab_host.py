@@ -139,9 +139,9 @@ def test_rollback_is_reported_by_status(ab):
     ab.espenv.write_text("".join(f"{k}={v}\n" for k, v in dict(
         env, ab_try="", ab_tries="0", ab_failed="b", ab_failed_build=env["ab_try_build"]).items()))
     p = ab.stub("status")
-    assert "rollback:          build 2 in slot b did not come up; back on slot a" in p.stdout, p.stdout
+    assert "rollback:         build 2 in slot b did not come up; back on slot a" in p.stdout, p.stdout
     p = ab.stub("status", "--json")
-    last = json.loads(p.stdout.strip().splitlines()[-1])
+    last = json.loads(p.stdout)["ab"]
     assert last["rolled_back_build"] == "2" and last["good_slot"] == "a" and last["booted_slot"] == "a"
     # still the good slot: mark-good keeps the report
     assert "already the good slot" in ab.stub("mark-good").stdout

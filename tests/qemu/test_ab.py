@@ -105,7 +105,7 @@ def test_ab_update_rollback_and_back(tmp_path, firmware):
             assert m.expect(devloop.UP, BOOT).group(1) == "2"
             say(f"reboot to build 2 up on slot b: {m.seconds() - t0:.1f} s")
             rc, out = m.shell("sysimage-stub status")
-            assert "slot:              b (good slot b)" in out, out
+            assert "slot:             b (good slot b)" in out, out
             # a build that cannot boot: tried 3 times, then back to b
             devloop.publish(srv, trees[3], 3)
             out = install(m, say)
@@ -117,7 +117,7 @@ def test_ab_update_rollback_and_back(tmp_path, firmware):
             m.expect(r"slot a \(build 3\) did not confirm 3 boots: back to slot b", BOOT)
             assert m.expect(devloop.UP, BOOT).group(1) == "2"
             rc, out = m.shell("sysimage-stub status")
-            assert "rollback:          build 3 in slot a did not come up; back on slot b" in out, out
+            assert "rollback:         build 3 in slot a did not come up; back on slot b" in out, out
             # B -> A
             devloop.publish(srv, trees[4], 4)
             out = install(m, say)
