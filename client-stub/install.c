@@ -399,6 +399,17 @@ int stub_cmd_install(const stub_opts *o)
         (rc = lock_state_dir(&cfg, &lock_fd, &err)))
         goto out;
     int ina = 1 - act;
+    /* never overwrite the good slot from a system still on trial */
+    si_grubenv env;
+    if ((rc = env_get(&ab, &env, &err)) != SI_OK)
+        goto out;
+    if (strcmp(env_str(&env, "ab_active"), (char[]){slot_names[act], 0}) != 0) {
+        rc = si_err_set(&err, SI_ERR_USAGE, "slot %c runs on trial (not marked good; the good "
+                        "slot is '%s'): installing would overwrite the good slot; run "
+                        "`sysimage-stub mark-good` first", slot_names[act],
+                        env_str(&env, "ab_active"));
+        goto out;
+    }
     snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg.cache_dir, STUB_COMMAND_FILE);
     if ((rc = si_command_file_load(cmdpath, cf, &err)) != SI_OK) {
         si_err_prefix(&err, "nothing staged (run `sysimage-stub stage` first)");

@@ -230,3 +230,18 @@ def test_one_install_or_stage_at_a_time(ab):
         p = ab.stub("install")
     assert p.returncode == 27 and "another sysimage-stub check/stage/install" in p.stderr, p.stderr
     assert sha256_file(ab.slots["b"]) == b_before
+
+
+def test_no_install_from_a_slot_on_trial(ab):
+    """Booted into the trial slot b, not yet marked good: installing would
+    overwrite a, the only slot known to work."""
+    ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    assert ab.stub("install").returncode == 0
+    ab.boot("b")
+    a_before = sha256_file(ab.slots["a"])
+    ab.stage(full_commands(2), "full-2.tar.zst", "version-2.tar.xz")
+    p = ab.stub("install")
+    assert p.returncode == 1 and "slot b runs on trial" in p.stderr, p.stderr
+    assert sha256_file(ab.slots["a"]) == a_before
+    assert ab.stub("mark-good").returncode == 0
+    assert ab.stub("install").returncode == 0
