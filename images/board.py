@@ -118,8 +118,16 @@ class Board:
             self.parts.append(dict(p, number=i, size_mib=size))
         if rest > 1:
             raise self._err("only one partition may have size \"rest\"")
-        for need, fs in (("esp", "vfat"), ("misc", "grubenv"), ("recovery", "ext4"), ("system", "ext4"),
-                         ("cache", "ext4"), ("userdata", "ext4"), ("bios", "none")):
+        # An A/B board (docs/ab.md) names its two system slots; the others
+        # have the one `system` partition the recovery installs into.
+        slots = d.get("slots")
+        if slots is not None and (not isinstance(slots, list) or len(slots) != 2 or
+                                  not all(isinstance(x, str) for x in slots) or slots[0] == slots[1]):
+            raise self._err("slots: a list of two different partition labels is needed")
+        self.slots = slots or []
+        systems = [(x, "ext4") for x in (self.slots or ["system"])]
+        for need, fs in [("esp", "vfat"), ("misc", "grubenv"), ("recovery", "ext4")] + systems + \
+                        [("cache", "ext4"), ("userdata", "ext4"), ("bios", "none")]:
             p = self.part(need)
             if p is None or p["fs"] != fs:
                 raise self._err(f"the board needs a partition {need!r} with fs {fs!r}")
@@ -135,6 +143,10 @@ class Board:
         for k in ("efi", "bios"):
             if not isinstance(boot.get(k), dict) or not isinstance(boot[k].get("modules"), list):
                 raise self._err(f"boot.{k}.modules missing")
+        env0 = boot.get("env_defaults", {"recovery_boots": 0, "normal_boots": 0, "system_new": 0})
+        if not isinstance(env0, dict):
+            raise self._err("boot.env_defaults: an object of GRUB variables is needed")
+        self.env_defaults = env0
         self.boot = boot
         self.kernel = d.get("kernel") or {}
         self.qemu = d.get("qemu") or {}
@@ -168,10 +180,16 @@ class Board:
     def render_grub_cfg(self, timeout=3):
         with open(os.path.join(self.dir, self.boot["config"])) as f:
             text = f.read()
-        subst = {"ESP": self.number("esp"), "MISC": self.number("misc"),
-                 "RECOVERY": self.number("recovery"), "SYSTEM": self.number("system"),
-                 "MAX_RECOVERY_BOOTS": self.boot["max_recovery_boots"],
-                 "MAX_UNCONFIRMED_BOOTS": self.boot["max_unconfirmed_boots"], "TIMEOUT": timeout}
+        subst = {"PART_" + p["label"].upper(): p["number"] for p in self.parts}
+        subst.update({"ESP": self.number("esp"), "MISC": self.number("misc"),
+                      "RECOVERY": self.number("recovery")})
+        if self.part("system"):
+            subst["SYSTEM"] = self.number("system")
+        for i, slot in enumerate(self.slots):
+            subst["SLOT_" + "AB"[i]] = self.number(slot)
+            subst["SLOT_" + "AB"[i] + "_LABEL"] = slot
+        subst.update({"MAX_RECOVERY_BOOTS": self.boot["max_recovery_boots"],
+                 "MAX_UNCONFIRMED_BOOTS": self.boot["max_unconfirmed_boots"], "TIMEOUT": timeout})
         text = re.sub(r"@([A-Z_]+)@", lambda m: str(subst[m.group(1)]), text)
         return text
 
@@ -280,7 +298,7 @@ def build_disk(path, board, sizes=None, trees=None, env=None, recovery_image=Non
             with open(os.path.join(staged, "grub", "grub.cfg"), "w") as f:
                 f.write(board.render_grub_cfg(timeout))
             with open(os.path.join(staged, *board.boot["env_file"].split("/")), "wb") as f:
-                f.write(grubenv_block(bootcount or {"recovery_boots": 0, "normal_boots": 0, "system_new": 0}))
+                f.write(grubenv_block(bootcount or board.env_defaults))
             trees["esp"] = staged
         for label, size, fs, ptype in layout:
             tree = trees.get(label)

@@ -30,6 +30,11 @@
 #   SI_CA_FILE      a CA certificate the stub trusts for that server (e.g. a demo CA)
 #   SI_ARCHIVE_MASTER  the archive-master keyring shipped read-only in the OS
 #   SI_CHANNEL      the channel (default stable)
+#   SI_AB           set: an A/B device (board qemu-x86_64-ab, docs/ab.md): [ab] in
+#                   client.ini and SI_RECOVERY_BIN (the static sysimage-recovery, the
+#                   install engine) as /usr/lib/sysimage/sysimage-recovery
+#   SI_BROKEN_INIT  set: /sbin/init exits at once (the kernel panics): a build that
+#                   never comes up, for the rollback tests
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -162,7 +167,11 @@ if [ -n "$fallback" ]; then
     echo "$fallback" > /run/sysimage-boot-fallback
 fi
 # Mark this boot good: the boot loader stops counting it (docs/board.md).
-if [ -n "$ok" ] && [ -x /usr/sbin/sysimage-bootcount ]; then
+# An A/B device (docs/ab.md; GRUB put sysimage.slot= on the command line)
+# keeps the slot it booted from: `sysimage-stub mark-good`.
+if [ -n "$ok" ] && grep -q 'sysimage\.slot=' /proc/cmdline; then
+    sysimage-stub mark-good && log "slot marked good"
+elif [ -n "$ok" ] && [ -x /usr/sbin/sysimage-bootcount ]; then
     sysimage-bootcount set normal_boots=0 system_new=0 && log "boot confirmed to the boot loader"
 fi
 cat /etc/issue
@@ -196,6 +205,13 @@ chmod 0755 etc/init.d/rcK
         [ -z "${SI_ARCHIVE_MASTER:-}" ] || echo "archive_master = /etc/sysimage/archive-master.keyring"
         [ -z "${SI_CA_FILE:-}" ] || echo "ca_file = /etc/sysimage/server-ca.pem"
     fi
+    if [ -n "${SI_AB:-}" ]; then
+        # an A/B device (board qemu-x86_64-ab, docs/ab.md): `sysimage-stub install`
+        echo
+        echo "[ab]"
+        echo "slot_a = /dev/disk/by-partlabel/system_a"
+        echo "slot_b = /dev/disk/by-partlabel/system_b"
+    fi
     echo
     echo "[network]"
     echo "connect_timeout = 10"
@@ -218,6 +234,19 @@ if [ -n "${SI_STUB:-}" ]; then
         chmod 0644 "$d/$(basename "$lib")"
     done
     chmod 0755 lib64/ld-linux-x86-64.so.2 2>/dev/null || true
+fi
+# A/B: the install engine is the recovery's own static program (docs/ab.md).
+if [ -n "${SI_AB:-}" ]; then
+    [ -n "${SI_RECOVERY_BIN:-}" ] || { echo "sample-os.sh: SI_AB needs SI_RECOVERY_BIN" >&2; exit 1; }
+    mkdir -p usr/lib/sysimage
+    install -m 0755 "$SI_RECOVERY_BIN" usr/lib/sysimage/sysimage-recovery
+fi
+# A build that cannot come up (tests of the rollback): its init exits, the
+# kernel panics, panic=-1 reboots.
+if [ -n "${SI_BROKEN_INIT:-}" ]; then
+    rm -f sbin/init
+    printf '#!/bin/sh\necho "sample-os: broken init of build %s"\nexit 1\n' "$v" > sbin/init
+    chmod 0755 sbin/init
 fi
 
 # ---------------------------------------------------------------- kernel

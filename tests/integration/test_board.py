@@ -105,3 +105,52 @@ def test_disk_has_the_layout_and_both_boot_loaders(tmp_path):
     with open(disk, "rb") as f:
         f.seek(starts["misc"][0])
         assert f.read(1024) == board.grubenv_block({"recovery_request": "0"})
+
+
+# ------------------------------------------------------------ the A/B board (docs/ab.md)
+
+def test_ab_board_has_two_slots_and_its_grub_cfg():
+    b = board.Board("qemu-x86_64-ab")
+    assert b.slots == ["system_a", "system_b"] and b.part("system") is None
+    assert [p["label"] for p in b.parts] == ["bios", "esp", "misc", "recovery", "system_a", "system_b",
+                                             "cache", "userdata"]
+    cfg = b.render_grub_cfg(timeout=2)
+    assert "@" not in cfg.replace("@@", "")
+    assert "set slot_a=(hd0,gpt5)" in cfg and "set slot_b=(hd0,gpt6)" in cfg
+    assert "load_env --file $bootcount recovery_boots ab_active ab_try ab_tries" in cfg
+    assert "root=PARTLABEL=system_$boot_slot" in cfg and "set max_unconfirmed_boots=3" in cfg
+    # the try counter is saved before the trial slot's kernel is loaded
+    normal = cfg[cfg.index('menuentry "Normal"'):]
+    assert normal.index("count_trial") < normal.index("linux ")
+    if shutil.which("grub-script-check"):
+        subprocess.run(["grub-script-check"], input=cfg, text=True, check=True)
+
+
+def test_a_board_with_one_slot_or_without_its_slots_is_refused(tmp_path):
+    def one_slot(d):
+        d["slots"] = ["system"]
+    with pytest.raises(board.BoardError, match="slots: a list of two"):
+        board.Board(write_board(tmp_path, one_slot))
+
+    def missing(d):
+        d["slots"] = ["system_a", "system_b"]
+    with pytest.raises(board.BoardError, match="needs a partition 'system_a'"):
+        board.Board(write_board(tmp_path, missing))
+
+
+@pytest.mark.skipif(not HAVE_GRUB, reason="grub-pc-bin / grub-efi-amd64-bin not installed (make deps)")
+def test_ab_disk_has_both_slots_and_the_ab_counters(tmp_path):
+    disk = str(tmp_path / "ab.img")
+    b = board.Board("qemu-x86_64-ab")
+    starts = board.build_disk(disk, b, kinds={"system_a": "none", "system_b": "none"})
+    out = subprocess.run(["partx", "-g", "-b", "-P", "-o", "NR,START,NAME,TYPE", disk],
+                         capture_output=True, text=True, check=True).stdout
+    assert re.findall(r'NAME="([^"]*)"', out) == [p["label"] for p in b.parts]
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    esp = f"{disk}@@{starts['esp'][0]}"
+    cfg = subprocess.run(["mtype", "-i", esp, "::/grub/grub.cfg"], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert cfg == b.render_grub_cfg()
+    count = subprocess.run(["mtype", "-i", esp, "::/grub/bootcount.env"], capture_output=True, env=env,
+                           check=True).stdout
+    assert len(count) == 1024 and b"ab_active=a\nab_try=\nab_tries=0\n" in count

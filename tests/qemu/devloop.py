@@ -57,9 +57,10 @@ class Server:
         self.nginx.stop()
 
 
-def device_tree(server, version, out):
+def device_tree(server, version, out, extra_env=None):
     return sihw.device_os(version, out, server_url=server.guest_url, ca_file=server.ca,
-                          archive_master=os.path.join(server.keys, "archive-master.keyring"), channel=CHANNEL)
+                          archive_master=os.path.join(server.keys, "archive-master.keyring"), channel=CHANNEL,
+                          extra_env=extra_env)
 
 
 def publish(server, tree, version, run=None):

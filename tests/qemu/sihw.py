@@ -635,11 +635,12 @@ def kernel_dir():
     return os.path.join(kc, cands[-1])
 
 
-def device_os(version, out, server_url=None, ca_file=None, archive_master=None, channel="stable"):
+def device_os(version, out, server_url=None, ca_file=None, archive_master=None, channel="stable", extra_env=None):
     """The bootable BusyBox sample OS (images/qemu-x86_64/sample-os.sh) of a
-    build, with the cloud kernel, its initrd and the stub."""
+    build, with the cloud kernel, its initrd and the stub. extra_env: more
+    of sample-os.sh's variables (SI_AB, SI_RECOVERY_BIN, SI_BROKEN_INIT)."""
     env = dict(os.environ, SI_KERNEL_DIR=kernel_dir(), SI_STUB=os.path.join(BUILD, "bin", "sysimage-stub"),
-               SI_CHANNEL=channel)
+               SI_CHANNEL=channel, **(extra_env or {}))
     for k, v in (("SI_SERVER_URL", server_url), ("SI_CA_FILE", ca_file), ("SI_ARCHIVE_MASTER", archive_master)):
         if v:
             env[k] = v
