@@ -103,7 +103,7 @@ static si_result ext4_part(build_ctx *c, const char *label, si_ext4tar_stats *st
         snprintf(i, sizeof(i), "%s/initrd.img", c->o->recovery);
         const char *names[] = {"vmlinuz", "initrd.img"}, *srcs[] = {k, i};
         rc = si_ext4_add_files(path, names, srcs, 2, c->timestamp, st, err);
-    } else if (strcmp(label, "system") == 0) {
+    } else if (strcmp(label, si_board_system_label(&c->board)) == 0) {
         rc = si_ext4_from_tarballs(path, (const char *const *)c->rb.paths, c->rb.nfiles, c->timestamp,
                                    st, err);
     }
@@ -236,7 +236,7 @@ static si_result build(build_ctx *c, si_err *err)
         if (p->fs != SI_BOARD_FS_EXT4)
             continue;
         si_ext4tar_stats *st = strcmp(p->label, "recovery") == 0 ? &rst
-                               : strcmp(p->label, "system") == 0 ? &sst
+                               : strcmp(p->label, si_board_system_label(&c->board)) == 0 ? &sst
                                                                  : NULL;
         if ((rc = ext4_part(c, p->label, st, err)) != SI_OK)
             return rc;
