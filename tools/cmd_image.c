@@ -3,7 +3,8 @@
  * (lib/localrepo), then writes, on a sparse file: the board's GPT (libfdisk),
  * GRUB for UEFI (ESP: BOOTX64.EFI, grub.cfg, counters) and BIOS (core image
  * in `bios`, boot.img in the MBR), the recovery image on `recovery`, the
- * build's full image on `system` (libext2fs, lib/ext4tar), a clean
+ * build's full image on `system` (slot a on an A/B board, the other slot an
+ * empty ext4; libext2fs, lib/ext4tar), a clean
  * boot-control block on `misc`, empty `cache` and `userdata`; then a .bmap
  * and, optionally, a zstd-compressed copy. Same inputs, same bytes: UUIDs,
  * GUIDs and timestamps are derived from the build.
@@ -53,7 +54,8 @@ static const char usage[] =
     "                      --archive-master FILE [--recovery DIR] [--size MIB]\n"
     "                      [--compress zstd] [--images DIR] [--timeout S]\n\n"
     "Write a factory disk image of a published build: GPT of the board, GRUB for\n"
-    "UEFI and BIOS, the recovery image, the build's full image on `system`, a clean\n"
+    "UEFI and BIOS, the recovery image, the build's full image on `system` (slot a\n"
+    "of an A/B board, docs/ab.md), a clean\n"
     "boot-control block on `misc`, empty `cache` and `userdata`. The repository is\n"
     "verified as a device verifies it (keyrings, channels.json, index.json, each\n"
     "file's size, sha256 and signature) before anything is written. Output: the\n"
