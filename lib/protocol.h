@@ -52,7 +52,7 @@
 #define SI_BOOT_TRIES "recovery_tries"       /* failed attempts of the current request, 0.. */
 #define SI_BOOT_INCOMPLETE "system_incomplete" /* "1": the system holds a partial install */
 #define SI_BOOT_INCOMPLETE_YES "1"
-#define SI_BOOT_INCOMPLETE_NO "0"
+#define SI_BOOT_INCOMPLETE_NO "0"             /* or unset: the recovery removes it */
 
 /* The boot-control keys of the protocol: writes that must succeed keep these
  * and drop any other variable to make room (si_grubenv_set_keeping). */

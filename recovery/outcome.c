@@ -40,11 +40,15 @@ si_result rec_bootctl_write(struct rec *r, const char *request, unsigned tries, 
         request = SI_BOOT_REQUEST_UPDATE;
     char t[16];
     snprintf(t, sizeof(t), "%u", tries);
+    /* Complete: the mark is removed (an unset system_incomplete is 0 to the
+     * boot loader), so a block that never had it does not grow. */
+    if (!r->incomplete)
+        si_grubenv_unset(&r->env, SI_BOOT_INCOMPLETE);
     const char *keys[3] = {SI_BOOT_REQUEST, SI_BOOT_TRIES, SI_BOOT_INCOMPLETE};
-    const char *vals[3] = {request, t, r->incomplete ? SI_BOOT_INCOMPLETE_YES : SI_BOOT_INCOMPLETE_NO};
+    const char *vals[3] = {request, t, SI_BOOT_INCOMPLETE_YES};
     size_t dropped = 0;
     si_result res = SI_OK;
-    for (int i = 0; i < 3 && res == SI_OK; i++) {
+    for (int i = 0; i < (r->incomplete ? 3 : 2) && res == SI_OK; i++) {
         size_t d = 0;
         res = si_grubenv_set_keeping(&r->env, keys[i], vals[i], si_protocol_boot_keys,
                                      si_protocol_boot_keys_count, &d, err);
