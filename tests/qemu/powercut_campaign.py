@@ -3,10 +3,11 @@
 
 Rounds alternate a full install (blank system, full-m1: build 11) and a delta
 (system holding m1, delta-m1-m2: 11 -> 12). In each round the recovery is
-booted again and again with the power cut (QEMU SIGKILLed) at a random moment
-of the boot, uniform between 0.5 s and the time an uncut install of that kind
-took (measured once at the start), until the install completes on its own;
-then the partition is compared with the source tree exactly. Between boots the
+booted 3 to 8 times (seeded) with the power cut (QEMU SIGKILLed) at a random
+moment of the boot, uniform between 0.5 s and 1.2 times what an uncut install
+of that kind took (measured once at the start); then the power stays on for
+one boot, which must complete the install, and the partition is compared with
+the source tree exactly. A boot that finishes before its cut ends the round. Between boots the
 invariants are checked:
 
   - no boot reports tries-exhausted or stops the job (a cut never counts);
@@ -111,18 +112,18 @@ def main():
             d = work / f"round{rounds:03d}-{kind}"
             d.mkdir()
             disk = make_disk(d, kind, art)
+            planned = min(rng.randint(3, 8), cuts_wanted - cuts)
             round_cuts, k, done = 0, 0, False
             while not done:
                 k += 1
-                cut = cuts < cuts_wanted
-                at = rng.uniform(0.5, uncut[kind]) if cut else None
+                at = rng.uniform(0.5, 1.2 * uncut[kind]) if k <= planned else None
                 r = sihw.boot_recovery(disk, mem=MEM, timeout=TIMEOUT, log=str(d / f"boot{k:02d}.log"),
                                        kill_after=at)
                 boots += 1
                 text = r.log_text()
                 env = sihw.read_misc_env(disk)
                 last = sihw.read_last_result(disk)
-                where = f"round {rounds} ({kind}) boot {k}"
+                where = f"round {rounds} ({kind}) boot {k}" + (f" cut at {at:.2f} s" if at else "")
                 if "STOPPED" in text or (last and last["result"] == SI_ERR_TRIES_EXHAUSTED):
                     raise AssertionError(f"{where}: the job was stopped:\n{text[-3000:]}")
                 bootable = env.get("recovery_request") == "0" and env.get("system_incomplete") != "1"
@@ -137,8 +138,6 @@ def main():
                     if (r.reason, r.result) != ("debug-exit", SI_OK):
                         raise AssertionError(f"{where}: {r.reason} {r.result}\n{text[-3000:]}")
                     done = True
-                if k > 60:
-                    raise AssertionError(f"{where}: no convergence after 60 boots")
             check_tree(disk, snaps[kind])
             per_kind[kind][0] += 1
             per_kind[kind][1] += round_cuts
