@@ -142,6 +142,13 @@ static void count_without_cache(struct rec *r)
         return;
     unsigned t = rec_env_tries(r) + 1;
     bool last = t >= SI_ATTEMPTS_MAX_TRIES;
+    if (last && r->incomplete) {
+        /* Never booted half installed: stop here (result on stdout only). */
+        r->cache[0] = '\0';
+        r->tries = t;
+        rec_stop(r, r->code, "the cache partition cannot be used");
+        return;
+    }
     rec_bootctl_write(r, last ? SI_BOOT_REQUEST_NONE : SI_BOOT_REQUEST_UPDATE, last ? 0 : t, &e);
 }
 

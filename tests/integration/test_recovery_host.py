@@ -989,3 +989,27 @@ def test_raw_misc_image_refused_before_anything_is_touched(device, payloads, tmp
                  "version-4.tar.xz", index=idx)
     p = device.run()
     assert_refused_intact(device, before, p, UNSAFE_PATH, "partitions/misc.img")
+
+
+def test_unusable_cache_on_an_incomplete_system_stops(device):
+    """Issue 15: with no usable cache the attempts are counted in the boot
+    control only; at the limit an intact system is booted (request cleared),
+    an incomplete one never: the request stays and /init is told to stay."""
+    bad = device.d / "not-a-dir"
+    bad.write_text("x")
+    stay = device.d / "stay"
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2,
+                                          system_incomplete=1) + b"\0" * ((1 << 20) - 1024))
+    p = run([RECOVERY, "run", "--device", DEVICE, "--cache-dir", bad, "--mount-root", device.mnt,
+             "--partition", f"misc={device.misc}", "--stay-file", stay], timeout=60)
+    assert p.returncode != OK, p.stderr
+    assert device.env() == {"recovery_request": "1", "recovery_tries": "3", "system_incomplete": "1"}
+    assert "cache partition cannot be used" in stay.read_text()
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
+                            + b"\0" * ((1 << 20) - 1024))
+    stay.unlink()
+    p = run([RECOVERY, "run", "--device", DEVICE, "--cache-dir", bad, "--mount-root", device.mnt,
+             "--partition", f"misc={device.misc}", "--stay-file", stay], timeout=60)
+    assert p.returncode != OK, p.stderr
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+    assert not stay.exists()
