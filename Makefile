@@ -8,6 +8,7 @@
 #                HTTPS, install and update a QEMU device through its recovery
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
+#   make powercut-campaign  >= 100 seeded random power cuts on QEMU (SEED=, CUTS=)
 
 CC      ?= gcc
 CLANG   ?= clang
