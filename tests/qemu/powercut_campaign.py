@@ -165,7 +165,8 @@ def main():
                     done = bootable  # the cut came after the install finished
                 else:
                     if (r.reason, r.result) != ("debug-exit", SI_OK):
-                        raise AssertionError(f"{where}: {r.reason} {r.result}\n{text[-3000:]}")
+                        raise AssertionError(f"{where}: {r.reason} {r.result} (QEMU status {r.status}, "
+                                             f"stderr {r.stderr.strip()!r})\n{text[-3000:]}")
                     done = True
             check_tree(disk, snaps[kind])
             per_kind[kind][0] += 1
