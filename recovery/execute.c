@@ -171,15 +171,17 @@ static si_result run_step(struct exec *x, size_t i, si_err *err)
     rec_set_step(r, "line %u: %s", c->line, d);
     si_result res = SI_OK;
     bool data = c->op == SI_CMD_FORMAT && c->target == SI_TARGET_DATA;
-    /* Before the first write to the system (or a raw partition an update
-     * writes), the boot control says the system is incomplete (issue 15). */
-    if (handlers[c->op].touches && !data && (res = rec_mark_incomplete(r, err)) != SI_OK)
-        return res;
     x->step = (uint32_t)i;
     r->st.touched |= handlers[c->op].touches;
     si_attempts_at(&r->st, (si_point){x->step, false, 0});
     r->point_saved_at = rlog_now();
     if ((res = rec_save_state(r, err)) != SI_OK)
+        return res;
+    /* Before the first write to the system (or a raw partition an update
+     * writes), the boot control says the system is incomplete (issue 15).
+     * After the state says `touched`: a cut between the two writes must not
+     * leave a mark that this job's next attempt takes for another job's. */
+    if (handlers[c->op].touches && !data && (res = rec_mark_incomplete(r, err)) != SI_OK)
         return res;
     if ((res = handlers[c->op].run(x, c, err)) != SI_OK)
         return res;
