@@ -10,6 +10,7 @@
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
 #   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
 #   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
+#   make powercut-campaign  >= 100 seeded random power cuts on QEMU (SEED=, CUTS=)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -61,7 +62,8 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps deb test-debian
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps \
+        recovery-image-faults powercut-campaign deb test-debian
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -153,6 +155,32 @@ $(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/bu
                           images/qemu-x86_64/board.json
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
 
+# A test build of the recovery (build/faults/): SI_TEST_FAULTS compiles in the
+# fault-injection knob of recovery/main.c (`sysimage.fault=apply:N` on the
+# kernel command line: abort after N bytes of an update). Only this image has
+# it; build/bin/sysimage-recovery and build/recovery never do.
+FAULTS_OBJ := $(patsubst %.c,$(B)/faults/obj/%.o,$(RECOVERY_SRC))
+$(B)/faults/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSI_TEST_FAULTS $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/faults/bin/sysimage-recovery: $(FAULTS_OBJ) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LIBS_RECOVERY)
+
+recovery-image-faults: $(B)/faults/recovery/initrd.img
+
+$(B)/faults/recovery/initrd.img: $(B)/faults/bin/sysimage-recovery initramfs/init initramfs/build.sh
+	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/faults/bin/sysimage-recovery $(B)/faults/recovery
+
+-include $(FAULTS_OBJ:.o=.d)
+
+# Issue 15's campaign (not part of `make test`): random power cuts across full
+# and delta installs, each converging to the exact tree. SEED= replays a run,
+# CUTS= sets the number of cuts (default 100).
+powercut-campaign: all recovery-image
+	SI_KEYS=$(KEYS) SEED=$(SEED) CUTS=$(CUTS) $(PYTHON) tests/qemu/powercut_campaign.py
+
 # ---------------------------------------------------------------- tests
 $(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
 	@mkdir -p $(@D)
@@ -165,12 +193,12 @@ unit-bins: $(UNIT_BINS)
 # The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
 # root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image deb
+	$(MAKE) all unit-bins recovery-image recovery-image-faults deb
 	scripts/check-deps.sh
 	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
 
-# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
-# and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
+# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py) alone: needs
+# root and the Debian mirror apt uses (`make test` runs it too).
 test-debian: deps
 	$(MAKE) all recovery-image deb
 	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) -m pytest -q -rfEs tests/qemu/test_debian.py
@@ -221,6 +249,6 @@ bench: all
 	$(PYTHON) tests/bench/run_bench.py
 
 clean:
-	rm -rf $(B)/obj $(B)/lib $(B)/bin $(B)/tests $(B)/fuzz $(B)/gen
+	rm -rf $(B)/obj $(B)/lib $(B)/bin $(B)/tests $(B)/fuzz $(B)/gen $(B)/faults
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -22,6 +22,12 @@ int si_mark_cmp(si_mark a, si_mark b)
     return 0;
 }
 
+bool si_point_same(si_point a, si_point b)
+{
+    return a.step == b.step && a.verify == b.verify &&
+           a.bytes / SI_ATTEMPTS_WINDOW == b.bytes / SI_ATTEMPTS_WINDOW;
+}
+
 void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tries,
                        si_attempt_start *out)
 {
@@ -31,39 +37,62 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
         snprintf(st->job, sizeof(st->job), "%s", job);
         out->new_job = true;
         tries = 0;
+    } else if (st->stopped) {
+        out->tries = tries;
+        out->stopped = true;
+        return;
     } else if (st->open) {
+        /* The previous attempt died where it last recorded itself. */
         out->previous_died = true;
-        if (si_mark_cmp(st->best, st->start) <= 0) {
-            out->previous_counted = true;
-            tries++;
+        out->died_at = st->at;
+        if (st->deaths > 0 && si_point_same(st->at, st->death)) {
+            st->deaths++;
+        } else {
+            st->death = st->at;
+            st->deaths = 1;
         }
+        out->deaths = st->deaths;
     }
     /* A failed attempt was counted when it ended (si_attempts_fail). */
     out->tries = tries;
-    out->exhausted = tries >= SI_ATTEMPTS_MAX_TRIES;
+    out->exhausted = tries >= SI_ATTEMPTS_MAX_TRIES || st->deaths >= SI_ATTEMPTS_MAX_SAME_DEATHS;
     if (!out->exhausted) {
         st->open = true;
-        st->start = st->best;
+        st->attempt++;
+        st->at = (si_point){st->completed, true, 0};
     }
 }
 
-void si_attempts_progress(si_attempts *st, si_mark mark)
+bool si_attempts_at(si_attempts *st, si_point p)
 {
-    if (si_mark_cmp(mark, st->best) > 0)
-        st->best = mark;
+    bool moved = !si_point_same(p, st->at);
+    st->at = p;
+    if (!p.verify && si_mark_cmp((si_mark){p.step, p.bytes}, st->best) > 0)
+        st->best = (si_mark){p.step, p.bytes};
+    return moved;
 }
 
 void si_attempts_step_done(si_attempts *st, uint32_t index)
 {
     if (index + 1 > st->completed)
         st->completed = index + 1;
-    si_attempts_progress(st, (si_mark){index + 1, 0});
+    si_attempts_at(st, (si_point){index + 1, false, 0});
 }
 
 unsigned si_attempts_fail(si_attempts *st, unsigned tries)
 {
     st->open = false;
+    st->deaths = 0; /* an attempt that ended breaks a chain of deaths */
     return tries + 1;
+}
+
+void si_attempts_stop(si_attempts *st, si_result code, const char *message)
+{
+    st->open = false;
+    st->stopped = true;
+    st->stop_result = (int32_t)code;
+    if (message != st->stop_message) /* reporting a stop again */
+        snprintf(st->stop_message, sizeof(st->stop_message), "%s", message ? message : "");
 }
 
 static si_result get_mark(const cJSON *root, const char *key, si_mark *out, si_err *err)
@@ -77,6 +106,26 @@ static si_result get_mark(const cJSON *root, const char *key, si_mark *out, si_e
         return r;
     if ((r = si_json_get_int(obj, key, "bytes", true, 0, INT64_C(1) << 53, &bytes, NULL, err)) !=
         SI_OK)
+        return r;
+    out->step = (uint32_t)step;
+    out->bytes = (uint64_t)bytes;
+    return SI_OK;
+}
+
+static si_result get_point(const cJSON *root, const char *key, si_point *out, si_err *err)
+{
+    const cJSON *obj;
+    bool present = false;
+    si_result r = si_json_get_object(root, "", key, false, &obj, &present, err);
+    if (r != SI_OK || !present)
+        return r;
+    int64_t step, bytes;
+    if ((r = si_json_get_int(obj, key, "step", true, 0, UINT32_MAX, &step, NULL, err)) != SI_OK)
+        return r;
+    if ((r = si_json_get_int(obj, key, "bytes", true, 0, INT64_C(1) << 53, &bytes, NULL, err)) !=
+        SI_OK)
+        return r;
+    if ((r = si_json_get_bool(obj, key, "verify", true, &out->verify, NULL, err)) != SI_OK)
         return r;
     out->step = (uint32_t)step;
     out->bytes = (uint64_t)bytes;
@@ -119,13 +168,35 @@ si_result si_attempts_parse(const char *json, size_t len, si_attempts *out, si_e
                              err)) != SI_OK)
         goto out;
     out->completed = (uint32_t)completed;
-    if ((r = get_mark(root, "start", &out->start, err)) != SI_OK)
-        goto out;
     if ((r = get_mark(root, "best", &out->best, err)) != SI_OK)
         goto out;
-    if (si_mark_cmp(out->start, out->best) > 0) {
-        r = si_err_set(err, SI_ERR_PARSE, "recovery state: start: beyond best");
+    int64_t n;
+    bool present = false;
+    if ((r = si_json_get_int(root, "", "attempt", false, 0, UINT32_MAX, &n, &present, err)) !=
+        SI_OK)
         goto out;
+    out->attempt = present ? (uint32_t)n : 0;
+    if ((r = get_point(root, "at", &out->at, err)) != SI_OK ||
+        (r = get_point(root, "death", &out->death, err)) != SI_OK)
+        goto out;
+    if ((r = si_json_get_int(root, "", "deaths", false, 0, 1000, &n, &present, err)) != SI_OK)
+        goto out;
+    out->deaths = present ? (uint32_t)n : 0;
+    if ((r = si_json_get_bool(root, "", "stopped", false, &out->stopped, NULL, err)) != SI_OK)
+        goto out;
+    if (out->stopped) {
+        const char *msg;
+        if ((r = si_json_get_int(root, "", "stop_result", true, 0, 255, &n, NULL, err)) !=
+            SI_OK)
+            goto out;
+        out->stop_result = (int32_t)n;
+        if ((r = si_json_get_string(root, "", "stop_message", true, &msg, NULL, err)) != SI_OK)
+            goto out;
+        if (strlen(msg) >= sizeof(out->stop_message)) {
+            r = si_err_set(err, SI_ERR_PARSE, "recovery state: stop_message: too long");
+            goto out;
+        }
+        snprintf(out->stop_message, sizeof(out->stop_message), "%s", msg);
     }
     if (out->completed > out->best.step) {
         r = si_err_set(err, SI_ERR_PARSE, "recovery state: completed: beyond best.step");
@@ -136,6 +207,20 @@ out:
     if (r != SI_OK)
         memset(out, 0, sizeof(*out));
     return r;
+}
+
+static cJSON *point_json(si_point p)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    if (!cJSON_AddNumberToObject(o, "step", (double)p.step) ||
+        !cJSON_AddNumberToObject(o, "bytes", (double)p.bytes) ||
+        !cJSON_AddBoolToObject(o, "verify", p.verify)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
 }
 
 static cJSON *mark_json(si_mark m)
@@ -154,27 +239,36 @@ static cJSON *mark_json(si_mark m)
 si_result si_attempts_format(const si_attempts *st, char **out, si_err *err)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON *start = mark_json(st->start), *best = mark_json(st->best);
+    cJSON *best = mark_json(st->best), *at = point_json(st->at), *death = point_json(st->death);
     si_result r = SI_ERR_NOMEM;
-    if (!root || !start || !best)
+    if (!root || !best || !at || !death)
         goto fail;
-    cJSON_AddItemToObject(root, "start", start);
-    start = NULL;
     cJSON_AddItemToObject(root, "best", best);
     best = NULL;
+    cJSON_AddItemToObject(root, "at", at);
+    at = NULL;
+    cJSON_AddItemToObject(root, "death", death);
+    death = NULL;
     if (!cJSON_AddNumberToObject(root, "format", 1) ||
         !cJSON_AddStringToObject(root, "job", st->job) ||
         !cJSON_AddBoolToObject(root, "open", st->open) ||
         !cJSON_AddBoolToObject(root, "touched", st->touched) ||
-        !cJSON_AddNumberToObject(root, "completed", (double)st->completed))
+        !cJSON_AddNumberToObject(root, "completed", (double)st->completed) ||
+        !cJSON_AddNumberToObject(root, "attempt", (double)st->attempt) ||
+        !cJSON_AddNumberToObject(root, "deaths", (double)st->deaths) ||
+        !cJSON_AddBoolToObject(root, "stopped", st->stopped))
+        goto fail;
+    if (st->stopped && (!cJSON_AddNumberToObject(root, "stop_result", st->stop_result) ||
+                        !cJSON_AddStringToObject(root, "stop_message", st->stop_message)))
         goto fail;
     r = si_json_print_sorted(root, out, err);
     cJSON_Delete(root);
     return r;
 fail:
     cJSON_Delete(root);
-    cJSON_Delete(start);
     cJSON_Delete(best);
+    cJSON_Delete(at);
+    cJSON_Delete(death);
     return si_err_set(err, r, "recovery state: out of memory");
 }
 

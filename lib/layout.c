@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,15 +113,57 @@ static si_result read_version(struct archive *a, struct archive_entry *ae, const
     return SI_OK;
 }
 
+#define SCAN_CHUNK (128 * 1024)
+
+struct scan_src {
+    int fd;
+    uint64_t done;
+    si_layout_progress_fn progress;
+    void *ctx;
+    unsigned char buf[SCAN_CHUNK];
+};
+
+static la_ssize_t scan_read(struct archive *a, void *cd, const void **buf)
+{
+    struct scan_src *s = cd;
+    for (;;) {
+        ssize_t r = read(s->fd, s->buf, sizeof(s->buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            archive_set_error(a, errno, "read: %s", strerror(errno));
+            return -1;
+        }
+        *buf = s->buf;
+        s->done += (uint64_t)r;
+        if (s->progress && r > 0)
+            s->progress(s->done, s->ctx);
+        return r;
+    }
+}
+
 si_result si_layout_scan_tarball(int fd, const char *what, const char *version_member,
                                  si_layout_scan *out, si_err *err)
 {
+    return si_layout_scan_tarball_progress(fd, what, version_member, out, NULL, NULL, err);
+}
+
+si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *version_member,
+                                          si_layout_scan *out, si_layout_progress_fn progress,
+                                          void *ctx, si_err *err)
+{
     memset(out, 0, sizeof(*out));
-    struct archive *a = si_tar_reader_new();
-    if (!a)
+    struct scan_src *src = calloc(1, sizeof(*src));
+    struct archive *a = src ? si_tar_reader_new() : NULL;
+    if (!a) {
+        free(src);
         return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory (archive reader)", what);
+    }
+    src->fd = fd;
+    src->progress = progress;
+    src->ctx = ctx;
     si_result rc = SI_OK;
-    if (archive_read_open_fd(a, fd, 128 * 1024) != ARCHIVE_OK)
+    if (archive_read_open(a, src, NULL, scan_read, NULL) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", what, archive_error_string(a));
     while (rc == SI_OK) {
         struct archive_entry *ae;
@@ -145,5 +188,6 @@ si_result si_layout_scan_tarball(int fd, const char *what, const char *version_m
             rc = read_version(a, ae, what, out, err);
     }
     archive_read_free(a);
+    free(src);
     return rc;
 }

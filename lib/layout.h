@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "result.h"
 
@@ -70,5 +71,11 @@ typedef struct si_layout_scan {
  * may be NULL). `what` names the file in errors. */
 si_result si_layout_scan_tarball(int fd, const char *what, const char *version_member,
                                  si_layout_scan *out, si_err *err);
+/* The same, calling progress(bytes of the file read so far, ctx) after each
+ * read of the file (progress may be NULL). */
+typedef void (*si_layout_progress_fn)(uint64_t done, void *ctx);
+si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *version_member,
+                                          si_layout_scan *out, si_layout_progress_fn progress,
+                                          void *ctx, si_err *err);
 
 #endif

@@ -17,7 +17,7 @@ static const char *const owned[] = {
     SI_PROTO_KR_DEVICE_SIGNING, SI_PROTO_KR_BLACKLIST,
 };
 
-const char *const si_protocol_boot_keys[] = {SI_BOOT_REQUEST, SI_BOOT_TRIES};
+const char *const si_protocol_boot_keys[] = {SI_BOOT_REQUEST, SI_BOOT_TRIES, SI_BOOT_INCOMPLETE};
 const size_t si_protocol_boot_keys_count =
     sizeof(si_protocol_boot_keys) / sizeof(si_protocol_boot_keys[0]);
 

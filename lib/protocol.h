@@ -12,8 +12,13 @@
  * Boot control (lib/grubenv.h on the reference board): the normal OS sets
  * SI_BOOT_REQUEST to 1 or factory-reset and SI_BOOT_TRIES to 0 before it
  * reboots; the recovery keeps the request while it retries, counts its attempts
- * in SI_BOOT_TRIES, and writes 0 / 0 when it is done or gives up. Both keys
- * must always be writable: lib/grubenv drops unknown variables to make room. */
+ * in SI_BOOT_TRIES, and writes 0 / 0 when it is done or gives up.
+ * SI_BOOT_INCOMPLETE is 1 from before the recovery's first write to the
+ * system partition until the job's last step is durably done: the boot loader
+ * then never boots the system (docs/board.md), and the recovery never clears
+ * the request while it is 1 (a boot loader that knows only the request still
+ * comes back to the recovery). The keys must always be writable: lib/grubenv
+ * drops unknown variables to make room. */
 #ifndef SI_PROTOCOL_H
 #define SI_PROTOCOL_H
 
@@ -44,7 +49,10 @@
 #define SI_BOOT_REQUEST_NONE "0"             /* boot the system */
 #define SI_BOOT_REQUEST_UPDATE "1"           /* run the staged job */
 #define SI_BOOT_REQUEST_FACTORY_RESET "factory-reset" /* format userdata, wipe cache */
-#define SI_BOOT_TRIES "recovery_tries"       /* attempts of the current request, 0.. */
+#define SI_BOOT_TRIES "recovery_tries"       /* failed attempts of the current request, 0.. */
+#define SI_BOOT_INCOMPLETE "system_incomplete" /* "1": the system holds a partial install */
+#define SI_BOOT_INCOMPLETE_YES "1"
+#define SI_BOOT_INCOMPLETE_NO "0"             /* or unset: the recovery removes it */
 
 /* The boot-control keys of the protocol: writes that must succeed keep these
  * and drop any other variable to make room (si_grubenv_set_keeping). */

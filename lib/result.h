@@ -36,7 +36,7 @@ typedef enum si_result {
     SI_ERR_NETWORK = 23,
     SI_ERR_NO_SPACE = 24,
     SI_ERR_STALE_INDEX = 25,     /* index older than the last verified one */
-    SI_ERR_TRIES_EXHAUSTED = 26, /* recovery gave up after its attempts */
+    SI_ERR_TRIES_EXHAUSTED = 26, /* failures or deaths at one point: job given up or stopped */
     SI_ERR_EXISTS = 27,          /* refusing to overwrite */
     SI_ERR_NOT_FOUND = 28,       /* channel/device/version not found */
     SI_ERR_INTERNAL = 29,

@@ -303,10 +303,54 @@ static si_result load_index(struct rec *r, si_err *err)
 
 /* ------------------------------------------------------------ update files */
 
+/* Where the check is: the bytes of update files it has read so far (hashed,
+ * then scanned), in the attempt's point (the death point of a cut or crash
+ * here is known to the window; recovery/outcome.c). */
+struct verify_progress {
+    struct rec *r;
+    uint64_t base;
+};
+
+static void on_verify_progress(uint64_t done, void *ctx)
+{
+    struct verify_progress *vp = ctx;
+    rec_point(vp->r, (si_point){vp->r->st.completed, true, vp->base + done});
+}
+
+static si_result hash_fd(struct verify_progress *vp, int fd, uint8_t d[SI_SHA256_LEN],
+                         uint64_t *n)
+{
+    unsigned char *buf = malloc(128 * 1024);
+    if (!buf)
+        return SI_ERR_NOMEM;
+    si_sha256 h;
+    si_sha256_init(&h);
+    *n = 0;
+    si_result res = SI_OK;
+    for (;;) {
+        ssize_t k = read(fd, buf, 128 * 1024);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            res = SI_ERR_IO;
+            break;
+        }
+        if (k == 0)
+            break;
+        si_sha256_update(&h, buf, (size_t)k);
+        *n += (uint64_t)k;
+        on_verify_progress(*n, vp);
+    }
+    si_sha256_final(&h, d);
+    free(buf);
+    vp->base += *n;
+    return res;
+}
+
 /* One update file against its index entry: size and sha256 (finding 2),
  * signature, layout (no partitions/misc.img), and its version record. */
 static si_result check_file(struct rec *r, const si_job_file *jf, si_version *ver, bool *has_ver,
-                            si_err *err)
+                            struct verify_progress *vp, si_err *err)
 {
     const si_command *c = &r->cf->cmds[jf->cmd];
     int fd;
@@ -321,7 +365,7 @@ static si_result check_file(struct rec *r, const si_job_file *jf, si_version *ve
         res = si_err_set(err, SI_ERR_SIZE, SI_PROTO_COMMAND " line %u: %s: %" PRIu64
                          " bytes, the index says %" PRIu64, c->line, c->file,
                          (uint64_t)st.st_size, jf->entry->size);
-    } else if (si_sha256_fd(fd, d, &n) < 0 || n != jf->entry->size) {
+    } else if (hash_fd(vp, fd, d, &n) != SI_OK || n != jf->entry->size) {
         res = si_err_set(err, SI_ERR_IO, SI_PROTO_COMMAND " line %u: %s: read error", c->line,
                          c->file);
     } else if (si_hex_encode(d, sizeof(d), hex), strcmp(hex, jf->entry->checksum) != 0) {
@@ -337,7 +381,10 @@ static si_result check_file(struct rec *r, const si_job_file *jf, si_version *ve
     if (res == SI_OK && lseek(fd, 0, SEEK_SET) < 0)
         res = si_err_set(err, SI_ERR_IO, "%s: %s", c->file, strerror(errno));
     if (res == SI_OK)
-        res = si_layout_scan_tarball(fd, c->file, SI_VERSION_MEMBER, sc, err);
+        res = si_layout_scan_tarball_progress(fd, c->file, SI_VERSION_MEMBER, sc,
+                                              on_verify_progress, vp, err);
+    if (res == SI_OK)
+        vp->base += (uint64_t)st.st_size;
     close(fd);
     for (size_t i = 0; res == SI_OK && i < sc->nparts; i++)
         if (!raw_mapped(r, sc->parts[i]))
@@ -358,10 +405,11 @@ static si_result check_files(struct rec *r, si_err *err)
 {
     const si_job_plan *p = &r->plan;
     bool found = false;
+    struct verify_progress vp = {.r = r};
     for (size_t i = 0; i < p->nfiles; i++) {
         si_version v;
         bool has = false;
-        si_result res = check_file(r, &p->files[i], &v, &has, err);
+        si_result res = check_file(r, &p->files[i], &v, &has, &vp, err);
         if (res != SI_OK)
             return res;
         if (!has || p->files[i].image != p->nimages - 1)

@@ -11,11 +11,7 @@
 #include "rec.h"
 #include "sysmount.h"
 
-/* Save the progress mark this often while applying: every MiB of input (or
- * second) so that a power cut shortly after the previous one still shows
- * progress. One small atomic write on cache per MiB costs well under 1%. */
-#define SAVE_EVERY_BYTES (1u << 20)
-#define SAVE_EVERY_SECONDS 1.0
+#include <stdlib.h>
 
 struct exec {
     struct rec *r;
@@ -23,8 +19,6 @@ struct exec {
     size_t nupdates, upd;     /* update lines in the job, and this one's number */
     uint32_t step;            /* index of the running command */
     const char *name;         /* progress label */
-    uint64_t saved_bytes;
-    double saved_at;
 };
 
 typedef si_result (*handler_fn)(struct exec *x, const si_command *c, si_err *err);
@@ -94,14 +88,15 @@ static void on_progress(uint64_t done, uint64_t total, void *ctx)
     (void)total;
     struct exec *x = ctx;
     rprogress_update(&x->prog, x->name, done);
-    double now = rlog_now();
-    if (done - x->saved_bytes >= SAVE_EVERY_BYTES || now - x->saved_at >= SAVE_EVERY_SECONDS) {
-        si_attempts_progress(&x->r->st, (si_mark){x->step, done});
-        si_err e;
-        if (rec_save_state(x->r, &e) != SI_OK)
-            rlog_msg(&x->r->log, "warning: %s", e.msg);
-        x->saved_bytes = done;
-        x->saved_at = now;
+    /* The attempt's point is saved each time it enters a new window (1 MiB
+     * of input) and every second: where an attempt dies is known to the
+     * window, and a cut right after an earlier one still shows progress. */
+    rec_point(x->r, (si_point){x->step, false, done});
+    if (x->r->o->fault_apply_bytes && done >= x->r->o->fault_apply_bytes) {
+        /* Only a test build sets this (recovery/main.c, SI_TEST_FAULTS). */
+        rlog_msg(&x->r->log, "TEST FAULT: crashing at %" PRIu64 " bytes", done);
+        rlog_close(&x->r->log);
+        abort();
     }
 }
 
@@ -121,8 +116,6 @@ static si_result do_update(struct exec *x, const si_command *c, si_err *err)
     snprintf(label, sizeof(label), "update %zu/%zu", x->upd, x->nupdates);
     rlog_msg(&r->log, "%s: applying %s", label, c->file);
     x->name = label;
-    x->saved_bytes = 0;
-    x->saved_at = rlog_now();
     si_apply_opts ao = {
         .target_dir = r->sysmnt,
         .format = false,
@@ -177,12 +170,19 @@ static si_result run_step(struct exec *x, size_t i, si_err *err)
     si_command_describe(c, d, sizeof(d));
     rec_set_step(r, "line %u: %s", c->line, d);
     si_result res = SI_OK;
-    if (handlers[c->op].touches && !r->st.touched) {
-        r->st.touched = true;
-        if ((res = rec_save_state(r, err)) != SI_OK)
-            return res;
-    }
+    bool data = c->op == SI_CMD_FORMAT && c->target == SI_TARGET_DATA;
     x->step = (uint32_t)i;
+    r->st.touched |= handlers[c->op].touches;
+    si_attempts_at(&r->st, (si_point){x->step, false, 0});
+    r->point_saved_at = rlog_now();
+    if ((res = rec_save_state(r, err)) != SI_OK)
+        return res;
+    /* Before the first write to the system (or a raw partition an update
+     * writes), the boot control says the system is incomplete (issue 15).
+     * After the state says `touched`: a cut between the two writes must not
+     * leave a mark that this job's next attempt takes for another job's. */
+    if (handlers[c->op].touches && !data && (res = rec_mark_incomplete(r, err)) != SI_OK)
+        return res;
     if ((res = handlers[c->op].run(x, c, err)) != SI_OK)
         return res;
     si_attempts_step_done(&r->st, (uint32_t)i);

@@ -35,6 +35,10 @@ static const char usage_text[] =
     "                             boot control, no file on the cache; result on stdout)\n"
     "  -d, --device MODEL         device model for device-signing keyrings (default: the\n"
     "                             content of " DEVICE_FILE ", else no model check)\n"
+    "  -s, --stay-file FILE       when the job is stopped and the system partition\n"
+    "                             holds an incomplete install, write why and what can\n"
+    "                             be done to FILE (/init then stays instead of\n"
+    "                             rebooting)\n"
     "Overrides for tests on a host:\n"
     "  -p, --partition LABEL=PATH use PATH (block device or image file, attached to a\n"
     "                             loop device to mount it) for the partition LABEL\n"
@@ -124,7 +128,8 @@ static const struct option run_options[] = {
     {"mode", required_argument, NULL, 'm'},      {"dry-run", no_argument, NULL, 'n'},
     {"device", required_argument, NULL, 'd'},    {"partition", required_argument, NULL, 'p'},
     {"cache-dir", required_argument, NULL, 'c'}, {"mount-root", required_argument, NULL, 'r'},
-    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+    {"stay-file", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static int parse_run(int argc, char **argv, recovery_opts *o)
@@ -132,7 +137,7 @@ static int parse_run(int argc, char **argv, recovery_opts *o)
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:nd:p:c:r:h", run_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:nd:p:c:r:s:h", run_options, NULL)) != -1) {
         switch (c) {
         case 'm':
             if (strcmp(optarg, "update") == 0)
@@ -146,6 +151,7 @@ static int parse_run(int argc, char **argv, recovery_opts *o)
         case 'd': o->device = optarg; break;
         case 'c': o->cache_dir = optarg; break;
         case 'r': o->mount_root = optarg; break;
+        case 's': o->stay_file = optarg; break;
         case 'p':
             if (add_partition(o, optarg) != SI_OK)
                 return SI_ERR_USAGE;
@@ -160,6 +166,30 @@ static int parse_run(int argc, char **argv, recovery_opts *o)
     return SI_OK;
 }
 
+#ifdef SI_TEST_FAULTS
+/* Test builds only (make recovery-image-faults): `sysimage.fault=apply:N` on
+ * the kernel command line makes the recovery abort once an update step has
+ * read N bytes of its file, on every attempt (a deterministic crash). A
+ * production build has no such code: the Makefile defines SI_TEST_FAULTS
+ * only for build/faults/. */
+static void read_fault(recovery_opts *o)
+{
+    char buf[4096];
+    FILE *f = fopen("/proc/cmdline", "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strstr(buf, "sysimage.fault=apply:");
+    if (p) {
+        o->fault_apply_bytes = strtoull(p + strlen("sysimage.fault=apply:"), NULL, 10);
+        fprintf(stderr, "sysimage-recovery: TEST BUILD: will crash after %llu bytes of an update\n",
+                (unsigned long long)o->fault_apply_bytes);
+    }
+}
+#endif
+
 static int cmd_run(int argc, char **argv)
 {
     recovery_opts o;
@@ -172,6 +202,9 @@ static int cmd_run(int argc, char **argv)
     char *device = NULL;
     if (!o.device)
         o.device = device = read_device_file();
+#ifdef SI_TEST_FAULTS
+    read_fault(&o);
+#endif
     si_result r = recovery_run(&o);
     free(device);
     return r;

@@ -22,29 +22,66 @@ static const char *mode_name(recovery_mode m)
 
 /* ------------------------------------------------------------ boot control */
 
+static const char *mode_request(const struct rec *r)
+{
+    return r->mode == MODE_FACTORY_RESET ? SI_BOOT_REQUEST_FACTORY_RESET : SI_BOOT_REQUEST_UPDATE;
+}
+
 /* Clearing or keeping the request must not fail for lack of room: other
- * variables are dropped first (issue 10 finding 8). */
+ * variables are dropped first (issue 10 finding 8). While the system is
+ * incomplete the request is never cleared (issue 15): a boot loader that does
+ * not know system_incomplete still comes back here. One write of the block
+ * carries the three keys. */
 si_result rec_bootctl_write(struct rec *r, const char *request, unsigned tries, si_err *err)
 {
     if (r->o->dry_run)
         return SI_OK;
+    if (r->incomplete && strcmp(request, SI_BOOT_REQUEST_NONE) == 0)
+        request = SI_BOOT_REQUEST_UPDATE;
     char t[16];
     snprintf(t, sizeof(t), "%u", tries);
-    size_t d1 = 0, d2 = 0;
-    si_result res = si_grubenv_set_keeping(&r->env, SI_BOOT_REQUEST, request,
-                                           si_protocol_boot_keys, si_protocol_boot_keys_count,
-                                           &d1, err);
-    if (res == SI_OK)
-        res = si_grubenv_set_keeping(&r->env, SI_BOOT_TRIES, t, si_protocol_boot_keys,
-                                     si_protocol_boot_keys_count, &d2, err);
-    if (d1 + d2)
-        rlog_msg(&r->log, "boot control full: dropped %zu other variable%s", d1 + d2,
-                 d1 + d2 == 1 ? "" : "s");
+    /* Complete: the mark is removed (an unset system_incomplete is 0 to the
+     * boot loader), so a block that never had it does not grow. */
+    if (!r->incomplete)
+        si_grubenv_unset(&r->env, SI_BOOT_INCOMPLETE);
+    const char *keys[3] = {SI_BOOT_REQUEST, SI_BOOT_TRIES, SI_BOOT_INCOMPLETE};
+    const char *vals[3] = {request, t, SI_BOOT_INCOMPLETE_YES};
+    size_t dropped = 0;
+    si_result res = SI_OK;
+    for (int i = 0; i < (r->incomplete ? 3 : 2) && res == SI_OK; i++) {
+        size_t d = 0;
+        res = si_grubenv_set_keeping(&r->env, keys[i], vals[i], si_protocol_boot_keys,
+                                     si_protocol_boot_keys_count, &d, err);
+        dropped += d;
+    }
+    if (dropped)
+        rlog_msg(&r->log, "boot control full: dropped %zu other variable%s", dropped,
+                 dropped == 1 ? "" : "s");
     if (res == SI_OK)
         res = si_grubenv_write_dev(r->misc, &r->env, err);
     if (res != SI_OK)
         return si_err_prefix(err, "boot control on %s", r->misc);
     return SI_OK;
+}
+
+si_result rec_mark_incomplete(struct rec *r, si_err *err)
+{
+    if (r->incomplete || r->o->dry_run)
+        return SI_OK;
+    r->incomplete = true;
+    rlog_msg(&r->log, "boot control: " SI_BOOT_INCOMPLETE "=1 until the job is done");
+    return rec_bootctl_write(r, mode_request(r), r->tries, err);
+}
+
+bool rec_job_writes_system(const struct rec *r)
+{
+    for (size_t i = 0; i < r->cf->count; i++) {
+        const si_command *c = &r->cf->cmds[i];
+        if (c->op == SI_CMD_UPDATE || c->op == SI_CMD_MOUNT || c->op == SI_CMD_UNMOUNT ||
+            (c->op == SI_CMD_FORMAT && c->target == SI_TARGET_SYSTEM))
+            return true;
+    }
+    return false;
 }
 
 unsigned rec_env_tries(struct rec *r)
@@ -85,6 +122,17 @@ static void remove_state(struct rec *r)
     r->have_state = false;
 }
 
+void rec_point(struct rec *r, si_point p)
+{
+    double now = rlog_now();
+    if (!si_attempts_at(&r->st, p) && now - r->point_saved_at < 1.0)
+        return;
+    r->point_saved_at = now;
+    si_err e;
+    if (rec_save_state(r, &e) != SI_OK)
+        rlog_msg(&r->log, "warning: %s", e.msg);
+}
+
 /* ------------------------------------------------------------ results */
 
 void rec_write_result(struct rec *r, si_result code, const char *msg)
@@ -114,15 +162,57 @@ void rec_write_result(struct rec *r, si_result code, const char *msg)
         rlog_msg(&r->log, "error: %s", e.msg);
 }
 
-/* Give up the job: report, clear the request, forget the state. */
+/* Give up the job: report, clear the request, forget the state. On an
+ * incomplete system the job is stopped instead: nothing clears the request. */
 si_result rec_give_up(struct rec *r, si_result code, const char *msg)
 {
+    if (r->incomplete)
+        return rec_stop(r, code, msg);
     rec_unmount_system(r);
     rec_write_result(r, code, msg);
     si_err e;
     if (rec_bootctl_write(r, SI_BOOT_REQUEST_NONE, 0, &e) != SI_OK)
         rlog_msg(&r->log, "error: %s", e.msg);
     remove_state(r);
+    return code;
+}
+
+static void write_stay_file(struct rec *r, const char *text)
+{
+    if (!r->o->stay_file || r->o->dry_run)
+        return;
+    int rc = si_write_file_atomic(r->o->stay_file, text, strlen(text), 0644);
+    if (rc < 0)
+        rlog_msg(&r->log, "warning: %s: %s", r->o->stay_file, strerror(-rc));
+}
+
+si_result rec_stop(struct rec *r, si_result code, const char *msg)
+{
+    rec_unmount_system(r);
+    si_err e;
+    if (r->have_state) {
+        si_attempts_stop(&r->st, code, msg);
+        if (rec_save_state(r, &e) != SI_OK)
+            rlog_msg(&r->log, "error: %s", e.msg);
+    }
+    rec_write_result(r, code, msg);
+    if (rec_bootctl_write(r, mode_request(r), r->tries, &e) != SI_OK)
+        rlog_msg(&r->log, "error: %s", e.msg);
+    static const char what[] =
+        "the system partition holds an incomplete install: it will not be booted.\n"
+        "the job is stopped: %s (%d): %s\n"
+        "what can be done: stage a new job that installs a full image (format system)\n"
+        "in /cache/recovery (it is picked up at the next power-on), or flash the device\n"
+        "(factory flash). The recovery stays here; power off to continue.\n";
+    char text[sizeof(what) + SI_ATTEMPTS_MSG_MAX + 64];
+    snprintf(text, sizeof(text), what, si_result_name(code), (int)code, msg);
+    for (char *line = text, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        *nl = '\0';
+        rlog_msg(&r->log, "STOPPED: %s", line);
+        *nl = '\n';
+    }
+    write_stay_file(r, text);
     return code;
 }
 
@@ -141,9 +231,7 @@ si_result rec_failed(struct rec *r, si_result code, const char *msg)
     if (rec_save_state(r, &e) != SI_OK)
         rlog_msg(&r->log, "error: %s", e.msg);
     rec_write_result(r, code, msg);
-    const char *req = r->mode == MODE_FACTORY_RESET ? SI_BOOT_REQUEST_FACTORY_RESET
-                                                    : SI_BOOT_REQUEST_UPDATE;
-    if (rec_bootctl_write(r, req, r->tries, &e) != SI_OK)
+    if (rec_bootctl_write(r, mode_request(r), r->tries, &e) != SI_OK)
         rlog_msg(&r->log, "error: %s", e.msg);
     if (!r->o->dry_run)
         rlog_msg(&r->log, "attempt %u of %d failed; the recovery will run again", r->tries,
@@ -257,6 +345,11 @@ si_result rec_succeed(struct rec *r, const char *msg)
             rlog_msg(&r->log, "warning: %s", e.msg);
     }
     remove_consumed(r);
+    /* The job's last step is durably done (every step synced, state says
+     * so): only now is the system complete. A job that does not write the
+     * system (factory reset) leaves an earlier job's mark as it is. */
+    if (rec_job_writes_system(r))
+        r->incomplete = false;
     if (rec_bootctl_write(r, SI_BOOT_REQUEST_NONE, 0, &e) != SI_OK) {
         /* The result says ok but the next boot comes back here: the state
          * says every step is done, so that run only finishes again. */

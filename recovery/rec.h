@@ -38,6 +38,8 @@ struct rec {
     char userdata[SI_PART_PATH_MAX];
     bool cache_mounted, system_mounted;
     si_grubenv env;
+    bool incomplete;            /* boot control: the system holds a partial install */
+    double point_saved_at;      /* when the attempt's point was last saved */
     /* the job */
     si_command_file *cf;
     bool wipe_cache;            /* format data: factory reset */
@@ -77,6 +79,15 @@ si_result rec_give_up(struct rec *r, si_result code, const char *msg);
 si_result rec_failed(struct rec *r, si_result code, const char *msg);
 si_result rec_refused(struct rec *r, si_result code, const char *msg);
 si_result rec_succeed(struct rec *r, const char *msg);
+/* Stop the job on an incomplete system: reported, request and
+ * system_incomplete kept, never tried again, /init told to stay. */
+si_result rec_stop(struct rec *r, si_result code, const char *msg);
+/* Before the first write to the system: system_incomplete=1 in the boot control. */
+si_result rec_mark_incomplete(struct rec *r, si_err *err);
+/* Does the job write the system partition (anything but `format data`)? */
+bool rec_job_writes_system(const struct rec *r);
+/* The attempt is at p: saved when it enters a new window, or every second. */
+void rec_point(struct rec *r, si_point p);
 
 /* check.c: SI_OK or the error; nothing written to any partition. */
 si_result rec_check_update(struct rec *r, si_err *err);

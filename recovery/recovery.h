@@ -17,6 +17,8 @@ typedef struct recovery_opts {
     const char *device;           /* model for device-signing keyrings; NULL = unknown */
     const char *cache_dir;        /* cache already mounted there; NULL = mount it */
     const char *mount_root;       /* prefix of /cache and /system; "" = / */
+    const char *stay_file;        /* written when the job stops on an incomplete system */
+    unsigned long long fault_apply_bytes; /* test builds only (SI_TEST_FAULTS): crash there */
     size_t nparts;
     struct {
         const char *label;

@@ -129,6 +129,8 @@ static si_result read_bootctl(struct rec *r, si_err *err)
         rlog_msg(&r->log, "warning: boot control unreadable (%s); starting a new block", e.msg);
         si_grubenv_init(&r->env);
     }
+    const char *inc = si_grubenv_get(&r->env, SI_BOOT_INCOMPLETE);
+    r->incomplete = inc && strcmp(inc, SI_BOOT_INCOMPLETE_YES) == 0;
     return SI_OK;
 }
 
@@ -140,6 +142,13 @@ static void count_without_cache(struct rec *r)
         return;
     unsigned t = rec_env_tries(r) + 1;
     bool last = t >= SI_ATTEMPTS_MAX_TRIES;
+    if (last && r->incomplete) {
+        /* Never booted half installed: stop here (result on stdout only). */
+        r->cache[0] = '\0';
+        r->tries = t;
+        rec_stop(r, r->code, "the cache partition cannot be used");
+        return;
+    }
     rec_bootctl_write(r, last ? SI_BOOT_REQUEST_NONE : SI_BOOT_REQUEST_UPDATE, last ? 0 : t, &e);
 }
 
@@ -170,8 +179,9 @@ static bool start(struct rec *r)
         rlog_msg(&r->log, "boot control requests a factory reset");
         r->mode = MODE_FACTORY_RESET;
     }
-    rlog_msg(&r->log, "mode %s%s (request=%s, tries=%u)", mode_name(r->mode),
-             r->o->dry_run ? ", dry run" : "", req ? req : "unset", rec_env_tries(r));
+    rlog_msg(&r->log, "mode %s%s (request=%s, tries=%u%s)", mode_name(r->mode),
+             r->o->dry_run ? ", dry run" : "", req ? req : "unset", rec_env_tries(r),
+             r->incomplete ? ", system incomplete" : "");
     return true;
 }
 
@@ -239,14 +249,31 @@ static bool begin_attempt(struct rec *r)
     si_attempts_begin(&r->st, found, r->job, rec_env_tries(r), &as);
     r->tries = as.tries;
     r->have_state = true;
+    if (as.stopped) {
+        rec_set_step(r, "stopped");
+        rlog_msg(&r->log, "this job was stopped by an earlier attempt; it is not tried again");
+        rec_give_up(r, (si_result)r->st.stop_result, r->st.stop_message);
+        return false;
+    }
+    const si_point *d = &as.died_at;
     if (as.previous_died)
-        rlog_msg(&r->log, "the previous attempt was interrupted %s",
-                 as.previous_counted ? "without progress (counted)" : "after progress");
+        rlog_msg(&r->log,
+                 "the previous attempt died at step %" PRIu32 " (%s), %" PRIu64
+                 " bytes: %u time%s in a row at that point (limit %d)",
+                 d->step, d->verify ? "verifying" : "working", d->bytes, as.deaths,
+                 as.deaths == 1 ? "" : "s", SI_ATTEMPTS_MAX_SAME_DEATHS);
     if (as.exhausted) {
-        rec_set_step(r, "step %" PRIu32, r->st.best.step);
-        snprintf(r->msg, sizeof(r->msg),
-                 "%u attempts failed or made no progress (furthest: %" PRIu32
-                 " steps and %" PRIu64 " bytes)", as.tries, r->st.best.step, r->st.best.bytes);
+        rec_set_step(r, "step %" PRIu32, r->st.death.step);
+        if (as.deaths >= SI_ATTEMPTS_MAX_SAME_DEATHS)
+            snprintf(r->msg, sizeof(r->msg),
+                     "the recovery died %u times at the same point (step %" PRIu32
+                     ", %s, bytes %" PRIu64 "..%" PRIu64 "): a crash or hang, not power cuts",
+                     as.deaths, d->step, d->verify ? "verifying" : "working",
+                     d->bytes / SI_ATTEMPTS_WINDOW * SI_ATTEMPTS_WINDOW,
+                     (d->bytes / SI_ATTEMPTS_WINDOW + 1) * SI_ATTEMPTS_WINDOW);
+        else
+            snprintf(r->msg, sizeof(r->msg), "%u attempts failed (furthest: %" PRIu32
+                     " steps and %" PRIu64 " bytes)", as.tries, r->st.best.step, r->st.best.bytes);
         rec_give_up(r, SI_ERR_TRIES_EXHAUSTED, r->msg);
         return false;
     }
@@ -255,6 +282,7 @@ static bool begin_attempt(struct rec *r)
         rec_failed(r, res, e.msg);
         return false;
     }
+    r->point_saved_at = rlog_now();
     const char *req = r->mode == MODE_FACTORY_RESET ? SI_BOOT_REQUEST_FACTORY_RESET
                                                     : SI_BOOT_REQUEST_UPDATE;
     if ((res = rec_bootctl_write(r, req, r->tries, &e)) != SI_OK) {
@@ -303,9 +331,22 @@ static bool check(struct rec *r)
         rec_refused(r, res, e.msg);
         return false;
     }
-    for (size_t i = 0; i < r->cf->count; i++)
-        if (r->cf->cmds[i].op == SI_CMD_FORMAT && r->cf->cmds[i].target == SI_TARGET_DATA)
+    bool formats_system = false;
+    for (size_t i = 0; i < r->cf->count; i++) {
+        const si_command *c = &r->cf->cmds[i];
+        if (c->op == SI_CMD_FORMAT && c->target == SI_TARGET_DATA)
             r->wipe_cache = true;
+        if (c->op == SI_CMD_FORMAT && c->target == SI_TARGET_SYSTEM)
+            formats_system = true;
+    }
+    /* Another job's partial install is on the system: only a full image
+     * (format system first) can be put over it, never a delta. */
+    if (r->incomplete && rec_job_writes_system(r) && !formats_system && !r->st.touched) {
+        rec_refused(r, SI_ERR_COMMAND_FILE,
+                    "the system partition holds an incomplete install (" SI_BOOT_INCOMPLETE
+                    "=1): only a job that formats it (a full image) can be run");
+        return false;
+    }
     if (all_done_before(r))
         return true; /* only finishing is left */
     if (si_command_file_count(r->cf, SI_CMD_UPDATE) == 0)

@@ -530,7 +530,11 @@ def hostile_payload(d):
     return path
 
 
-def test_failures_are_counted_then_given_up(device):
+def test_failures_are_counted_then_stopped(device):
+    """A job that fails after `format system` (issue 15): the system is marked
+    incomplete before the format; after 3 failures the job is stopped, the
+    request and the mark stay (never the half system booted), /init is told to
+    stay, and a later run reports the stop again without trying."""
     d = device.payloads["dir"]
     hostile_payload(d)
     version_tarball(d / "version-3.tar.xz", 3)
@@ -539,38 +543,122 @@ def test_failures_are_counted_then_given_up(device):
                      name="index-evil.json")
     device.stage(full_commands(3, ["evil.tar.xz", "version-3.tar.xz"]), "evil.tar.xz",
                  "version-3.tar.xz", index=idx)
+    stay = device.d / "stay"
     for attempt in (1, 2):
-        p = device.run()
+        p = device.run("--stay-file", stay)
         assert p.returncode == UNSAFE_PATH, p.stderr
         assert device.result()["result"] == UNSAFE_PATH
         # Kept requested so that the next boot tries again.
-        assert device.env() == {"recovery_request": "1", "recovery_tries": str(attempt)}
-    p = device.run()
+        assert device.env() == {"recovery_request": "1", "recovery_tries": str(attempt),
+                                "system_incomplete": "1"}
+        assert not stay.exists()
+    p = device.run("--stay-file", stay)
     assert p.returncode == TRIES_EXHAUSTED, p.stderr
     res = device.result()
     assert res["result_name"] == "tries-exhausted" and "unsafe-path" in res["message"]
-    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
-    assert not os.path.exists(device.rdir / "recovery_state.json")
+    assert device.env() == {"recovery_request": "1", "recovery_tries": "3",
+                            "system_incomplete": "1"}
+    text = stay.read_text()
+    assert "incomplete install" in text and "unsafe-path" in text and "full image" in text
+    assert "STOPPED: " in p.stderr
+    state = json.loads((device.rdir / "recovery_state.json").read_text())
+    assert state["stopped"] and state["stop_result"] == TRIES_EXHAUSTED
+    # Power cycled: the stopped job is reported again, nothing is touched.
+    before = device.digests()
+    stay.unlink()
+    p = device.run("--stay-file", stay)
+    assert p.returncode == TRIES_EXHAUSTED, p.stderr
+    assert "not tried again" in p.stderr
+    assert device.digests() == before
+    assert device.result()["message"] == res["message"]
+    assert stay.exists()
 
 
 def write_state(dev, **kw):
     job = hashlib.sha256((dev.rdir / "sysimage_command").read_bytes()).hexdigest()
     st = {"format": 1, "job": job, "open": True, "touched": True, "completed": 0,
-          "start": {"step": 0, "bytes": 0}, "best": {"step": 0, "bytes": 0}}
+          "best": {"step": 0, "bytes": 0}}
     st.update(kw)
     (dev.rdir / "recovery_state.json").write_text(json.dumps(st))
 
 
-def test_interrupted_without_progress_counts(device):
+def test_died_at_the_same_point_three_times_is_given_up(device):
+    """Two deaths at step 3, bytes 1 MiB + 500 recorded; the third (the open
+    attempt died in the same 1 MiB window) stops the job. The system is not
+    marked incomplete (nothing written to it yet): given up, request cleared."""
     device.install(1)
     device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
-    write_state(device, start={"step": 3, "bytes": 500}, best={"step": 3, "bytes": 500},
-                completed=3)
-    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
-                            + b"\0" * ((1 << 20) - 1024))
+    point = {"step": 3, "bytes": (1 << 20) + 500, "verify": False}
+    write_state(device, best={"step": 3, "bytes": (1 << 20) + 700}, completed=3,
+                at=dict(point, bytes=(1 << 20) + 700), death=point, deaths=2)
     p = device.run()
     assert p.returncode == TRIES_EXHAUSTED, p.stderr
+    assert "same point" in device.result()["message"]
     assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_died_at_the_same_point_on_an_incomplete_system_is_stopped(device):
+    device.install(1)
+    before = device.digests()["system.img"]
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    point = {"step": 3, "bytes": 5, "verify": False}
+    write_state(device, best={"step": 3, "bytes": 9}, completed=3, at=point, death=point,
+                deaths=2)
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=0,
+                                          system_incomplete=1) + b"\0" * ((1 << 20) - 1024))
+    p = device.run()
+    assert p.returncode == TRIES_EXHAUSTED, p.stderr
+    assert device.env() == {"recovery_request": "1", "recovery_tries": "0",
+                            "system_incomplete": "1"}
+    assert device.digests()["system.img"] == before
+
+
+def test_issue_15_cuts_before_the_furthest_point_do_not_count(device, payloads):
+    """The previous attempt died earlier than an earlier one got (best is
+    further than its point), with recovery_tries=2 from failures: it resumes
+    and finishes; the mark set for it is removed at the end."""
+    device.install(1)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    write_state(device, completed=3, best={"step": 3, "bytes": 26083328},
+                at={"step": 3, "bytes": 4096, "verify": False},
+                death={"step": 3, "bytes": 9 << 20, "verify": False}, deaths=1)
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2,
+                                          system_incomplete=1) + b"\0" * ((1 << 20) - 1024))
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "1 time in a row" in p.stderr
+    assert device.system_tree() == expected_tree(payloads["tree2"], 2)
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_incomplete_system_takes_only_a_full_image(device, payloads):
+    """Another job's partial install is on the system: a delta is refused
+    (and the device stays in the recovery); a full image repairs it."""
+    device.install(1)
+    before = device.digests()["system.img"]
+    device.misc.write_bytes(grubenv_block(recovery_request=1, system_incomplete=1)
+                            + b"\0" * ((1 << 20) - 1024))
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    p = device.run()
+    assert p.returncode == COMMAND_FILE, p.stderr
+    assert "incomplete install" in device.result()["message"]
+    assert device.digests()["system.img"] == before
+    assert device.env()["recovery_request"] == "1"
+    assert device.env()["system_incomplete"] == "1"
+    # A factory reset does not make the system complete.
+    p = device.run(mode="factory-reset")
+    assert p.returncode == OK, p.stderr
+    assert device.env()["recovery_request"] == "1"
+    assert device.env()["system_incomplete"] == "1"
+    # Nothing staged now (the reset wiped the cache): stays, request kept.
+    p = device.run()
+    assert p.returncode == NOT_FOUND, p.stderr
+    assert device.env()["system_incomplete"] == "1"
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+    assert device.system_tree() == expected_tree(payloads["tree1"], 1)
 
 
 def test_interrupted_with_progress_resumes_without_formatting(device, payloads):
@@ -586,8 +674,8 @@ def test_interrupted_with_progress_resumes_without_formatting(device, payloads):
     device.stage(cmds, "full-1.tar.zst", "version-1.tar.xz", "delta-1-2.tar.zst",
                  "version-2.tar.xz")
     done = cmds.index("update version-1.tar.xz version-1.tar.xz.sig") + 1
-    write_state(device, completed=done, start={"step": done, "bytes": 0},
-                best={"step": done, "bytes": 4096})
+    write_state(device, completed=done, best={"step": done, "bytes": 4096},
+                at={"step": done, "bytes": 4096, "verify": False})
     device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
                             + b"\0" * ((1 << 20) - 1024))
     p = device.run()
@@ -605,7 +693,7 @@ def test_cut_while_finishing_only_finishes(device):
     before = device.digests()["system.img"]
     device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
     n = len(DELTA_COMMANDS)
-    write_state(device, completed=n, start={"step": n, "bytes": 0}, best={"step": n, "bytes": 0})
+    write_state(device, completed=n, best={"step": n, "bytes": 0})
     p = device.run()
     assert p.returncode == OK, p.stderr
     assert "finishing" in p.stderr
@@ -618,7 +706,7 @@ def test_cut_while_finishing_only_finishes(device):
 def test_dry_run_after_touch_changes_nothing(device):
     device.install(1)
     device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
-    write_state(device, completed=3, start={"step": 3, "bytes": 0}, best={"step": 3, "bytes": 9})
+    write_state(device, completed=3, best={"step": 3, "bytes": 9})
     before = device.digests()
     cache_before = snapshot(device.cache)
     p = device.run("--dry-run")
@@ -901,3 +989,27 @@ def test_raw_misc_image_refused_before_anything_is_touched(device, payloads, tmp
                  "version-4.tar.xz", index=idx)
     p = device.run()
     assert_refused_intact(device, before, p, UNSAFE_PATH, "partitions/misc.img")
+
+
+def test_unusable_cache_on_an_incomplete_system_stops(device):
+    """Issue 15: with no usable cache the attempts are counted in the boot
+    control only; at the limit an intact system is booted (request cleared),
+    an incomplete one never: the request stays and /init is told to stay."""
+    bad = device.d / "not-a-dir"
+    bad.write_text("x")
+    stay = device.d / "stay"
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2,
+                                          system_incomplete=1) + b"\0" * ((1 << 20) - 1024))
+    p = run([RECOVERY, "run", "--device", DEVICE, "--cache-dir", bad, "--mount-root", device.mnt,
+             "--partition", f"misc={device.misc}", "--stay-file", stay], timeout=60)
+    assert p.returncode != OK, p.stderr
+    assert device.env() == {"recovery_request": "1", "recovery_tries": "3", "system_incomplete": "1"}
+    assert "cache partition cannot be used" in stay.read_text()
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
+                            + b"\0" * ((1 << 20) - 1024))
+    stay.unlink()
+    p = run([RECOVERY, "run", "--device", DEVICE, "--cache-dir", bad, "--mount-root", device.mnt,
+             "--partition", f"misc={device.misc}", "--stay-file", stay], timeout=60)
+    assert p.returncode != OK, p.stderr
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+    assert not stay.exists()

@@ -27,7 +27,7 @@ CACHE = os.path.join(ROOT, "build", "qemu-cache")
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYRING_FILES = ["image-master.keyring", "image-master.keyring.sig",
                  "image-signing.keyring", "image-signing.keyring.sig"]
-VERSION = 4  # bump to force a rebuild when the recipe below changes
+VERSION = 5  # bump to force a rebuild when the recipe below changes
 
 
 def run(cmd, **kw):
@@ -93,6 +93,13 @@ def _build(d):
         run([SYSIMAGE, "build", *args, "--out", f"{name}.tar.zst"], cwd=d)
         sign(os.path.join(d, f"{name}.tar.zst"))
         log.append(name)
+    # medium trees (issue 15's power-cut tests and campaign): m1 -> m2, builds 11 and 12
+    ostree.generate(os.path.join(d, "m1"), seed=11, build=11, size_mb=12, small_files=600)
+    ostree.mutate(os.path.join(d, "m1"), os.path.join(d, "m2"), seed=12, build=12)
+    for name, args in (("full-m1", ["full", "--from", "m1"]),
+                       ("delta-m1-m2", ["delta", "--from", "m1", "--to", "m2"])):
+        run([SYSIMAGE, "build", *args, "--out", f"{name}.tar.zst"], cwd=d)
+        sign(os.path.join(d, f"{name}.tar.zst"))
     # an uncompressed tar of v1 for the benchmark's busybox baseline (same members)
     run(["zstd", "-q", "-d", "-f", "full-v1.tar.zst", "-o", "full-v1.tar"], cwd=d)
     # small trees and payloads for the refusal and try-limit scenarios
@@ -149,6 +156,7 @@ IMAGES = {
     "delta-v1-v2.tar.zst": ("delta", 2, 1), "full-small-b1.tar.zst": ("full", 1, None),
     "full-small-b3.tar.zst": ("full", 3, None), "full-small-b5.tar.zst": ("full", 5, None),
     "other-signed.tar.zst": ("full", 5, None), "hostile.tar.zst": ("full", 9, None),
+    "full-m1.tar.zst": ("full", 11, None), "delta-m1-m2.tar.zst": ("delta", 12, 11),
 }
 
 

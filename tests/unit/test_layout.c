@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -79,6 +80,19 @@ static int make_tar(const char *path, const char *const *names, size_t n)
     return 0;
 }
 
+struct progress_log {
+    unsigned calls;
+    uint64_t last;
+};
+
+static void on_progress(uint64_t done, void *ctx)
+{
+    struct progress_log *pl = ctx;
+    assert_true(done > pl->last);
+    pl->last = done;
+    pl->calls++;
+}
+
 static void scan_tarball(void **state)
 {
     (void)state;
@@ -94,6 +108,17 @@ static void scan_tarball(void **state)
     assert_int_equal(si_layout_scan_tarball(fd, "t", "system/etc/sysimage/v.json", &sc, &err),
                      SI_OK);
     close(fd);
+    /* With progress: called with growing counts ending at the file's size. */
+    struct progress_log pl = {0};
+    struct stat stt;
+    assert_int_equal(stat(path, &stt), 0);
+    fd = open(path, O_RDONLY);
+    static si_layout_scan sc2;
+    assert_int_equal(si_layout_scan_tarball_progress(fd, "t", NULL, &sc2, on_progress, &pl, &err),
+                     SI_OK);
+    close(fd);
+    assert_true(pl.calls >= 1);
+    assert_int_equal(pl.last, (uint64_t)stt.st_size);
     assert_int_equal(sc.nparts, 1);
     assert_string_equal(sc.parts[0], "boot");
     assert_true(sc.has_version);

@@ -85,10 +85,23 @@ static void open_staged_only_regular_files(void **state)
     rmdir(dir);
 }
 
+/* Issue 15: the boot loader's incomplete mark is a protocol key, kept by
+ * every keeping write of the boot control. */
+static void boot_keys_include_incomplete(void **state)
+{
+    (void)state;
+    bool found = false;
+    for (size_t i = 0; i < si_protocol_boot_keys_count; i++)
+        found |= strcmp(si_protocol_boot_keys[i], SI_BOOT_INCOMPLETE) == 0;
+    assert_true(found);
+    assert_string_equal(SI_BOOT_INCOMPLETE, "system_incomplete");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reserved_names),
+        cmocka_unit_test(boot_keys_include_incomplete),
         cmocka_unit_test(open_staged_only_regular_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
