@@ -71,6 +71,7 @@ struct ment {
     bool in_removed;     /* old side: listed in `removed` unless patched */
     bool need_data;      /* tarball side: data spooled for a patch */
     bool patch;          /* new side: shipped as patch/<path> */
+    bool data_differs;   /* new side: regular file whose content is not the old one's */
     int64_t spool_off;   /* tarball side: offset of the spooled data */
     int64_t patch_off, patch_len;
     unsigned char old_sha[32], new_sha[32];
@@ -1250,6 +1251,18 @@ static si_result entry_changed(struct manifest *mo, struct ment *o, struct manif
                                struct ment *n, bool *changed, si_err *err)
 {
     *changed = true;
+    if (S_ISREG(o->mode) && S_ISREG(n->mode)) {
+        /* patches are only for new content: an identical file may still have
+         * to become a new inode (hardlink group change), which a patch whose
+         * result is already in place would not do */
+        bool eq = o->size == n->size;
+        if (eq && o->size > 0) {
+            si_result rc = content_equal(mo, o, mn, n, &eq, err);
+            if (rc != SI_OK)
+                return rc;
+        }
+        n->data_differs = !eq;
+    }
     if (o->mode != n->mode || o->uid != n->uid || o->gid != n->gid || o->rdev != n->rdev)
         return SI_OK;
     if (!xattrs_equal(o, n))
@@ -1258,18 +1271,8 @@ static si_result entry_changed(struct manifest *mo, struct ment *o, struct manif
         return SI_OK;
     if (path_cmp(mo->e[o->leader].path, mn->e[n->leader].path) != 0)
         return SI_OK;
-    if (S_ISREG(o->mode)) {
-        if (o->size != n->size)
-            return SI_OK;
-        bool eq = true;
-        if (o->size > 0) {
-            si_result rc = content_equal(mo, o, mn, n, &eq, err);
-            if (rc != SI_OK)
-                return rc;
-        }
-        if (!eq)
-            return SI_OK;
-    }
+    if (S_ISREG(o->mode) && n->data_differs)
+        return SI_OK;
     *changed = false;
     return SI_OK;
 }
@@ -1495,7 +1498,7 @@ static void blob_unmap(struct blob *b)
 static bool patch_candidate(const struct manifest *mo, const struct manifest *mn,
                             const struct ment *n)
 {
-    if (!n->ship || n->old_idx == SIZE_MAX || !S_ISREG(n->mode))
+    if (!n->ship || n->old_idx == SIZE_MAX || !S_ISREG(n->mode) || !n->data_differs)
         return false;
     if (n->root != (size_t)(n - mn->e) || (mn->is_tree && n->leader != n->root))
         return false; /* not the member that carries the data */
