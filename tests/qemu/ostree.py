@@ -196,6 +196,16 @@ def mutate(src, dest, seed=2, build=2):
         os.unlink(P(bigs[5]))
         changes += 1
     _write(P("usr/lib/big/new-blob.bin"), rng.randbytes(7 * MIB + 12345))
+    # two big files get a binary update (a few bytes changed here and there,
+    # like a rebuilt library): the delta ships them as patches, which the
+    # recovery applies in 96 MiB (docs/payloads.md)
+    for p in [b for i, b in enumerate(bigs) if i == 4 or i >= 6][:2]:
+        with open(P(p), "r+b") as f:
+            size = os.path.getsize(P(p))
+            for _ in range(20):
+                f.seek(rng.randrange(0, size - 64))
+                f.write(rng.randbytes(rng.randint(1, 64)))
+        changes += 1
     # remove ~5% of the small files and a whole directory
     for p in rng.sample(small, len(small) // 20):
         if os.path.lexists(P(p)):
