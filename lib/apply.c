@@ -947,6 +947,7 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
 {
     si_patch_dec *d = ap->dec;
     si_patch_dec_reset(d, member);
+    uint8_t empty[1]; /* the output of an empty result (never written) */
     void *old = NULL, *out = NULL;
     size_t oldlen = 0, outlen = 0;
     si_result rc = SI_OK;
@@ -1001,7 +1002,6 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
                                 strerror(fe));
                 break;
             }
-            static uint8_t empty;
             if (outlen && (out = mmap(NULL, outlen, PROT_READ | PROT_WRITE, MAP_SHARED, outfd,
                                       0)) == MAP_FAILED) {
                 out = NULL;
@@ -1009,7 +1009,7 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
                                 strerror(errno));
                 break;
             }
-            rc = si_patch_dec_set_target(d, old, out ? out : &empty, err);
+            rc = si_patch_dec_set_target(d, old, out ? out : (void *)empty, err);
         }
         if (rc != SI_OK)
             break;
