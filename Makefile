@@ -27,10 +27,12 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 # holds the version tarball writer, whose pax writer drags in libarchive's
 # table of every format (xar needs libxml2, absent in a static link); the
 # recovery never writes archives, so those sections are dropped.
-LIBS_HOST     := -larchive -lzstd -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
+LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
 LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
 LIBS_STUB     := -lcurl -lmbedcrypto
+# lib/patch.c calls libzstd itself (binary deltas), not only through libarchive.
+LIBS_HOST     += -lzstd
 
 LIB_SRC      := $(sort $(wildcard lib/*.c))
 TOOL_SRC     := $(sort $(wildcard tools/*.c))
