@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -34,6 +35,8 @@
 #define PART_PREFIX_LEN 11
 #define PATCH_PREFIX "patch/"
 #define PATCH_PREFIX_LEN 6
+/* free space kept beyond a patched file's size (extent blocks, directory) */
+#define PATCH_SPACE_MARGIN (4u << 20)
 #define XATTR_LIST_MAX_BYTES 65536
 #define REMOVED_LINE_MAX (PATH_MAX + PREFIX_LEN + 2)
 
@@ -995,11 +998,23 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
                                 strerror(errno));
                 break;
             }
-            /* blocks first: a full disk is ENOSPC here, never SIGBUS later */
-            int fe = outlen ? posix_fallocate(outfd, 0, (off_t)outlen) : 0;
-            if (fe) {
-                rc = si_err_set(err, map_errno(fe), "%s: allocate %zu bytes: %s", member, outlen,
-                                strerror(fe));
+            /* A full disk must be an error here, not a SIGBUS while writing
+             * through the mapping. No posix_fallocate: its unwritten extents
+             * are not flushed by ext4 on the rename that replaces the old
+             * file (auto_da_alloc covers delayed allocation only), so a power
+             * cut could leave the new name with zeros; written through the
+             * page cache like every other member, the data is ordered before
+             * the rename. */
+            struct statvfs sv;
+            if (fstatvfs(outfd, &sv) == 0 &&
+                (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)outlen + PATCH_SPACE_MARGIN) {
+                rc = si_err_set(err, SI_ERR_NO_SPACE, "%s: %zu bytes needed, %llu free", member,
+                                outlen, (unsigned long long)sv.f_bavail * sv.f_frsize);
+                break;
+            }
+            if (ftruncate(outfd, (off_t)outlen) < 0) {
+                rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member,
+                                strerror(errno));
                 break;
             }
             if (outlen && (out = mmap(NULL, outlen, PROT_READ | PROT_WRITE, MAP_SHARED, outfd,
