@@ -13,6 +13,9 @@ build/bench/ (bench_payloads.make_trees makes v1 and v2):
   rebuilt binaries, libraries and docs) as a security upgrade.
 - package addition: old = v1, new = v2 (v1 + a few packages).
 
+In both, apt's lists and caches are made those of v1: they change with every
+`apt-get update`, not with the update measured.
+
 For each pair: `sysimage build delta` with binary patches (default) and
 with --whole-files (what it shipped before), zstd and xz; per-file bsdiff
 (bsdiff for changed files, zstd -19 for added ones: what swupd ships);
@@ -76,13 +79,18 @@ def make_security_tree():
         sh(["chroot", tmp, "apt-get", "-q", "-y", "--allow-downgrades", "--no-install-recommends",
             "install", *want], env=env, stdout=subprocess.DEVNULL)
     os.unlink(src)
-    sh(["chroot", tmp, "apt-get", "-q", "update"], env=env, stdout=subprocess.DEVNULL)
     sh(["chroot", tmp, "apt-get", "clean"], env=env)
-    # apt's lists differ between the trees for reasons unrelated to the update
-    for t in (tmp,):
-        shutil.rmtree(os.path.join(t, "var", "lib", "apt", "lists"), ignore_errors=True)
-        os.makedirs(os.path.join(t, "var", "lib", "apt", "lists", "partial"))
+    same_apt_state(tmp)
     os.rename(tmp, VSEC)
+
+
+def same_apt_state(tree):
+    """apt's package lists and caches as in v1: they change with every
+    `apt-get update`, not with the update being measured."""
+    for rel in (("var", "lib", "apt", "lists"), ("var", "cache", "apt")):
+        dst = os.path.join(tree, *rel)
+        shutil.rmtree(dst, ignore_errors=True)
+        sh(["cp", "-a", os.path.join(V1, *rel), dst])
 
 
 def changed_files(old, new):
@@ -185,6 +193,8 @@ def main():
             sys.exit(f"bench: {tool} is missing (make deps)")
     bp.make_trees()
     make_security_tree()
+    same_apt_state(VSEC)
+    same_apt_state(V2)
     bench_pair("security update (bookworm-security builds → point release)", VSEC, V1)
     bench_pair("package addition (minbase → + " + ", ".join(bp.V2_PACKAGES) + ")", V1, V2)
 
