@@ -175,6 +175,13 @@ def bench_pair(label, old, new):
     print("|---|---|---|---|---|")
     for name, size, dt, rss in rows:
         print(f"| {name} | {kib(size):.0f} | {size / ours:.2f} | {dt:.1f} | {rss:.0f} |")
+    listing = subprocess.run(f"zstd -dc {f('d.tar.zst')} | tar -tvf - 2>/dev/null", shell=True,
+                             capture_output=True, text=True, check=True).stdout
+    frames = [int(l.split()[2]) - 96 for l in listing.splitlines()
+              if len(l.split()) >= 6 and l.split()[5].startswith("patch/")]
+    print(f"\nof ours (zstd): {len(frames)} patches whose zstd frames alone (no tar header, "
+          f"owner, mode, mtime, xattrs or the two sha256 of each) total {kib(sum(frames)):.0f} KiB; "
+          f"bsdiff's figure counts its patches alone")
     t = f("target")
     shutil.rmtree(t, ignore_errors=True)
     sh(["cp", "-a", old, t])
