@@ -1052,6 +1052,9 @@ static si_result apply_patch_member(struct applier *ap, struct archive *a,
 {
     char rel[PATH_MAX], sysname[PATH_MAX + PREFIX_LEN + 1];
     const char *p = member + PATCH_PREFIX_LEN;
+    if (strlen(p) >= PATH_MAX)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%.64s…': path too long", ap->file,
+                          member);
     snprintf(sysname, sizeof(sysname), PREFIX "%s", p);
     if (system_rel(sysname, rel, sizeof(rel)) < 0 || !rel[0])
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path", ap->file,
