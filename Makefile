@@ -7,6 +7,7 @@
 #   make demo    the product end to end: publish two builds, serve them over
 #                HTTPS, install and update a QEMU device through its recovery
 #   make keys    development key hierarchy under keys/dev (never committed)
+#   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -23,10 +24,10 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 
 # Libraries. The host tool and the unit tests link dynamically; the recovery
 # links statically (only .a files Debian ships); the stub links libcurl
-# dynamically and never links libarchive. --gc-sections: lib/version.o also
-# holds the version tarball writer, whose pax writer drags in libarchive's
-# table of every format (xar needs libxml2, absent in a static link); the
-# recovery never writes archives, so those sections are dropped.
+# dynamically and never links libarchive. The recovery never writes archives:
+# the version tarball writer is kept apart in lib/version_tar.c so that it is
+# not linked (libarchive's writer table pulls in every format, and xar needs
+# libxml2, absent in a static link); --gc-sections only drops unused code.
 LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
 LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
@@ -57,7 +58,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -163,6 +164,11 @@ unit: unit-bins
 
 integration: all
 	$(PYTHON) tests/run_all.py --only integration
+
+# The one direction of dependencies (docs/architecture.md): programs -> lib ->
+# lower lib, no cycle, nothing calls back into a program's main.
+check-deps: all
+	scripts/check-deps.sh
 
 # ---------------------------------------------------------------- fuzz
 $(B)/fuzz/%: $(B)/obj/fuzz/tests/fuzz/%.o $(LIBSI_FUZZ)

@@ -1,6 +1,6 @@
 /* bootctl.h - the board's boot-control backend as the stub sees it: ask the
  * boot loader to start the recovery once. The reference board keeps a GRUB
- * environment block at offset 0 of the raw `misc` partition (DESIGN §8);
+ * environment block at offset 0 of the raw `misc` partition (docs/board.md);
  * another board replaces bootctl.c and nothing else. */
 #ifndef SI_STUB_BOOTCTL_H
 #define SI_STUB_BOOTCTL_H

@@ -3,7 +3,7 @@
  *   [service]  base (https URL), channel, device, channel_target (optional)
  *   [system]   cache_dir, state_dir, machine_id, version_file, boot_control
  *   [trust]    archive_master, ca_file
- *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries
+ *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries, max_rate
  * Unknown keys are refused (a typo must not silently fall back to a default). */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@ static const char *const known[][2] = {
     {"system", "machine_id"},     {"system", "version_file"},    {"system", "boot_control"},
     {"trust", "archive_master"},  {"trust", "ca_file"},          {"network", "connect_timeout"},
     {"network", "low_speed_limit"}, {"network", "low_speed_time"}, {"network", "retries"},
+    {"network", "max_rate"},
 };
 
 void stub_config_free(stub_config *cfg)
@@ -38,26 +39,23 @@ static si_result get_long(const stub_config *cfg, const char *section, const cha
     return rc;
 }
 
-si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
+/* Unknown keys are refused: a typo must not silently fall back to a default. */
+static si_result check_known_keys(const si_ini *ini, const char *path, si_err *err)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->path = path;
-    si_result rc = si_ini_load(path, &cfg->ini, err);
-    if (rc != SI_OK)
-        return si_err_prefix(err, "config");
-    const si_ini *ini = cfg->ini;
     for (size_t i = 0; i < ini->count; i++) {
         bool ok = false;
-        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-            if (strcmp(ini->entries[i].section, known[k][0]) == 0 &&
-                strcmp(ini->entries[i].key, known[k][1]) == 0)
-                ok = true;
-        if (!ok) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: unknown key", path,
-                            ini->entries[i].line, ini->entries[i].section, ini->entries[i].key);
-            goto fail;
-        }
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && !ok; k++)
+            ok = strcmp(ini->entries[i].section, known[k][0]) == 0 &&
+                 strcmp(ini->entries[i].key, known[k][1]) == 0;
+        if (!ok)
+            return si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: unknown key", path,
+                              ini->entries[i].line, ini->entries[i].section, ini->entries[i].key);
     }
+    return SI_OK;
+}
+
+static void set_defaults(stub_config *cfg)
+{
     cfg->cache_dir = "/cache/recovery";
     cfg->state_dir = "/var/lib/sysimage";
     cfg->machine_id = "/etc/machine-id";
@@ -69,6 +67,13 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
     cfg->low_speed_limit = 1;
     cfg->low_speed_time = 60;
     cfg->retries = 3;
+    cfg->max_rate = 0;
+}
+
+static si_result read_values(stub_config *cfg, si_err *err)
+{
+    const si_ini *ini = cfg->ini;
+    si_result rc;
     if ((rc = si_ini_get_string(ini, "service", "base", true, &cfg->base_url, err)) ||
         (rc = si_ini_get_string(ini, "service", "channel", true, &cfg->channel, err)) ||
         (rc = si_ini_get_string(ini, "service", "device", true, &cfg->device, err)) ||
@@ -89,41 +94,50 @@ si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
         (rc = get_long(cfg, "network", "low_speed_limit", 1, 1 << 30, &cfg->low_speed_limit,
                        err)) ||
         (rc = get_long(cfg, "network", "low_speed_time", 1, 3600, &cfg->low_speed_time, err)) ||
-        (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)))
-        goto fail;
+        (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)) ||
+        (rc = get_long(cfg, "network", "max_rate", 0, INT64_C(1) << 40, &cfg->max_rate, err)))
+        return rc;
     if (!cfg->channel_target || !cfg->channel_target[0])
         cfg->channel_target = cfg->channel;
-    if (strncmp(cfg->base_url, "https://", 8) != 0) {
-        rc = si_err_set(err, SI_ERR_PARSE, "%s: [service] base: must be an https:// URL, not '%s'",
-                        path, cfg->base_url);
-        goto fail;
-    }
+    return SI_OK;
+}
+
+/* https only, absolute paths of bounded length, a plain device name. */
+static si_result check_values(const stub_config *cfg, const char *path, si_err *err)
+{
+    if (strncmp(cfg->base_url, "https://", 8) != 0)
+        return si_err_set(err, SI_ERR_PARSE, "%s: [service] base: must be an https:// URL, not '%s'",
+                          path, cfg->base_url);
     const char *paths[][2] = {{"cache_dir", cfg->cache_dir},   {"state_dir", cfg->state_dir},
                               {"machine_id", cfg->machine_id}, {"version_file", cfg->version_file},
                               {"boot_control", cfg->boot_control},
                               {"archive_master", cfg->archive_master}, {"ca_file", cfg->ca_file}};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        if (strlen(paths[i][1]) > 1024) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: path longer than 1024 bytes", path,
-                            paths[i][0]);
-            goto fail;
-        }
-        if (paths[i][1][0] != '/') {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: must be an absolute path, not '%s'", path,
-                            paths[i][0], paths[i][1]);
-            goto fail;
-        }
+        if (strlen(paths[i][1]) > 1024)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: path longer than 1024 bytes", path,
+                              paths[i][0]);
+        if (paths[i][1][0] != '/')
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s: must be an absolute path, not '%s'",
+                              path, paths[i][0], paths[i][1]);
     }
-    for (const char *p = cfg->device; *p; p++) {
-        if (*p == '/' || (*p == '.' && p == cfg->device)) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: [service] device: invalid name '%s'", path,
-                            cfg->device);
-            goto fail;
-        }
-    }
+    for (const char *p = cfg->device; *p; p++)
+        if (*p == '/' || (*p == '.' && p == cfg->device))
+            return si_err_set(err, SI_ERR_PARSE, "%s: [service] device: invalid name '%s'", path,
+                              cfg->device);
     return SI_OK;
-fail:
-    stub_config_free(cfg);
+}
+
+si_result stub_config_load(const char *path, stub_config *cfg, si_err *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->path = path;
+    si_result rc = si_ini_load(path, &cfg->ini, err);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "config");
+    set_defaults(cfg);
+    if ((rc = check_known_keys(cfg->ini, path, err)) != SI_OK ||
+        (rc = read_values(cfg, err)) != SI_OK || (rc = check_values(cfg, path, err)) != SI_OK)
+        stub_config_free(cfg);
     return rc;
 }
 
@@ -150,68 +164,4 @@ si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err)
     if (rc != SI_OK)
         return si_err_prefix(err, "%s", cfg->version_file);
     return SI_OK;
-}
-
-si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int r = si_read_file(path, STUB_MACHINE_ID_MAX, &buf, &len);
-    if (r < 0)
-        return si_err_set(err, r == -ENOENT ? SI_ERR_NOT_FOUND : SI_ERR_IO, "machine id %s: %s",
-                          path, strerror(-r));
-    size_t n = strcspn(buf, "\r\n");
-    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    if (n == 0 || n >= outlen) {
-        free(buf);
-        return si_err_set(err, SI_ERR_PARSE, "machine id %s: empty or too long", path);
-    }
-    memcpy(out, buf, n);
-    out[n] = '\0';
-    free(buf);
-    return SI_OK;
-}
-
-int stub_mkdir_p(const char *path, mode_t mode)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-int64_t stub_build_epoch(void)
-{
-    /* __DATE__ "Nov 22 2026", __TIME__ "03:16:17" (SOURCE_DATE_EPOCH honoured
-     * by the compiler); local time of the build host, so one day earlier is
-     * a safe lower bound. */
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    const char *date = __DATE__, *tm = __TIME__;
-    char mon[4] = {date[0], date[1], date[2], '\0'};
-    const char *m = strstr(months, mon);
-    if (!m)
-        return 0;
-    int month = (int)(m - months) / 3, day = atoi(date + 4), year = atoi(date + 7);
-    int hh = atoi(tm), mm = atoi(tm + 3), ss = atoi(tm + 6);
-    /* days since 1970-01-01 (civil calendar) */
-    int y = year - (month < 2);
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int mp = (month + 10) % 12;   /* March = 0 */
-    int doy = (153 * mp + 2) / 5 + day - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    int64_t days = (int64_t)era * 146097 + doe - 719468;
-    int64_t t = days * 86400 + hh * 3600 + mm * 60 + ss - 86400;
-    return t > 0 ? t : 0;
 }

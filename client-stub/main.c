@@ -1,4 +1,4 @@
-/* sysimage-stub - the small client of the normal OS (DESIGN §1): checks the
+/* sysimage-stub - the small client of the normal OS (docs/architecture.md): checks the
  * signed indexes, stages verified downloads on the cache partition, writes
  * the recovery's command file and asks the boot loader for the recovery. */
 #include <getopt.h>
@@ -28,22 +28,25 @@ static const char usage_text[] =
     "options:\n"
     "  --config PATH   configuration file (default " STUB_DEFAULT_CONFIG ")\n"
     "  --build N       installed build (default: from the configured version file)\n"
-    "  --json          machine-readable output (JSON; one object per line for stage)\n";
+    "  --json          machine-readable output (JSON; one object per line for stage)\n"
+    "  --help          this text (COMMAND --help: the same)\n"
+    "\n"
+    "exit status (client-stub/README.md):\n"
+    "  0     success; for check: an update is available\n"
+    "  100   check: up to date, nothing to install\n"
+    "  1-30  an error: the si_result code (1 usage, 7 bad signature, 9 keyring expired,\n"
+    "        11 blacklisted, 12 checksum, 23 network, 24 no space, 25 stale index, ...)\n";
 
-void stub_json_string(FILE *f, const char *s)
+void stub_print_json_line(cJSON *obj)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
     }
-    fputc('"', f);
+    free(text);
+    cJSON_Delete(obj);
 }
 
 int stub_fail(const si_err *err, bool json)
@@ -51,10 +54,14 @@ int stub_fail(const si_err *err, bool json)
     const char *msg = err->msg[0] ? err->msg : si_result_message(err->code);
     fprintf(stderr, "sysimage-stub: %s\n", msg);
     if (json) {
-        printf("{\"error\": \"%s\", \"code\": %d, \"message\": ", si_result_name(err->code),
-               (int)err->code);
-        stub_json_string(stdout, msg);
-        fputs("}\n", stdout);
+        cJSON *o = cJSON_CreateObject();
+        if (o && (!cJSON_AddStringToObject(o, "error", si_result_name(err->code)) ||
+                  !cJSON_AddNumberToObject(o, "code", (double)err->code) ||
+                  !cJSON_AddStringToObject(o, "message", msg))) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        stub_print_json_line(o);
     }
     return err->code ? (int)err->code : SI_ERR_INTERNAL;
 }
@@ -71,88 +78,118 @@ static bool parse_i64(const char *s, int64_t *out)
     return true;
 }
 
-int main(int argc, char **argv)
+static int usage_error(const char *fmt, const char *arg)
 {
-    stub_opts o = {.config = STUB_DEFAULT_CONFIG};
-    /* Global options before the command. */
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs(usage_text, stdout);
-            return SI_OK;
-        }
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            o.config = argv[++i];
-        } else {
-            fprintf(stderr, "sysimage-stub: unknown option '%s'\n%s", argv[i], usage_text);
-            return SI_ERR_USAGE;
-        }
-    }
-    if (i >= argc) {
-        fputs(usage_text, stderr);
-        return SI_ERR_USAGE;
-    }
-    const char *cmd = argv[i];
-    int cargc = argc - i;
-    char **cargv = argv + i;
-    if (strcmp(cmd, "resolve") == 0)
-        return stub_cmd_resolve(cargc, cargv);
+    fputs("sysimage-stub: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (see --help)\n", stderr);
+    return SI_ERR_USAGE;
+}
 
+/* Global options, up to the command (getopt_long, "+": stop at the first
+ * non-option). Returns the index of the command in argv, or -1 - exit code. */
+static int parse_global(int argc, char **argv, stub_opts *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        if (c == 'c') {
+            o->config = optarg;
+        } else if (c == 'h') {
+            fputs(usage_text, stdout);
+            return -1 - SI_OK;
+        } else {
+            return -1 - usage_error("unknown option or missing argument '%s'",
+                                    argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        fputs(usage_text, stderr);
+        return -1 - SI_ERR_USAGE;
+    }
+    return optind;
+}
+
+/* A command's options (all commands but resolve share them). -1 to go on. */
+static int parse_command(int argc, char **argv, stub_opts *o)
+{
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"build", required_argument, NULL, 'b'},
         {"json", no_argument, NULL, 'j'},         {"no-reboot", no_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     optind = 1;
+    opterr = 0;
     int c;
-    while ((c = getopt_long(cargc, cargv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            o.config = optarg;
+            o->config = optarg;
             break;
         case 'b':
-            if (!parse_i64(optarg, &o.build)) {
-                fprintf(stderr, "sysimage-stub: --build: not a build number: '%s'\n", optarg);
-                return SI_ERR_USAGE;
-            }
-            o.has_build = true;
+            if (!parse_i64(optarg, &o->build))
+                return usage_error("--build: not a build number: '%s'", optarg);
+            o->has_build = true;
             break;
         case 'j':
-            o.json = true;
+            o->json = true;
             break;
         case 'n':
-            o.no_reboot = true;
+            o->no_reboot = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
             return SI_OK;
         default:
-            fputs(usage_text, stderr);
-            return SI_ERR_USAGE;
+            return usage_error("unknown option or missing argument '%s'", argv[optind - 1]);
         }
     }
-    if (optind != cargc) {
-        fprintf(stderr, "sysimage-stub: %s: unexpected argument '%s'\n", cmd, cargv[optind]);
-        return SI_ERR_USAGE;
-    }
-    bool reboot_cmd = strcmp(cmd, "reboot-recovery") == 0 || strcmp(cmd, "factory-reset") == 0;
-    if (o.no_reboot && !reboot_cmd) {
-        fprintf(stderr, "sysimage-stub: %s: --no-reboot does not apply\n", cmd);
-        return SI_ERR_USAGE;
-    }
-    if (strcmp(cmd, "status") == 0)
-        return stub_cmd_status(&o);
-    if (reboot_cmd)
-        return stub_cmd_reboot_recovery(&o, strcmp(cmd, "factory-reset") == 0);
-    if (strcmp(cmd, "check") != 0 && strcmp(cmd, "stage") != 0) {
-        fprintf(stderr, "sysimage-stub: unknown command '%s'\n%s", cmd, usage_text);
-        return SI_ERR_USAGE;
-    }
+    if (optind != argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+/* check and stage: the network commands. */
+static int run_network(int (*fn)(const stub_opts *), const stub_opts *o)
+{
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "sysimage-stub: curl_global_init failed\n");
         return SI_ERR_NETWORK;
     }
-    int rc = strcmp(cmd, "check") == 0 ? stub_cmd_check(&o) : stub_cmd_stage(&o);
+    int rc = fn(o);
     curl_global_cleanup();
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    stub_opts o = {.config = STUB_DEFAULT_CONFIG};
+    int i = parse_global(argc, argv, &o);
+    if (i < 0)
+        return -1 - i;
+    const char *cmd = argv[i];
+    if (strcmp(cmd, "resolve") == 0)
+        return stub_cmd_resolve(argc - i, argv + i);
+    int rc = parse_command(argc - i, argv + i, &o);
+    if (rc >= 0)
+        return rc;
+    bool reboot_cmd = strcmp(cmd, "reboot-recovery") == 0 || strcmp(cmd, "factory-reset") == 0;
+    if (o.no_reboot && !reboot_cmd)
+        return usage_error("%s: --no-reboot does not apply", cmd);
+    if (strcmp(cmd, "status") == 0)
+        return stub_cmd_status(&o);
+    if (reboot_cmd)
+        return stub_cmd_reboot_recovery(&o, strcmp(cmd, "factory-reset") == 0);
+    if (strcmp(cmd, "check") == 0)
+        return run_network(stub_cmd_check, &o);
+    if (strcmp(cmd, "stage") == 0)
+        return run_network(stub_cmd_stage, &o);
+    fprintf(stderr, "sysimage-stub: unknown command '%s'\n%s", cmd, usage_text);
+    return SI_ERR_USAGE;
 }

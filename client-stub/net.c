@@ -84,6 +84,8 @@ static void setup(stub_net *n, const char *url)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, n->cfg->connect_timeout);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, n->cfg->low_speed_limit);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, n->cfg->low_speed_time);
+    if (n->cfg->max_rate > 0) /* bandwidth cap (metered links, background staging) */
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)n->cfg->max_rate);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "sysimage-stub/1");
     /* Content-Encoding would make byte counts differ from the index. */
@@ -301,101 +303,106 @@ static bool retryable(CURLcode cc)
     }
 }
 
-si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
-                            stub_progress_fn progress, void *pctx, uint64_t *fetched, si_err *err)
+/* Open (or create) the .part file for writing, never through a symlink and
+ * never blocking on a FIFO: anything but a regular file there (planted on
+ * the cache partition) is removed and the download starts afresh. */
+static si_result open_part(const char *part, int *out, si_err *err)
 {
-    char url[URL_MAX];
-    si_result rc = make_url(n, path, url, err);
-    if (rc != SI_OK)
-        return rc;
-    char part[4096];
-    if (snprintf(part, sizeof(part), "%s.part", dest) >= (int)sizeof(part))
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: path too long", dest);
-    const char *name = strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest;
-    uint64_t total_fetched = 0;
-    int fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return si_err_set(err, errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: %s", part,
-                          strerror(errno));
-    for (long attempt = 0;; attempt++) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
         struct stat st;
-        if (fstat(fd, &st) < 0) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
-            break;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0)
+                (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            *out = fd;
+            return SI_OK;
         }
-        uint64_t have = (uint64_t)st.st_size;
-        if (have > size) {   /* not ours: start over */
-            if (ftruncate(fd, 0) < 0) {
-                rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
-                break;
-            }
-            have = 0;
-        }
-        if (have == size) {
-            rc = SI_OK;
-            break;
-        }
-        if (lseek(fd, (off_t)have, SEEK_SET) < 0) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
-            break;
-        }
-        struct filedl d = {.curl = n->curl, .fd = fd, .size = size, .have = have,
-                           .cr_start = -1, .cr_total = -1, .progress = progress, .pctx = pctx,
-                           .name = name};
-        setup(n, url);
-        curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, file_write);
-        curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, &d);
-        curl_easy_setopt(n->curl, CURLOPT_HEADERFUNCTION, file_header);
-        curl_easy_setopt(n->curl, CURLOPT_HEADERDATA, &d);
-        char range[64];
-        if (have > 0) {
-            snprintf(range, sizeof(range), "%" PRIu64 "-", have);
-            curl_easy_setopt(n->curl, CURLOPT_RANGE, range);
-        }
-        if (progress)
-            progress(pctx, name, have, size);
-        CURLcode cc = curl_easy_perform(n->curl);
-        total_fetched += d.got;
-        if (d.fail != SI_OK) {
-            rc = si_err_set(err, d.fail, "%s: %s", url, d.why);
-            break;
-        }
-        long code = 0;
-        curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
-        if (cc == CURLE_OK && code == 416) {
-            rc = si_err_set(err, SI_ERR_SIZE,
-                            "%s: server refuses the range from %" PRIu64
-                            " (file smaller than the %" PRIu64 " bytes the index says)",
-                            url, have, size);
-            break;
-        }
-        if (cc == CURLE_OK && code != 200 && code != 206) {
-            rc = si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
-                            "%s: HTTP status %ld", url, code);
-            break;
-        }
-        if (cc == CURLE_OK) {
-            if (d.have + d.got != size) {
-                rc = si_err_set(err, SI_ERR_SIZE,
-                                "%s: server sent %" PRIu64 " bytes, the index says %" PRIu64,
-                                url, d.have + d.got, size);
-                break;
-            }
-            rc = SI_OK;
-            break;
-        }
-        if (!retryable(cc) || attempt >= n->cfg->retries) {
-            rc = curl_failed(n, cc, url, err);
-            break;
-        }
-        fprintf(stderr, "sysimage-stub: %s: %s; resuming (attempt %ld of %ld)\n", name,
-                n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc), attempt + 2,
-                n->cfg->retries + 1);
-        if (d.got == 0)
-            sleep(1);
+        int e = fd >= 0 ? EINVAL : errno;
+        if (fd >= 0)
+            close(fd);
+        if (e == ENOSPC)
+            return si_err_set(err, SI_ERR_NO_SPACE, "%s: %s", part, strerror(e));
+        if (e != ELOOP && e != ENXIO && e != EINVAL && e != EISDIR && e != EWOULDBLOCK)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(e));
+        if (unlink(part) < 0 && errno != ENOENT)
+            return si_err_set(err, SI_ERR_IO, "%s: not a regular file and cannot be removed: %s",
+                              part, strerror(errno));
     }
-    if (fetched)
-        *fetched = total_fetched;
+    return si_err_set(err, SI_ERR_IO, "%s: not a regular file", part);
+}
+
+/* Where the .part stands: its size, truncated when longer than the file
+ * (not ours), and the write offset at its end. */
+static si_result part_position(int fd, const char *part, uint64_t size, uint64_t *have,
+                               si_err *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+    *have = (uint64_t)st.st_size;
+    if (*have > size) { /* not ours: start over */
+        if (ftruncate(fd, 0) < 0)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+        *have = 0;
+    }
+    if (lseek(fd, (off_t)*have, SEEK_SET) < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", part, strerror(errno));
+    return SI_OK;
+}
+
+/* The outcome of one request: SI_OK with *retry set when the transfer may
+ * be resumed, else SI_OK (file complete) or the error. */
+static si_result judge_attempt(stub_net *n, struct filedl *d, CURLcode cc, const char *url,
+                               uint64_t size, bool *retry, si_err *err)
+{
+    *retry = false;
+    if (d->fail != SI_OK)
+        return si_err_set(err, d->fail, "%s: %s", url, d->why);
+    long code = 0;
+    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (cc == CURLE_OK && code == 416)
+        return si_err_set(err, SI_ERR_SIZE,
+                          "%s: server refuses the range from %" PRIu64
+                          " (file smaller than the %" PRIu64 " bytes the index says)",
+                          url, d->have, size);
+    if (cc == CURLE_OK && code != 200 && code != 206)
+        return si_err_set(err, code == 404 ? SI_ERR_NOT_FOUND : SI_ERR_NETWORK,
+                          "%s: HTTP status %ld", url, code);
+    if (cc == CURLE_OK && d->have + d->got != size)
+        return si_err_set(err, SI_ERR_SIZE,
+                          "%s: server sent %" PRIu64 " bytes, the index says %" PRIu64, url,
+                          d->have + d->got, size);
+    if (cc == CURLE_OK)
+        return SI_OK;
+    if (!retryable(cc))
+        return curl_failed(n, cc, url, err);
+    *retry = true;
+    return SI_OK;
+}
+
+/* One GET of url from *have on into fd. */
+static CURLcode request_range(stub_net *n, const char *url, struct filedl *d)
+{
+    setup(n, url);
+    curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, file_write);
+    curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, d);
+    curl_easy_setopt(n->curl, CURLOPT_HEADERFUNCTION, file_header);
+    curl_easy_setopt(n->curl, CURLOPT_HEADERDATA, d);
+    char range[64];
+    if (d->have > 0) {
+        snprintf(range, sizeof(range), "%" PRIu64 "-", d->have);
+        curl_easy_setopt(n->curl, CURLOPT_RANGE, range);
+    }
+    if (d->progress)
+        d->progress(d->pctx, d->name, d->have, d->size);
+    return curl_easy_perform(n->curl);
+}
+
+/* Sync, close and rename the .part into place; drop a wrong .part. */
+static si_result finish_part(int fd, const char *part, const char *dest, si_result rc,
+                             si_err *err)
+{
     if (rc == SI_OK && fsync(fd) < 0)
         rc = si_err_set(err, errno == ENOSPC ? SI_ERR_NO_SPACE : SI_ERR_IO, "%s: fsync: %s",
                         part, strerror(errno));
@@ -407,4 +414,45 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
     if (rc == SI_ERR_SIZE || rc == SI_ERR_NOT_FOUND)
         unlink(part);
     return rc;
+}
+
+si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
+                            stub_progress_fn progress, void *pctx, uint64_t *fetched, si_err *err)
+{
+    char url[URL_MAX], part[4096];
+    si_result rc = make_url(n, path, url, err);
+    if (rc != SI_OK)
+        return rc;
+    if (snprintf(part, sizeof(part), "%s.part", dest) >= (int)sizeof(part))
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: path too long", dest);
+    const char *name = strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest;
+    uint64_t total_fetched = 0;
+    int fd = -1;
+    if ((rc = open_part(part, &fd, err)) != SI_OK)
+        return rc;
+    for (long attempt = 0;; attempt++) {
+        uint64_t have = 0;
+        if ((rc = part_position(fd, part, size, &have, err)) != SI_OK || have == size)
+            break;
+        struct filedl d = {.curl = n->curl, .fd = fd, .size = size, .have = have,
+                           .cr_start = -1, .cr_total = -1, .progress = progress, .pctx = pctx,
+                           .name = name};
+        CURLcode cc = request_range(n, url, &d);
+        total_fetched += d.got;
+        bool retry = false;
+        if ((rc = judge_attempt(n, &d, cc, url, size, &retry, err)) != SI_OK || !retry)
+            break;
+        if (attempt >= n->cfg->retries) {
+            rc = curl_failed(n, cc, url, err);
+            break;
+        }
+        fprintf(stderr, "sysimage-stub: %s: %s; resuming (attempt %ld of %ld)\n", name,
+                n->errbuf[0] ? n->errbuf : curl_easy_strerror(cc), attempt + 2,
+                n->cfg->retries + 1);
+        if (d.got == 0)
+            sleep(1);
+    }
+    if (fetched)
+        *fetched = total_fetched;
+    return finish_part(fd, part, dest, rc, err);
 }

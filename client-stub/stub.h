@@ -1,5 +1,5 @@
 /* stub.h - internals shared by the modules of sysimage-stub, the small client
- * of the normal OS (DESIGN §1, §6, §7): configuration (config.c), HTTPS
+ * of the normal OS (docs/architecture.md, docs/formats.md): configuration (config.c), HTTPS
  * downloads (net.c), check/stage (update.c), recovery requests and status
  * (recovery_request.c over the boot-control backend bootctl.c), the offline
  * resolver (resolve.c over lib/resolve). */
@@ -12,17 +12,23 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "channels.h"
 #include "index.h"
 #include "ini.h"
+#include "keyring.h"
+#include "phasing.h"
+#include "protocol.h"
+#include "resolve.h"
 #include "result.h"
+#include "trustrec.h"
 
 #define STUB_DEFAULT_CONFIG "/etc/sysimage/client.ini"
 #define STUB_STATE_FILE "state.json"        /* in state_dir */
 #define STUB_STATE_MAX_BYTES 4096
-#define STUB_MACHINE_ID_MAX 256
-#define STUB_COMMAND_FILE "sysimage_command"
-#define STUB_LAST_RESULT "last_result.json"
+#define STUB_COMMAND_FILE SI_PROTO_COMMAND
+#define STUB_LAST_RESULT SI_PROTO_RESULT
 #define STUB_STAGED_FILE "staged.json"      /* what stage left in cache_dir */
+#define PATH_CAP 4096
 
 /* ------------------------------------------------------------ config.c */
 typedef struct stub_config {
@@ -43,19 +49,13 @@ typedef struct stub_config {
     long low_speed_limit;        /* [network] low_speed_limit, bytes/s */
     long low_speed_time;         /* [network] low_speed_time, seconds */
     long retries;                /* [network] retries per file */
+    long max_rate;               /* [network] max_rate, bytes/s of downloads; 0 = no cap */
 } stub_config;
 
 si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
 void stub_config_free(stub_config *cfg);
 /* The installed build from cfg->version_file ({"build": N, "channel": "..."}). */
 si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
-/* A lower bound of the time the binary was built (a trusted timestamp:
- * the clock can never be earlier), epoch seconds. */
-int64_t stub_build_epoch(void);
-/* mkdir -p; 0 or -errno. */
-int stub_mkdir_p(const char *path, mode_t mode);
-/* First line of the machine-id file, trimmed. */
-si_result stub_read_machine_id(const char *path, char *out, size_t outlen, si_err *err);
 
 /* ------------------------------------------------------------ net.c */
 typedef struct stub_net stub_net;
@@ -77,12 +77,13 @@ si_result stub_net_download(stub_net *n, const char *path, const char *dest, uin
                             stub_progress_fn progress, void *pctx, uint64_t *fetched,
                             si_err *err);
 
-/* ------------------------------------------------------------ update.c */
-struct si_path;
-/* Bytes to download for the first n images of a path (lib/resolve); a pool
- * file shared by several images counts once. */
-uint64_t stub_path_size(const struct si_path *p, size_t n);
+/* ------------------------------------------------------------ state.c */
+/* What this device verified before (<state_dir>/state.json, a lib/trustrec
+ * record); an absent file is a first run (nothing seen). */
+si_result stub_state_read(const stub_config *cfg, si_trust_record *rec, si_err *err);
+si_result stub_state_write(const stub_config *cfg, const si_trust_record *rec, si_err *err);
 
+/* ------------------------------------------------------------ discover.c */
 typedef struct stub_opts {
     const char *config;
     bool json;
@@ -91,8 +92,47 @@ typedef struct stub_opts {
     bool no_reboot;
 } stub_opts;
 
+/* Everything `check` learnt, owned by one run (discover.c). */
+typedef struct stub_discovery {
+    stub_config cfg;
+    stub_net *net;
+    si_trust trust;
+    bool trust_ready;
+    char tmpdir[PATH_CAP / 2];    /* downloaded keyrings/documents */
+    int lock_fd;                  /* flock on <state_dir>/lock */
+    bool locked;
+    bool has_blacklist;
+    bool has_device_keyring;
+    si_trust_record seen;         /* state.json as read */
+    int64_t now;                  /* the clock rule: clock, build time, newest index seen */
+    char blacklist_sha256[65];    /* of the blacklist served, "" when none */
+    int64_t build;                /* installed build */
+    char machine_id[SI_MACHINE_ID_MAX + 1];
+    si_channels *channels;
+    si_index *index;
+    si_resolution res;
+    bool res_ready;
+} stub_discovery;
+
+/* Keyrings (in command-file order) as downloaded into tmpdir and staged. */
+extern const si_keyring_type stub_ring_order[4];
+
+/* The verified chain keyrings -> channels.json -> index.json, revocation and
+ * freshness checks, the resolved path; dc is always to be freed. */
+si_result stub_discover(const stub_opts *o, stub_discovery *dc, si_err *err);
+void stub_discovery_free(stub_discovery *dc);
+
+/* Exit status of `check` when there is nothing to install (client-stub/README.md). */
+#define STUB_EXIT_UP_TO_DATE 100
+
+/* The update `check` found (or "up to date"), as text or one JSON line. */
+void stub_print_update(const stub_discovery *dc, bool json);
 int stub_cmd_check(const stub_opts *o);
+
+/* ------------------------------------------------------------ stage.c */
 int stub_cmd_stage(const stub_opts *o);
+/* Remove the command file; a pending update request pointing at it is withdrawn. */
+si_result stub_drop_command_file(const stub_config *cfg, si_err *err);
 
 /* ------------------------------------------------------------ recovery_request.c */
 int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset);
@@ -104,7 +144,8 @@ int stub_cmd_resolve(int argc, char **argv);
 /* ------------------------------------------------------------ main.c */
 /* Print "sysimage-stub: <msg>" (and a JSON error line when json) and return the code. */
 int stub_fail(const si_err *err, bool json);
-/* Write a JSON string (escaped, quoted) to f. */
-void stub_json_string(FILE *f, const char *s);
+/* Print obj as one line of JSON on stdout (flushed) and free it; NULL (out of
+ * memory while building it) prints nothing. */
+void stub_print_json_line(cJSON *obj);
 
 #endif

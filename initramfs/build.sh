@@ -77,7 +77,7 @@ else
     install -m 0755 "$BIN" "$STAGE/bin/sysimage-recovery"
 fi
 
-# The board's device model: device-signing keyrings must name it (DESIGN §3).
+# The board's device model: device-signing keyrings must name it (docs/design.md §3).
 mkdir -p "$STAGE/etc/sysimage"
 printf '%s\n' "${SI_DEVICE:-qemu-x86_64}" > "$STAGE/etc/sysimage/device"
 

@@ -8,6 +8,7 @@
  * directory and renamed into place; directories are created or updated in
  * place. The whole target is synced once at the end (syncfs). */
 #include "apply.h"
+#include "layout.h"
 #include "patch.h"
 #include "sha256.h"
 #include "tarformat.h"
@@ -31,9 +32,7 @@
 #define READ_CHUNK (128 * 1024)
 #define PREFIX "system/"
 #define PREFIX_LEN 7
-#define PART_PREFIX "partitions/"
-#define PART_PREFIX_LEN 11
-#define PATCH_PREFIX "patch/"
+#define PATCH_PREFIX SI_LAYOUT_PATCH_PREFIX
 #define PATCH_PREFIX_LEN 6
 /* free space kept beyond a patched file's size (extent blocks, directory) */
 #define PATCH_SPACE_MARGIN (4u << 20)
@@ -738,27 +737,10 @@ static si_result apply_removed(struct applier *ap, struct archive *a, si_err *er
     return rc;
 }
 
+/* member is partitions/<label>.img, label checked by si_layout_check_member_name. */
 static si_result apply_partition(struct applier *ap, struct archive *a, struct archive_entry *ae,
-                                 const char *member, si_err *err)
+                                 const char *member, const char *label, si_err *err)
 {
-    const char *n = member + PART_PREFIX_LEN;
-    size_t len = strlen(n);
-    if (len < 5 || len > 64 || strcmp(n + len - 4, ".img") != 0 || n[0] == '.')
-        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: not partitions/<name>.img", ap->file,
-                          member);
-    char label[64];
-    memcpy(label, n, len - 4);
-    label[len - 4] = '\0';
-    for (const char *c = label; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '-' || *c == '_' || *c == '.'))
-            return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: bad partition name", ap->file,
-                              member);
-    if (strcmp(label, "system") == 0 || strcmp(label, "userdata") == 0 ||
-        strcmp(label, "cache") == 0)
-        return si_err_set(err, SI_ERR_UNSAFE_PATH,
-                          "%s: %s: refusing to write the %s partition raw", ap->file, member,
-                          label);
     if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: must be a regular file", ap->file,
                           member);
@@ -1192,6 +1174,8 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
     bool first = true, after_patched = false;
     char rel[PATH_MAX];
+    char label[SI_LAYOUT_LABEL_MAX + 1];
+    si_member_kind kind;
     patches_clear(ap);
     while (rc == SI_OK) {
         struct archive_entry *ae;
@@ -1208,7 +1192,7 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
             break;
         }
         bool was_patched = false;
-        if (strcmp(name, "patched") == 0) {
+        if (strcmp(name, SI_LAYOUT_PATCHED) == 0) {
             if (!first)
                 rc = si_err_set(err, SI_ERR_PARSE, "%s: 'patched' must be the first member",
                                 file);
@@ -1218,7 +1202,7 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
             else
                 rc = apply_patched_list(ap, a, err);
             was_patched = true;
-        } else if (strcmp(name, "removed") == 0) {
+        } else if (strcmp(name, SI_LAYOUT_REMOVED) == 0) {
             if (!first && !after_patched)
                 rc = si_err_set(err, SI_ERR_PARSE,
                                 "%s: 'removed' must be the first member (after 'patched')", file);
@@ -1227,9 +1211,12 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
                                 file);
             else
                 rc = apply_removed(ap, a, err);
-        } else if (strncmp(name, PART_PREFIX, PART_PREFIX_LEN) == 0) {
-            rc = apply_partition(ap, a, ae, name, err);
-        } else if (strncmp(name, PATCH_PREFIX, PATCH_PREFIX_LEN) == 0) {
+        } else if ((rc = si_layout_check_member_name(name, &kind, label, sizeof(label), err)) !=
+                   SI_OK) {
+            si_err_prefix(err, "%s", file);
+        } else if (kind == SI_MEMBER_PARTITION) {
+            rc = apply_partition(ap, a, ae, name, label, err);
+        } else if (kind == SI_MEMBER_PATCH) {
             if (!ap->dec && !(ap->dec = si_patch_dec_new()))
                 rc = si_err_set(err, SI_ERR_NOMEM, "out of memory (patch decoder)");
             else
@@ -1237,9 +1224,8 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
         } else if (system_rel(name, rel, sizeof(rel)) == 0) {
             rc = apply_system_member(ap, a, ae, name, rel, err);
         } else {
-            rc = si_err_set(err, SI_ERR_UNSAFE_PATH,
-                            "%s: member '%s' is outside system/, patch/, removed, patched and "
-                            "partitions/", file, name);
+            rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path below system/",
+                            file, name);
         }
         first = false;
         after_patched = was_patched;

@@ -1,6 +1,9 @@
 /* attempts.c - the recovery's attempt accounting (see attempts.h). */
 #include "attempts.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 
 #include "fsutil.h"
 #include "jsonutil.h"
+#include "protocol.h"
 
 int si_mark_cmp(si_mark a, si_mark b)
 {
@@ -23,15 +27,7 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
 {
     memset(out, 0, sizeof(*out));
     if (!found || strcmp(st->job, job) != 0) {
-        /* The build installed before an unfinished earlier job stays known:
-         * that job may have removed or rewritten the version record. (The
-         * state file is removed when a job succeeds.) */
-        bool known = found && st->from_known, has = st->has_from;
-        int64_t from = st->from_version;
         memset(st, 0, sizeof(*st));
-        st->from_known = known;
-        st->has_from = known && has;
-        st->from_version = known && has ? from : 0;
         snprintf(st->job, sizeof(st->job), "%s", job);
         out->new_job = true;
         tries = 0;
@@ -55,18 +51,6 @@ void si_attempts_progress(si_attempts *st, si_mark mark)
 {
     if (si_mark_cmp(mark, st->best) > 0)
         st->best = mark;
-}
-
-void si_attempts_remember_from(si_attempts *st, bool *has_from, int64_t *from_version)
-{
-    if (st->from_known) {
-        *has_from = st->has_from;
-        *from_version = st->has_from ? st->from_version : 0;
-        return;
-    }
-    st->from_known = true;
-    st->has_from = *has_from;
-    st->from_version = *has_from ? *from_version : 0;
 }
 
 void si_attempts_step_done(si_attempts *st, uint32_t index)
@@ -139,17 +123,6 @@ si_result si_attempts_parse(const char *json, size_t len, si_attempts *out, si_e
         goto out;
     if ((r = get_mark(root, "best", &out->best, err)) != SI_OK)
         goto out;
-    {
-        bool present = false;
-        int64_t from = 0;
-        if ((r = si_json_get_int(root, "", "from_version", false, 0, INT64_C(1) << 53, &from,
-                                 &present, err)) != SI_OK)
-            goto out;
-        const cJSON *known = cJSON_GetObjectItemCaseSensitive(root, "from_version");
-        out->from_known = known != NULL;          /* null: known, none recorded */
-        out->has_from = present;
-        out->from_version = present ? from : 0;
-    }
     if (si_mark_cmp(out->start, out->best) > 0) {
         r = si_err_set(err, SI_ERR_PARSE, "recovery state: start: beyond best");
         goto out;
@@ -195,10 +168,6 @@ si_result si_attempts_format(const si_attempts *st, char **out, si_err *err)
         !cJSON_AddBoolToObject(root, "touched", st->touched) ||
         !cJSON_AddNumberToObject(root, "completed", (double)st->completed))
         goto fail;
-    if (st->from_known &&
-        !(st->has_from ? cJSON_AddNumberToObject(root, "from_version", (double)st->from_version)
-                       : cJSON_AddNullToObject(root, "from_version")))
-        goto fail;
     r = si_json_print_sorted(root, out, err);
     cJSON_Delete(root);
     return r;
@@ -214,15 +183,13 @@ si_result si_attempts_load(const char *path, si_attempts *out, bool *found, si_e
     char *buf;
     size_t len;
     *found = false;
-    int rc = si_read_file(path, SI_ATTEMPTS_MAX_BYTES, &buf, &len);
-    if (rc == -ENOENT)
+    /* Never blocks on a FIFO, never follows a symlink (issue 10 finding 6). */
+    si_result r = si_protocol_read_staged(AT_FDCWD, path, SI_ATTEMPTS_MAX_BYTES, &buf, &len, err);
+    if (r == SI_ERR_MISSING_FILE && access(path, F_OK) < 0 && errno == ENOENT)
         return SI_OK;
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                          SI_ATTEMPTS_MAX_BYTES);
-    if (rc < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
-    si_result r = si_attempts_parse(buf, len, out, err);
+    if (r != SI_OK)
+        return r;
+    r = si_attempts_parse(buf, len, out, err);
     free(buf);
     if (r != SI_OK)
         return si_err_prefix(err, "%s", path);

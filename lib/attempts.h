@@ -1,4 +1,4 @@
-/* attempts.h - the recovery's attempt accounting (DESIGN §7).
+/* attempts.h - the recovery's attempt accounting (docs/recovery.md).
  *
  * A job (one command file, or a factory reset) may take several attempts:
  * power cuts and failures restart the recovery. The state of the job lives
@@ -19,7 +19,13 @@
  * The try counter lives in the boot control. An attempt counts when it
  * failed, or when it died without raising `best` above its `start`; an
  * attempt that died after getting further does not count, so power cuts
- * during an install that keeps progressing never exhaust the counter. */
+ * during an install that keeps progressing never exhaust the counter.
+ *
+ * Nothing here is trusted for a security decision: the file is on the cache,
+ * which the normal OS writes. It only steers counting and resuming; the
+ * installed build is always read from the system partition (the recovery's
+ * check never takes it from here, issue 10 finding 1). Unknown fields, such
+ * as the `from_version` older recoveries wrote, are ignored. */
 #ifndef SI_ATTEMPTS_H
 #define SI_ATTEMPTS_H
 
@@ -45,9 +51,6 @@ typedef struct si_attempts {
     uint32_t completed;
     si_mark start;
     si_mark best;
-    bool from_known;         /* the job's first attempt recorded the installed build */
-    bool has_from;           /* ... and the system recorded one */
-    int64_t from_version;
 } si_attempts;
 
 /* What si_attempts_begin decided. */
@@ -69,12 +72,6 @@ void si_attempts_begin(si_attempts *st, bool found, const char *job, unsigned tr
                        si_attempt_start *out);
 /* Record progress (raises best when mark is further). */
 void si_attempts_progress(si_attempts *st, si_mark mark);
-/* Remember the build installed before the job's first attempt touched the
- * system (has_from false: none recorded). Later attempts of the same job,
- * and a new job staged after an unfinished one, keep the first value: a
- * partly applied update may already have removed or rewritten the version
- * record. Returns the value to report through has_from and from_version. */
-void si_attempts_remember_from(si_attempts *st, bool *has_from, int64_t *from_version);
 /* Step `index` (0-based) is durably done: completed = index + 1. */
 void si_attempts_step_done(si_attempts *st, uint32_t index);
 /* The attempt failed: close it and count it. Returns the new try count;

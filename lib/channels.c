@@ -1,4 +1,4 @@
-/* channels.c - parse, check and write channels.json (DESIGN §4).
+/* channels.c - parse, check and write channels.json (docs/formats.md).
  *
  * Every channel is an object with a mandatory `devices` object; every device
  * has a mandatory `index` string and an optional `keyring` object whose
@@ -277,4 +277,90 @@ const si_channel_device *si_channel_find_device(const si_channel *c, const char 
         if (c->devices[i].name && strcmp(c->devices[i].name, device) == 0)
             return &c->devices[i];
     return NULL;
+}
+
+/* ------------------------------------------------------------ editing */
+
+si_channel *si_channels_get(si_channels *ch, const char *name, si_err *err)
+{
+    for (size_t i = 0; i < ch->nchannels; i++)
+        if (strcmp(ch->channels[i].name, name) == 0)
+            return &ch->channels[i];
+    si_channel *n = realloc(ch->channels, (ch->nchannels + 1) * sizeof(*n));
+    if (!n) {
+        si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        return NULL;
+    }
+    ch->channels = n;
+    si_channel *c = &n[ch->nchannels];
+    memset(c, 0, sizeof(*c));
+    if (!(c->name = strdup(name))) {
+        si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        return NULL;
+    }
+    ch->nchannels++;
+    return c;
+}
+
+si_channel_device *si_channel_get_device(si_channel *c, const char *name, si_err *err)
+{
+    for (size_t i = 0; i < c->ndevices; i++)
+        if (strcmp(c->devices[i].name, name) == 0)
+            return &c->devices[i];
+    si_channel_device *n = realloc(c->devices, (c->ndevices + 1) * sizeof(*n));
+    if (!n) {
+        si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        return NULL;
+    }
+    c->devices = n;
+    si_channel_device *d = &n[c->ndevices];
+    memset(d, 0, sizeof(*d));
+    if (!(d->name = strdup(name))) {
+        si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        return NULL;
+    }
+    c->ndevices++;
+    return d;
+}
+
+static void devices_free(si_channel_device *devs, size_t n)
+{
+    for (size_t d = 0; d < n; d++) {
+        free(devs[d].name);
+        free(devs[d].index);
+        free(devs[d].keyring_path);
+        free(devs[d].keyring_signature);
+    }
+    free(devs);
+}
+
+static bool dup_opt(const char *s, char **out)
+{
+    *out = s ? strdup(s) : NULL;
+    return !s || *out;
+}
+
+si_result si_channel_copy_devices(si_channel *dst, const si_channel *src, si_err *err)
+{
+    si_channel_device *devs = NULL;
+    if (src->ndevices) {
+        devs = calloc(src->ndevices, sizeof(*devs));
+        if (!devs)
+            return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    bool ok = true;
+    for (size_t d = 0; d < src->ndevices; d++) {
+        const si_channel_device *s = &src->devices[d];
+        ok = dup_opt(s->name, &devs[d].name) && dup_opt(s->index, &devs[d].index) &&
+             dup_opt(s->keyring_path, &devs[d].keyring_path) &&
+             dup_opt(s->keyring_signature, &devs[d].keyring_signature) && ok;
+    }
+    if (!ok) {
+        devices_free(devs, src->ndevices);
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    devices_free(dst->devices, dst->ndevices);
+    dst->devices = devs;
+    dst->ndevices = src->ndevices;
+    return SI_OK;
 }

@@ -1,4 +1,4 @@
-/* channels.h - channels.json (DESIGN §4, system-image field names).
+/* channels.h - channels.json (docs/formats.md, system-image field names).
  *
  * {"<channel>": {"alias": "...", "hidden": true, "redirect": "...",
  *                "devices": {"<device>": {"index": "/<channel>/<device>/index.json",
@@ -41,5 +41,14 @@ si_result si_channels_format(const si_channels *ch, char **json_out, si_err *err
 void si_channels_free(si_channels *ch);
 const si_channel *si_channels_find(const si_channels *ch, const char *name);
 const si_channel_device *si_channel_find_device(const si_channel *c, const char *device);
+
+/* Editing (the publisher): find or append a channel / device (the new entry
+ * has only its name); NULL with SI_ERR_NOMEM. The result is freed by
+ * si_channels_free. */
+si_channel *si_channels_get(si_channels *ch, const char *name, si_err *err);
+si_channel_device *si_channel_get_device(si_channel *c, const char *name, si_err *err);
+/* Replace dst's devices by deep copies of src's (an alias serves its
+ * target's indexes). */
+si_result si_channel_copy_devices(si_channel *dst, const si_channel *src, si_err *err);
 
 #endif

@@ -10,29 +10,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
+int si_read_fd(int fd, size_t max_len, char **buf, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     size_t cap = 4096, n = 0;
     char *b = malloc(cap + 1);
-    if (!b) {
-        close(fd);
+    if (!b)
         return -ENOMEM;
-    }
     for (;;) {
         if (n == cap) {
             if (cap > max_len) {
                 free(b);
-                close(fd);
                 return -EFBIG;
             }
             size_t ncap = cap * 2;
             char *nb = realloc(b, ncap + 1);
             if (!nb) {
                 free(b);
-                close(fd);
                 return -ENOMEM;
             }
             b = nb;
@@ -44,7 +37,6 @@ int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
                 continue;
             int e = -errno;
             free(b);
-            close(fd);
             return e;
         }
         if (r == 0)
@@ -52,16 +44,24 @@ int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
         n += (size_t)r;
         if (n > max_len) {
             free(b);
-            close(fd);
             return -EFBIG;
         }
     }
-    close(fd);
     b[n] = '\0';
     *buf = b;
     if (len)
         *len = n;
     return 0;
+}
+
+int si_read_file(const char *path, size_t max_len, char **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = si_read_fd(fd, max_len, buf, len);
+    close(fd);
+    return r;
 }
 
 si_result si_read_file_checked(const char *path, size_t max_len, char **buf, size_t *len,
@@ -148,4 +148,26 @@ int si_basename(const char *path, char *out, size_t outlen)
         return -ENAMETOOLONG;
     memcpy(out, base, l + 1);
     return 0;
+}
+
+int si_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0)
+        return -ENOENT;
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (!c)
+            return 0;
+    }
 }

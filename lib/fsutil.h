@@ -11,6 +11,9 @@
  * buffer. Returns 0, -EFBIG when the file is larger than max_len, or -errno. */
 int si_read_file(const char *path, size_t max_len, char **buf, size_t *len);
 
+/* The same from an open descriptor (read to its end; fd stays open). */
+int si_read_fd(int fd, size_t max_len, char **buf, size_t *len);
+
 /* si_read_file with an si_err naming path: SI_ERR_TOO_LARGE ("larger than
  * MAX bytes"), SI_ERR_MISSING_FILE ("no such file"), SI_ERR_IO otherwise. */
 si_result si_read_file_checked(const char *path, size_t max_len, char **buf, size_t *len,
@@ -25,6 +28,10 @@ int si_fsync_parent_dir(const char *path);
 
 /* Write all of buf to fd, retrying on EINTR/short writes. 0 or -errno. */
 int si_write_all(int fd, const void *buf, size_t len);
+
+/* mkdir -p: create path and its missing parents with mode (existing
+ * directories are fine). 0 or -errno (-ENAMETOOLONG beyond 4095 bytes). */
+int si_mkdir_p(const char *path, mode_t mode);
 
 /* Copy the basename of path into out (size outlen). 0 or -ENAMETOOLONG. */
 int si_basename(const char *path, char *out, size_t outlen);

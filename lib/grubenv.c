@@ -9,6 +9,7 @@
 #include "grubenv.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -196,6 +197,52 @@ void si_grubenv_unset(si_grubenv *env, const char *key)
     memmove(&env->vars[i], &env->vars[i + 1], (env->count - (size_t)i - 1) * sizeof(env->vars[0]));
     env->count--;
     memset(&env->vars[env->count], 0, sizeof(env->vars[0]));
+}
+
+static bool in_list(const char *key, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(key, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Drop the last variable not in keep; false when there is none. */
+static bool drop_unknown(si_grubenv *env, const char *const *keep, size_t nkeep)
+{
+    for (size_t i = env->count; i-- > 0;) {
+        if (!in_list(env->vars[i].key, keep, nkeep)) {
+            char key[SI_GRUBENV_KEY_MAX];
+            memcpy(key, env->vars[i].key, sizeof(key));
+            si_grubenv_unset(env, key);
+            return true;
+        }
+    }
+    return false;
+}
+
+si_result si_grubenv_set_keeping(si_grubenv *env, const char *key, const char *value,
+                                 const char *const *keep, size_t nkeep, size_t *dropped,
+                                 si_err *err)
+{
+    size_t n = 0;
+    si_result r;
+    while ((r = si_grubenv_set(env, key, value, err)) == SI_ERR_TOO_LARGE &&
+           env->count >= SI_GRUBENV_MAX_VARS && find(env, key) < 0 &&
+           drop_unknown(env, keep, nkeep))
+        n++;
+    if (r == SI_OK) {
+        char block[SI_GRUBENV_SIZE];
+        si_err e;
+        while ((r = si_grubenv_format(env, block, &e)) == SI_ERR_TOO_LARGE &&
+               drop_unknown(env, keep, nkeep))
+            n++;
+        if (r != SI_OK)
+            si_err_set(err, r, "%s", e.msg);
+    }
+    if (dropped)
+        *dropped = n;
+    return r;
 }
 
 si_result si_grubenv_read_dev(const char *path, si_grubenv *env, si_err *err)

@@ -1,4 +1,4 @@
-/* index.c - parse, check and write a device's index.json (DESIGN §4).
+/* index.c - parse, check and write a device's index.json (docs/formats.md).
  *
  * Field names and meanings are system-image's. The document is untrusted
  * until its signature verified, and even then only trusted to be what the
@@ -340,6 +340,7 @@ static si_result parse_root(const cJSON *root, si_index *idx, si_err *err)
         return si_err_set(err, SI_ERR_PARSE, DOC ": expected a JSON object");
 
     idx->generated_at_epoch = -1;
+    idx->expires_epoch = -1;
     const cJSON *global = NULL;
     if ((r = si_json_get_object(root, "", "global", false, &global, &have, err)) != SI_OK)
         return doc_err(err, r);
@@ -352,6 +353,16 @@ static si_result parse_root(const cJSON *root, si_index *idx, si_err *err)
                                                 err)) != SI_OK) {
             if (err)
                 si_err_prefix(err, DOC ": global.generated_at");
+            return r;
+        }
+        bool have_exp = false;
+        if ((r = get_str(global, "global", "expires", false, &idx->expires, &have_exp, err)) !=
+            SI_OK)
+            return r;
+        if (have_exp &&
+            (r = si_index_parse_time(idx->expires, &idx->expires_epoch, err)) != SI_OK) {
+            if (err)
+                si_err_prefix(err, DOC ": global.expires");
             return r;
         }
     }
@@ -412,27 +423,79 @@ si_result si_index_load(const char *path, si_index **out, si_err *err)
     return r;
 }
 
+void si_image_clear(si_image *img)
+{
+    for (size_t f = 0; f < img->nfiles; f++) {
+        free(img->files[f].path);
+        free(img->files[f].signature);
+    }
+    free(img->files);
+    for (size_t d = 0; d < img->ndescriptions; d++) {
+        free(img->descriptions[d].key);
+        free(img->descriptions[d].text);
+    }
+    free(img->descriptions);
+    free(img->version_detail);
+    memset(img, 0, sizeof(*img));
+}
+
 void si_index_free(si_index *idx)
 {
     if (!idx)
         return;
-    for (size_t i = 0; i < idx->nimages; i++) {
-        si_image *img = &idx->images[i];
-        for (size_t f = 0; f < img->nfiles; f++) {
-            free(img->files[f].path);
-            free(img->files[f].signature);
-        }
-        free(img->files);
-        for (size_t d = 0; d < img->ndescriptions; d++) {
-            free(img->descriptions[d].key);
-            free(img->descriptions[d].text);
-        }
-        free(img->descriptions);
-        free(img->version_detail);
-    }
+    for (size_t i = 0; i < idx->nimages; i++)
+        si_image_clear(&idx->images[i]);
     free(idx->images);
     free(idx->generated_at);
+    free(idx->expires);
     free(idx);
+}
+
+si_result si_image_add_file(si_image *img, const si_index_file *f, si_err *err)
+{
+    si_index_file *n = realloc(img->files, (img->nfiles + 1) * sizeof(*n));
+    if (!n)
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    img->files = n;
+    si_index_file *d = &n[img->nfiles];
+    *d = *f;
+    d->path = strdup(f->path);
+    d->signature = strdup(f->signature);
+    if (!d->path || !d->signature) {
+        free(d->path);
+        free(d->signature);
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    img->nfiles++;
+    return SI_OK;
+}
+
+si_result si_image_set_description(si_image *img, const char *text, si_err *err)
+{
+    for (size_t d = 0; d < img->ndescriptions; d++) {
+        if (strcmp(img->descriptions[d].key, "description") != 0)
+            continue;
+        char *t = strdup(text);
+        if (!t)
+            return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+        free(img->descriptions[d].text);
+        img->descriptions[d].text = t;
+        return SI_OK;
+    }
+    si_description *n =
+        realloc(img->descriptions, (img->ndescriptions + 1) * sizeof(*img->descriptions));
+    if (!n)
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    img->descriptions = n;
+    n[img->ndescriptions].key = strdup("description");
+    n[img->ndescriptions].text = strdup(text);
+    if (!n[img->ndescriptions].key || !n[img->ndescriptions].text) {
+        free(n[img->ndescriptions].key);
+        free(n[img->ndescriptions].text);
+        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
+    }
+    img->ndescriptions++;
+    return SI_OK;
 }
 
 /* ------------------------------------------------------------------ format */
@@ -487,20 +550,29 @@ static cJSON *format_image(const si_image *img)
     return o;
 }
 
+/* global.<key>: the stored text, else the epoch formatted, else nothing. */
+static bool add_time(cJSON *root, const char *key, const char *text, int64_t epoch)
+{
+    char ts[64];
+    if (!text && epoch < 0)
+        return true;
+    if (!text) {
+        si_index_format_time(epoch, ts);
+        text = ts;
+    }
+    cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "global");
+    if (!g)
+        g = cJSON_AddObjectToObject(root, "global");
+    return g && add_str(g, key, text);
+}
+
 si_result si_index_format(const si_index *idx, char **json_out, si_err *err)
 {
     *json_out = NULL;
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
-    if (ok && idx->generated_at) {
-        cJSON *g = cJSON_AddObjectToObject(root, "global");
-        ok = g && add_str(g, "generated_at", idx->generated_at);
-    } else if (ok && idx->generated_at_epoch >= 0) {
-        char ts[64];
-        si_index_format_time(idx->generated_at_epoch, ts);
-        cJSON *g = cJSON_AddObjectToObject(root, "global");
-        ok = g && add_str(g, "generated_at", ts);
-    }
+    ok = ok && add_time(root, "generated_at", idx->generated_at, idx->generated_at_epoch) &&
+         add_time(root, "expires", idx->expires, idx->expires_epoch);
     cJSON *images = ok ? cJSON_AddArrayToObject(root, "images") : NULL;
     ok = ok && images;
     for (size_t i = 0; ok && i < idx->nimages; i++) {
@@ -517,6 +589,36 @@ si_result si_index_format(const si_index *idx, char **json_out, si_err *err)
     si_result r = si_json_print_sorted(root, json_out, err);
     cJSON_Delete(root);
     return r;
+}
+
+/* ------------------------------------------------------------------ freshness */
+
+int64_t si_index_clock(int64_t wall_clock, int64_t build_time, int64_t newest_trusted)
+{
+    int64_t t = wall_clock;
+    if (build_time > t)
+        t = build_time;
+    if (newest_trusted > t)
+        t = newest_trusted;
+    return t;
+}
+
+si_result si_index_check_fresh(const si_index *idx, int64_t now, si_err *err)
+{
+    char a[64], b[64];
+    if (idx->expires_epoch < 0)
+        return si_err_set(err, SI_ERR_STALE_INDEX,
+                          DOC ": global.expires missing: a replayed old index could not be told "
+                              "from a fresh one");
+    if (now >= idx->expires_epoch) {
+        si_index_format_time(idx->expires_epoch, a);
+        si_index_format_time(now, b);
+        return si_err_set(err, SI_ERR_STALE_INDEX,
+                          DOC ": expired on %s (now %s): the server's index is stale or "
+                              "replayed",
+                          a, b);
+    }
+    return SI_OK;
 }
 
 /* ------------------------------------------------------------------ queries */

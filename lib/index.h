@@ -1,6 +1,7 @@
-/* index.h - a device's index.json (DESIGN §4, system-image field names).
+/* index.h - a device's index.json (docs/formats.md, system-image field names).
  *
- * {"global": {"generated_at": "Mon Apr 29 18:45:27 UTC 2013"},
+ * {"global": {"generated_at": "Mon Apr 29 18:45:27 UTC 2013",
+ *             "expires": "Mon May 06 18:45:27 UTC 2013"},
  *  "images": [{"type": "full"|"delta", "version": N, "base": N (deltas),
  *              "description": "...", "description-xx_CC": "...",
  *              "bootme": true, "minversion": N, "phased-percentage": P,
@@ -51,6 +52,8 @@ typedef struct si_image {
 typedef struct si_index {
     char *generated_at;     /* NULL if absent */
     int64_t generated_at_epoch; /* -1 if absent */
+    char *expires;          /* global.expires, same format; NULL if absent */
+    int64_t expires_epoch;  /* -1 if absent */
     size_t nimages;
     si_image *images;
 } si_index;
@@ -60,6 +63,20 @@ si_result si_index_load(const char *path, si_index **out, si_err *err);
 /* Sorted keys, 4-space indent, trailing newline (what the publisher writes). */
 si_result si_index_format(const si_index *idx, char **json_out, si_err *err);
 void si_index_free(si_index *idx);
+
+/* Building images (the publisher): free what an image owns and zero it;
+ * append a deep copy of f; set the plain "description". */
+void si_image_clear(si_image *img);
+si_result si_image_add_file(si_image *img, const si_index_file *f, si_err *err);
+si_result si_image_set_description(si_image *img, const char *text, si_err *err);
+
+/* Freshness (docs/security.md): an index is fresh at `now` when it carries
+ * global.expires and now < expires. `now` is the later of the clock, the
+ * binary's build time and the newest trusted timestamp the device has seen
+ * (see si_index_clock). SI_ERR_STALE_INDEX naming the dates otherwise. */
+si_result si_index_check_fresh(const si_index *idx, int64_t now, si_err *err);
+/* The clock rule: the latest of the three (each may be < 0 = unknown). */
+int64_t si_index_clock(int64_t wall_clock, int64_t build_time, int64_t newest_trusted);
 
 /* "Mon Apr 29 18:45:27 UTC 2013" <-> epoch seconds. */
 si_result si_index_parse_time(const char *s, int64_t *epoch, si_err *err);

@@ -49,6 +49,79 @@ void si_ini_free(si_ini *ini)
     free(ini);
 }
 
+/* "[name]": the new current section. */
+static si_result parse_section(const char *s, const char *e, unsigned lineno, const char *what,
+                               char section[SI_INI_NAME_MAX + 1], si_err *err)
+{
+    if (e[-1] != ']')
+        return si_err_set(err, SI_ERR_PARSE, "%s: line %u: section header without ']'", what,
+                          lineno);
+    const char *ns = s + 1, *ne = e - 1;
+    trim(&ns, &ne);
+    if (!valid_name(ns, ne))
+        return si_err_set(err, SI_ERR_PARSE, "%s: line %u: invalid section name", what, lineno);
+    memcpy(section, ns, (size_t)(ne - ns));
+    section[ne - ns] = '\0';
+    return SI_OK;
+}
+
+/* Append (section, key, value) unless the key is already there. */
+static si_result add_entry(si_ini *ini, const char *section, const char *key, const char *vs,
+                           const char *ve, unsigned lineno, si_err *err)
+{
+    const char *what = ini->what;
+    for (size_t i = 0; i < ini->count; i++)
+        if (strcmp(ini->entries[i].section, section) == 0 &&
+            strcmp(ini->entries[i].key, key) == 0)
+            return si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: duplicate (first on line %u)",
+                              what, lineno, section, key, ini->entries[i].line);
+    if (ini->count == SI_INI_MAX_ENTRIES)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: line %u: more than %d keys", what, lineno,
+                          SI_INI_MAX_ENTRIES);
+    if (ini->count % 16 == 0) {
+        si_ini_entry *ne2 = realloc(ini->entries, (ini->count + 16) * sizeof(*ne2));
+        if (!ne2)
+            return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", what);
+        ini->entries = ne2;
+    }
+    si_ini_entry *en = &ini->entries[ini->count];
+    memset(en, 0, sizeof(*en));
+    strcpy(en->section, section);
+    strcpy(en->key, key);
+    en->line = lineno;
+    en->value = strndup(vs, (size_t)(ve - vs));
+    if (!en->value)
+        return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", what);
+    ini->count++;
+    return SI_OK;
+}
+
+/* "key = value" (value optionally in double quotes). */
+static si_result parse_pair(si_ini *ini, const char *section, const char *s, const char *e,
+                            unsigned lineno, si_err *err)
+{
+    const char *what = ini->what;
+    const char *eq = memchr(s, '=', (size_t)(e - s));
+    if (!eq)
+        return si_err_set(err, SI_ERR_PARSE, "%s: line %u: expected 'key = value'", what, lineno);
+    const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
+    trim(&ks, &ke);
+    trim(&vs, &ve);
+    if (!valid_name(ks, ke))
+        return si_err_set(err, SI_ERR_PARSE, "%s: line %u: invalid key name", what, lineno);
+    if (ve - vs >= 2 && *vs == '"' && ve[-1] == '"') {
+        vs++;
+        ve--;
+    }
+    if ((size_t)(ve - vs) > SI_INI_VALUE_MAX)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: line %u: value longer than %d bytes", what,
+                          lineno, SI_INI_VALUE_MAX);
+    char key[SI_INI_NAME_MAX + 1];
+    memcpy(key, ks, (size_t)(ke - ks));
+    key[ke - ks] = '\0';
+    return add_entry(ini, section, key, vs, ve, lineno, err);
+}
+
 si_result si_ini_parse(const char *buf, size_t len, const char *what, si_ini **out, si_err *err)
 {
     *out = NULL;
@@ -66,7 +139,7 @@ si_result si_ini_parse(const char *buf, size_t len, const char *what, si_ini **o
     si_result rc = SI_OK;
     size_t pos = 0;
     unsigned lineno = 0;
-    while (pos < len) {
+    while (pos < len && rc == SI_OK) {
         lineno++;
         const char *s = buf + pos;
         const char *nl = memchr(s, '\n', len - pos);
@@ -74,91 +147,20 @@ si_result si_ini_parse(const char *buf, size_t len, const char *what, si_ini **o
         pos = (size_t)(e - buf) + (nl ? 1 : 0);
         if (memchr(s, '\0', (size_t)(e - s))) {
             rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: NUL byte", what, lineno);
-            goto fail;
+            break;
         }
         trim(&s, &e);
         if (s == e || *s == '#' || *s == ';')
             continue;
-        if (*s == '[') {
-            if (e[-1] != ']') {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: section header without ']'",
-                                what, lineno);
-                goto fail;
-            }
-            const char *ns = s + 1, *ne = e - 1;
-            trim(&ns, &ne);
-            if (!valid_name(ns, ne)) {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: invalid section name", what,
-                                lineno);
-                goto fail;
-            }
-            memcpy(section, ns, (size_t)(ne - ns));
-            section[ne - ns] = '\0';
-            continue;
-        }
-        const char *eq = memchr(s, '=', (size_t)(e - s));
-        if (!eq) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: expected 'key = value'", what,
-                            lineno);
-            goto fail;
-        }
-        const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
-        trim(&ks, &ke);
-        trim(&vs, &ve);
-        if (!valid_name(ks, ke)) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: invalid key name", what, lineno);
-            goto fail;
-        }
-        if (ve - vs >= 2 && *vs == '"' && ve[-1] == '"') {
-            vs++;
-            ve--;
-        }
-        if ((size_t)(ve - vs) > SI_INI_VALUE_MAX) {
-            rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s: line %u: value longer than %d bytes",
-                            what, lineno, SI_INI_VALUE_MAX);
-            goto fail;
-        }
-        char key[SI_INI_NAME_MAX + 1];
-        memcpy(key, ks, (size_t)(ke - ks));
-        key[ke - ks] = '\0';
-        for (size_t i = 0; i < ini->count; i++) {
-            if (strcmp(ini->entries[i].section, section) == 0 &&
-                strcmp(ini->entries[i].key, key) == 0) {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: line %u: [%s] %s: duplicate (first on line %u)",
-                                what, lineno, section, key, ini->entries[i].line);
-                goto fail;
-            }
-        }
-        if (ini->count == SI_INI_MAX_ENTRIES) {
-            rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s: line %u: more than %d keys", what, lineno,
-                            SI_INI_MAX_ENTRIES);
-            goto fail;
-        }
-        if (ini->count % 16 == 0) {
-            si_ini_entry *ne2 = realloc(ini->entries, (ini->count + 16) * sizeof(*ne2));
-            if (!ne2) {
-                rc = si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", what);
-                goto fail;
-            }
-            ini->entries = ne2;
-        }
-        si_ini_entry *en = &ini->entries[ini->count];
-        memset(en, 0, sizeof(*en));
-        strcpy(en->section, section);
-        strcpy(en->key, key);
-        en->line = lineno;
-        en->value = strndup(vs, (size_t)(ve - vs));
-        if (!en->value) {
-            rc = si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", what);
-            goto fail;
-        }
-        ini->count++;
+        rc = *s == '[' ? parse_section(s, e, lineno, what, section, err)
+                       : parse_pair(ini, section, s, e, lineno, err);
+    }
+    if (rc != SI_OK) {
+        si_ini_free(ini);
+        return rc;
     }
     *out = ini;
     return SI_OK;
-fail:
-    si_ini_free(ini);
-    return rc;
 }
 
 si_result si_ini_load(const char *path, si_ini **out, si_err *err)

@@ -1,4 +1,4 @@
-/* key.c - ECDSA P-256 and RSA-PSS keys on mbedTLS (DESIGN §3).
+/* key.c - ECDSA P-256 and RSA-PSS keys on mbedTLS (docs/design.md §3).
  *
  * No global state: every operation that needs randomness seeds its own
  * CTR_DRBG from getrandom(2) and frees it before returning. */

@@ -1,4 +1,4 @@
-/* keyring.c - keyrings and the chain of trust (DESIGN §3). */
+/* keyring.c - keyrings and the chain of trust (docs/security.md). */
 #include "keyring.h"
 
 #include <errno.h>
@@ -135,6 +135,25 @@ static si_result parse_tree(const cJSON *root, si_keyring *kr, si_err *err)
                               SI_MODEL_MAX - 1);
         memcpy(kr->model, model, ml + 1);
     }
+    bool has_version = false;
+    r = si_json_get_int(root, "", "version", false, 0, KR_MAX_EXPIRY, &kr->version, &has_version,
+                        err);
+    if (r != SI_OK)
+        return r;
+    const char *bl = NULL;
+    bool has_bl = false;
+    r = si_json_get_string(root, "", "blacklist", false, &bl, &has_bl, err);
+    if (r != SI_OK)
+        return r;
+    if (has_bl) {
+        if (kr->type != SI_KR_IMAGE_SIGNING)
+            return si_err_set(err, SI_ERR_PARSE,
+                              "blacklist: only an image-signing keyring names a blacklist");
+        if (strlen(bl) != 64 || strspn(bl, "0123456789abcdef") != 64)
+            return si_err_set(err, SI_ERR_PARSE,
+                              "blacklist: expected 64 lowercase hex digits (sha256)");
+        memcpy(kr->blacklist_sha256, bl, 65);
+    }
     const cJSON *keys = NULL;
     r = si_json_get_array(root, "", "keys", true, &keys, NULL, err);
     if (r != SI_OK)
@@ -232,6 +251,10 @@ si_result si_keyring_format(const si_keyring *kr, char **json_out, si_err *err)
         ok = cJSON_AddNumberToObject(root, "expiry", (double)kr->expiry) != NULL;
     if (ok && kr->model[0])
         ok = cJSON_AddStringToObject(root, "model", kr->model) != NULL;
+    if (ok && kr->version)
+        ok = cJSON_AddNumberToObject(root, "version", (double)kr->version) != NULL;
+    if (ok && kr->blacklist_sha256[0])
+        ok = cJSON_AddStringToObject(root, "blacklist", kr->blacklist_sha256) != NULL;
     cJSON *arr = ok ? cJSON_GetObjectItemCaseSensitive(root, "keys") : NULL;
     for (size_t i = 0; ok && i < kr->nkeys; i++) {
         char *pem = NULL;

@@ -1,7 +1,14 @@
-/* keyring.h - keyrings (DESIGN §3) and the chain of trust.
+/* keyring.h - keyrings and the chain of trust (docs/security.md).
  *
  * Keyring JSON: {"format": 1, "type": "...", "expiry": <epoch s, optional>,
- *                "model": "<device, optional>", "keys": ["-----BEGIN PUBLIC KEY-----...", ...]}
+ *                "model": "<device, optional>", "keys": ["-----BEGIN PUBLIC KEY-----...", ...],
+ *                "version": <integer >= 0, optional, absent = 0>,
+ *                "blacklist": "<sha256 hex, image-signing only, optional>"}
+ * `version` orders keyrings of one type for revocation (docs/security.md):
+ * devices remember the newest verified version and refuse older ones. An
+ * image-signing keyring's `blacklist` names the exact blacklist.keyring file
+ * (sha256 of its bytes) issued with it; a device given that keyring must be
+ * given that blacklist.
  * with a detached signature <file>.sig by its parent:
  *   archive-master (built in, unsigned) -> image-master -> image-signing
  *   -> device-signing; image-master -> blacklist. */
@@ -34,6 +41,8 @@ typedef struct si_keyring {
     bool has_expiry;
     int64_t expiry;             /* epoch seconds */
     char model[SI_MODEL_MAX];   /* "" = any device */
+    int64_t version;            /* 0 when absent */
+    char blacklist_sha256[65];  /* lowercase hex; "" when absent */
     size_t nkeys;
     si_key *keys[SI_KEYRING_MAX_KEYS];
 } si_keyring;

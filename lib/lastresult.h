@@ -1,5 +1,5 @@
 /* lastresult.h - the recovery's report, /cache/recovery/last_result.json
- * (DESIGN §7), read by the stub after the reboot and by tests:
+ * (docs/design.md §7), read by the stub after the reboot and by tests:
  *
  *   {"result": 0, "result_name": "ok", "message": "...", "mode": "update",
  *    "from_version": 10, "to_version": 12, "step": "update full.tar.zst",

@@ -1,4 +1,4 @@
-/* partitions.h - find partitions by GPT label (DESIGN §7-§8).
+/* partitions.h - find partitions by GPT label (docs/design.md §7-§8).
  *
  * In the recovery there is no udev: the kernel's /sys/class/block/<name>/uevent
  * gives DEVNAME, MAJOR, MINOR, PARTN and (for GPT) PARTNAME. When PARTNAME is

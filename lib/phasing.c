@@ -1,5 +1,5 @@
 /* phasing.c - CPython-compatible MT19937 seeding and the device percentage
- * of phased updates (see phasing.h and DESIGN §6). */
+ * of phased updates (see phasing.h and docs/formats.md, resolution). */
 #include "phasing.h"
 
 #include <ctype.h>

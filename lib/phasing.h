@@ -1,4 +1,4 @@
-/* phasing.h - the device's phased-update percentage (DESIGN §6).
+/* phasing.h - the device's phased-update percentage (docs/formats.md, resolution).
  *
  * Bit-exact with system-image 3.x, which does
  *     r = random.Random(); r.seed("<channel>.<target>.<machine-id>")

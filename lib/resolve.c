@@ -1,5 +1,5 @@
 /* resolve.c - candidate upgrade paths, WeightedScorer and phasing, with the
- * semantics of system-image 3.x's candidates.py and scores.py (DESIGN §6).
+ * semantics of system-image 3.x's candidates.py and scores.py (docs/formats.md, resolution).
  *
  * The index parser guarantees that every delta has a base lower than its
  * version, so paths strictly climb and the search terminates; the number of
@@ -101,6 +101,7 @@ static si_result emit(si_candidates *out, const si_image **cur, size_t len, si_e
         if (cur[i]->bootme)
             p->bootme++;
     }
+    p->download = si_path_download_size(p, len);
     out->count++;
     return SI_OK;
 }
@@ -221,32 +222,65 @@ void si_score_candidates(si_candidates *c)
     }
 }
 
+typedef struct rank {
+    int64_t score;
+    uint64_t download;
+    size_t nimages;
+    size_t pos;
+} rank;
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const rank *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? -1 : 1;
+    if (x->download != y->download)
+        return x->download < y->download ? -1 : 1;
+    if (x->nimages != y->nimages)
+        return x->nimages < y->nimages ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos ? 1 : 0;
+}
+
+static rank path_rank(const si_candidates *c, size_t i)
+{
+    const si_path *p = &c->paths[i];
+    return (rank){p->score, p->download, p->nimages, i};
+}
+
 long si_choose_winner(const si_candidates *c, int device_percentage)
 {
-    /* Visit the distinct scores in increasing order and, within one score,
-     * the candidates in their order: the order a stable sort by score gives.
-     * n <= SI_RESOLVE_MAX_CANDIDATES keeps this quadratic walk cheap. */
-    size_t n = c->count;
-    bool first = true;
-    int64_t last = 0;
-    for (;;) {
-        long best = -1;
-        for (size_t i = 0; i < n; i++) {
-            int64_t s = c->paths[i].score;
-            if ((first || s > last) && (best < 0 || s < c->paths[best].score))
-                best = (long)i;
-        }
-        if (best < 0)
-            return -1;
-        first = false;
-        last = c->paths[best].score;
-        for (size_t i = (size_t)best; i < n; i++) {
-            const si_path *p = &c->paths[i];
-            int pct = p->images[p->nimages - 1]->phased_percentage;
-            if (p->score == last && pct > 0 && device_percentage <= pct)
-                return (long)i;
+    /* Walking the candidates in rank order and taking the first phased-in
+     * one is the same as taking the lowest-ranked phased-in one. */
+    long best = -1;
+    for (size_t i = 0; i < c->count; i++) {
+        const si_path *p = &c->paths[i];
+        int pct = p->images[p->nimages - 1]->phased_percentage;
+        if (pct <= 0 || device_percentage > pct)
+            continue;
+        rank ri = path_rank(c, i), rb = best >= 0 ? path_rank(c, (size_t)best) : ri;
+        if (best < 0 || cmp_rank(&ri, &rb) < 0)
+            best = (long)i;
+    }
+    return best;
+}
+
+uint64_t si_path_download_size(const si_path *p, size_t n)
+{
+    uint64_t total = 0;
+    if (n > p->nimages)
+        n = p->nimages;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < p->images[i]->nfiles; j++) {
+            const si_index_file *f = &p->images[i]->files[j];
+            bool seen = false;
+            for (size_t i2 = 0; i2 <= i && !seen; i2++)
+                for (size_t j2 = 0; j2 < (i2 == i ? j : p->images[i2]->nfiles) && !seen; j2++)
+                    seen = strcmp(p->images[i2]->files[j2].path, f->path) == 0;
+            if (!seen)
+                total = sat_add(total, f->size);
         }
     }
+    return total;
 }
 
 void si_candidates_free(si_candidates *c)
@@ -359,7 +393,8 @@ si_result si_resolution_to_json(const si_resolution *r, cJSON **out, si_err *err
             break;
         }
         cJSON_AddItemToObject(c, "images", imgs);
-        ok = cJSON_AddNumberToObject(c, "score", (double)r->cand.paths[i].score) != NULL;
+        ok = cJSON_AddNumberToObject(c, "score", (double)r->cand.paths[i].score) != NULL &&
+             cJSON_AddNumberToObject(c, "bytes", (double)r->cand.paths[i].download) != NULL;
     }
     if (ok) {
         cJSON *w = r->winner >= 0 ? path_images_json(&r->cand.paths[r->winner])

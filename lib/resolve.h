@@ -1,4 +1,4 @@
-/* resolve.h - upgrade-path resolution, system-image 3.x semantics (DESIGN §6).
+/* resolve.h - upgrade-path resolution, system-image 3.x semantics (docs/formats.md, resolution).
  *
  *   si_resolution res;
  *   si_resolve_opts o = {.build = installed, .channel = configured_target,
@@ -32,6 +32,8 @@ typedef struct si_path {
     size_t nimages;
     const si_image **images;   /* in application order; point into the index */
     uint64_t size;             /* bytes of every file of every image (saturating) */
+    uint64_t download;         /* bytes to download: a file (by path) shared by several
+                                  images counts once (saturating); breaks score ties */
     unsigned bootme;           /* images with bootme */
     int64_t score;             /* set by si_score_candidates (saturating) */
 } si_path;
@@ -54,11 +56,17 @@ si_result si_find_candidates(const si_index *idx, int64_t build, si_candidates *
 void si_score_candidates(si_candidates *c);
 /* Highest end version over all candidates; -1 when there are none. */
 int64_t si_candidates_target(const si_candidates *c);
-/* Index of the winner: walk by score (ties to the earlier candidate) and
- * take the first whose last image has phased-percentage > 0 and
+/* Index of the winner: walk the candidates by score, equal scores by the
+ * smaller download (bytes), then by fewer images, then the earlier candidate
+ * (docs/resolution.md: the tie-break is ours, system-image's is arbitrary),
+ * and take the first whose last image has phased-percentage > 0 and
  * device_percentage <= it; -1 when none (up to date). Needs scores. */
 long si_choose_winner(const si_candidates *c, int device_percentage);
 void si_candidates_free(si_candidates *c);
+
+/* Bytes to download for the first n images of p; a file (by path) shared by
+ * several images counts once. n >= p->nimages gives p->download. */
+uint64_t si_path_download_size(const si_path *p, size_t n);
 
 /* Images to download and apply in this round: up to and including the first
  * image with bootme (all of them when none has it). */
@@ -91,7 +99,7 @@ void si_resolution_free(si_resolution *r);
 
 /* {"build": N, "device_percentage": P|null,
  *  "candidates": [{"images": [{"type": "full", "version": 1300, "base": null}, ...],
- *                  "score": S}, ...],
+ *                  "score": S, "bytes": B}, ...],      B = the path's download
  *  "winner": [images of the winning path] ([] when up to date)}
  * Print it with si_json_print_sorted. */
 si_result si_resolution_to_json(const si_resolution *r, cJSON **out, si_err *err);

@@ -34,7 +34,7 @@ static const struct {
     [SI_ERR_APPLY] = {"apply", "applying the update failed"},
     [SI_ERR_NETWORK] = {"network", "network transfer failed"},
     [SI_ERR_NO_SPACE] = {"no-space", "not enough free space"},
-    [SI_ERR_STALE_INDEX] = {"stale-index", "index is older than the last verified one"},
+    [SI_ERR_STALE_INDEX] = {"stale-index", "index expired or older than the last verified one"},
     [SI_ERR_TRIES_EXHAUSTED] = {"tries-exhausted", "recovery gave up after repeated attempts"},
     [SI_ERR_EXISTS] = {"exists", "refusing to overwrite"},
     [SI_ERR_NOT_FOUND] = {"not-found", "not found"},

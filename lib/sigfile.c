@@ -1,4 +1,4 @@
-/* sigfile.c - detached signature files (DESIGN §3). */
+/* sigfile.c - detached signature files (docs/design.md §3). */
 #include "sigfile.h"
 
 #include <errno.h>

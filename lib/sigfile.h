@@ -1,4 +1,4 @@
-/* sigfile.h - detached signature files (DESIGN §3).
+/* sigfile.h - detached signature files (docs/design.md §3).
  *
  *   sysimage-signature 1
  *   key-id <64 hex>

@@ -1,13 +1,15 @@
-/* sysimage-recovery - the upgrader of the recovery image (DESIGN §7).
+/* sysimage-recovery - the upgrader of the recovery image (docs/recovery.md).
  * /init runs `sysimage-recovery run --mode update|factory-reset` and then
  * `sysimage-recovery debug-exit CODE`. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "debugexit.h"
 #include "fsutil.h"
+#include "protocol.h"
 #include "recovery.h"
 #include "result.h"
 
@@ -18,42 +20,59 @@ static const char usage_text[] =
     "       sysimage-recovery debug-exit CODE\n"
     "       sysimage-recovery --help\n"
     "\n"
-    "run: execute /cache/recovery/sysimage_command (mode update) or wipe userdata\n"
+    "run: execute /cache/recovery/" SI_PROTO_COMMAND " (mode update) or wipe userdata\n"
     "and the cache (mode factory-reset; also when the boot control's\n"
-    "recovery_request is factory-reset). Everything is verified from the built-in\n"
-    "archive-master keyring before any partition is touched. The result is in\n"
-    "/cache/recovery/last_result.json and last_log; the exit status is its code.\n"
+    SI_BOOT_REQUEST " is factory-reset). The job is bound to the signed index it\n"
+    "names: the keyrings from the built-in archive-master, the index, the path of\n"
+    "images from the installed build and every staged file are verified before\n"
+    "any partition is touched. The result is in /cache/recovery/" SI_PROTO_RESULT "\n"
+    "and " SI_PROTO_LOG "; the exit status is its code (below).\n"
     "\n"
-    "  --mode MODE            update (default) or factory-reset\n"
-    "  --dry-run              verify everything, change nothing (no partition, no\n"
-    "                         boot control, no file on the cache; result on stdout)\n"
-    "  --device MODEL         device model for device-signing keyrings (default: the\n"
-    "                         content of " DEVICE_FILE ", else no model check)\n"
+    "  -m, --mode MODE            update (default) or factory-reset\n"
+    "  -n, --dry-run              verify everything, change nothing (no partition, no\n"
+    "                             boot control, no file on the cache; result on stdout)\n"
+    "  -d, --device MODEL         device model for device-signing keyrings (default: the\n"
+    "                             content of " DEVICE_FILE ", else no model check)\n"
     "Overrides for tests on a host:\n"
-    "  --partition LABEL=PATH use PATH (block device or image file, attached to a\n"
-    "                         loop device to mount it) for the partition LABEL\n"
-    "                         (system, userdata, cache, misc, or a raw one such as\n"
-    "                         boot, recovery); once given, no partition is looked\n"
-    "                         up by GPT label\n"
-    "  --cache-dir DIR        the cache partition is already mounted at DIR\n"
-    "  --mount-root DIR       mount the cache at DIR/cache and the system at\n"
-    "                         DIR/system instead of /cache and /system\n"
+    "  -p, --partition LABEL=PATH use PATH (block device or image file, attached to a\n"
+    "                             loop device to mount it) for the partition LABEL\n"
+    "                             (system, userdata, cache, misc, or a raw one such as\n"
+    "                             boot, recovery); once given, no partition is looked\n"
+    "                             up by GPT label\n"
+    "  -c, --cache-dir DIR        the cache partition is already mounted at DIR\n"
+    "  -r, --mount-root DIR       mount the cache at DIR/cache and the system at\n"
+    "                             DIR/system instead of /cache and /system\n"
+    "  -h, --help                 this text\n"
     "\n"
-    "debug-exit CODE: write CODE (0-255) to QEMU's isa-debug-exit port (0xf4).\n";
+    "debug-exit CODE: write CODE (0-255) to QEMU's isa-debug-exit port (0xf4).\n"
+    "\n"
+    "Exit status (the result code; docs/recovery.md explains each):\n";
+
+static void usage(FILE *f)
+{
+    fputs(usage_text, f);
+    for (int c = SI_OK; c <= SI_ERR_CRASHED; c++)
+        fprintf(f, "  %2d %-16s %s\n", c, si_result_name((si_result)c),
+                si_result_message((si_result)c));
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("sysimage-recovery: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n(see sysimage-recovery --help)\n", stderr);
+    return SI_ERR_USAGE;
+}
 
 static int cmd_debug_exit(int argc, char **argv)
 {
-    if (argc != 3) {
-        fputs(usage_text, stderr);
-        return SI_ERR_USAGE;
-    }
+    if (argc != 2)
+        return usage_error("debug-exit: %s", "expected exactly one CODE");
     char *end;
     errno = 0;
-    unsigned long code = strtoul(argv[2], &end, 10);
-    if (errno || *end || !argv[2][0] || argv[2][0] == '-' || code > 255) {
-        fprintf(stderr, "sysimage-recovery: debug-exit: CODE must be 0-255, not '%s'\n", argv[2]);
-        return SI_ERR_USAGE;
-    }
+    unsigned long code = strtoul(argv[1], &end, 10);
+    if (errno || *end || !argv[1][0] || argv[1][0] == '-' || code > 255)
+        return usage_error("debug-exit: CODE must be 0-255, not '%s'", argv[1]);
     si_err err;
     si_err_clear(&err);
     si_result r = si_debug_exit((unsigned)code, &err);
@@ -78,58 +97,68 @@ static char *read_device_file(void)
     return buf;
 }
 
+/* LABEL=PATH, split in place (argv is writable). */
+static int add_partition(recovery_opts *o, char *v)
+{
+    char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1] || o->nparts >= RECOVERY_MAX_PART_OVERRIDES)
+        return usage_error("run: --partition wants LABEL=PATH (at most 16), not '%s'", v);
+    *eq = '\0';
+    o->parts[o->nparts].label = v;
+    o->parts[o->nparts].path = eq + 1;
+    o->nparts++;
+    return SI_OK;
+}
+
+static const struct option run_options[] = {
+    {"mode", required_argument, NULL, 'm'},      {"dry-run", no_argument, NULL, 'n'},
+    {"device", required_argument, NULL, 'd'},    {"partition", required_argument, NULL, 'p'},
+    {"cache-dir", required_argument, NULL, 'c'}, {"mount-root", required_argument, NULL, 'r'},
+    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+};
+
+static int parse_run(int argc, char **argv, recovery_opts *o)
+{
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:nd:p:c:r:h", run_options, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            if (strcmp(optarg, "update") == 0)
+                o->mode = MODE_UPDATE;
+            else if (strcmp(optarg, "factory-reset") == 0)
+                o->mode = MODE_FACTORY_RESET;
+            else
+                return usage_error("run: unknown mode '%s'", optarg);
+            break;
+        case 'n': o->dry_run = true; break;
+        case 'd': o->device = optarg; break;
+        case 'c': o->cache_dir = optarg; break;
+        case 'r': o->mount_root = optarg; break;
+        case 'p':
+            if (add_partition(o, optarg) != SI_OK)
+                return SI_ERR_USAGE;
+            break;
+        case 'h': usage(stdout); return -1;
+        case ':': return usage_error("run: %s needs a value", argv[optind - 1]);
+        default: return usage_error("run: unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("run: unexpected argument '%s'", argv[optind]);
+    return SI_OK;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     recovery_opts o;
     memset(&o, 0, sizeof(o));
     o.mode = MODE_UPDATE;
     o.mount_root = "";
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--dry-run") == 0) {
-            o.dry_run = true;
-            continue;
-        }
-        if (strcmp(a, "--mode") && strcmp(a, "--device") && strcmp(a, "--partition") &&
-            strcmp(a, "--cache-dir") && strcmp(a, "--mount-root")) {
-            fprintf(stderr, "sysimage-recovery: run: unknown option '%s'\n", a);
-            return SI_ERR_USAGE;
-        }
-        if (!v || !v[0]) {
-            fprintf(stderr, "sysimage-recovery: run: %s needs a value\n", a);
-            return SI_ERR_USAGE;
-        }
-        i++;
-        if (strcmp(a, "--mode") == 0) {
-            if (strcmp(v, "update") == 0)
-                o.mode = MODE_UPDATE;
-            else if (strcmp(v, "factory-reset") == 0)
-                o.mode = MODE_FACTORY_RESET;
-            else {
-                fprintf(stderr, "sysimage-recovery: run: unknown mode '%s'\n", v);
-                return SI_ERR_USAGE;
-            }
-        } else if (strcmp(a, "--device") == 0) {
-            o.device = v;
-        } else if (strcmp(a, "--cache-dir") == 0) {
-            o.cache_dir = v;
-        } else if (strcmp(a, "--mount-root") == 0) {
-            o.mount_root = v;
-        } else {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1] || o.nparts >= RECOVERY_MAX_PART_OVERRIDES) {
-                fprintf(stderr, "sysimage-recovery: run: --partition wants LABEL=PATH "
-                                "(at most %d), not '%s'\n", RECOVERY_MAX_PART_OVERRIDES, v);
-                return SI_ERR_USAGE;
-            }
-            /* argv is writable: split LABEL=PATH in place. */
-            argv[i][eq - v] = '\0';
-            o.parts[o.nparts].label = argv[i];
-            o.parts[o.nparts].path = argv[i] + (eq - v) + 1;
-            o.nparts++;
-        }
-    }
+    int rc = parse_run(argc, argv, &o);
+    if (rc != SI_OK)
+        return rc < 0 ? SI_OK : rc;
     char *device = NULL;
     if (!o.device)
         o.device = device = read_device_file();
@@ -141,21 +170,17 @@ static int cmd_run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fputs(usage_text, stderr);
+        usage(stderr);
         return SI_ERR_USAGE;
     }
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
-            strcmp(argv[i], "help") == 0) {
-            fputs(usage_text, stdout);
-            return SI_OK;
-        }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return SI_OK;
     }
-    if (strcmp(argv[1], "run") == 0)
-        return cmd_run(argc, argv);
-    if (strcmp(argv[1], "debug-exit") == 0)
-        return cmd_debug_exit(argc, argv);
-    fprintf(stderr, "sysimage-recovery: unknown command '%s'\n", argv[1]);
-    fputs(usage_text, stderr);
-    return SI_ERR_USAGE;
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "debug-exit") == 0)
+        return cmd_debug_exit(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", cmd);
 }

@@ -1,4 +1,4 @@
-/* recovery.h - the job of sysimage-recovery `run` (DESIGN §7). */
+/* recovery.h - the job of sysimage-recovery `run` (docs/recovery.md). */
 #ifndef SI_RECOVERY_RECOVERY_H
 #define SI_RECOVERY_RECOVERY_H
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# make-dev-keys.sh SYSIMAGE OUTDIR: a development key hierarchy (DESIGN §3).
+# make-dev-keys.sh SYSIMAGE OUTDIR: a development key hierarchy (docs/design.md §3).
 # Never for production: a vendor keeps archive-master offline (keys/README.md).
 set -eu
 tool=$1 out=$2

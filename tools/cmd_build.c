@@ -1,4 +1,4 @@
-/* cmd_build.c - `sysimage build full|delta`: update tarballs (DESIGN §5). */
+/* cmd_build.c - `sysimage build full|delta`: update tarballs (docs/payloads.md). */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>

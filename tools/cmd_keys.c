@@ -13,6 +13,7 @@
 #include "key.h"
 #include "keyring.h"
 #include "result.h"
+#include "sha256.h"
 #include "sigfile.h"
 
 #define PATH_CAP 4096
@@ -114,6 +115,7 @@ int cmd_keygen(int argc, char **argv)
 
 static const char create_usage[] =
     "usage: sysimage keyring create --type TYPE [--expiry EPOCH] [--model MODEL]\n"
+    "                               [--version N] [--blacklist BLACKLIST.keyring]\n"
     "                               [--sign-with PARENT.key] OUT.keyring [PUB...]\n\n"
     "Write the keyring OUT.keyring holding the public keys PUB... (PEM files; none\n"
     "makes an empty keyring, e.g. an empty blacklist) and sign it into\n"
@@ -121,95 +123,159 @@ static const char create_usage[] =
     "image-master (signed by archive-master), image-signing or blacklist (signed by\n"
     "image-master) or device-signing (signed by image-signing).\n"
     "  --expiry EPOCH   seconds since 1970 after which the keyring is invalid\n"
-    "  --model MODEL    restrict the keyring to one device model\n";
+    "  --model MODEL    restrict the keyring to one device model\n"
+    "  --version N      revocation order (integer >= 0, default 0): devices refuse a\n"
+    "                   keyring of a lower version than one they verified\n"
+    "  --blacklist FILE (image-signing) name the blacklist.keyring issued with this\n"
+    "                   keyring by its sha256: devices then refuse to go on without\n"
+    "                   exactly that blacklist (docs/security.md)\n";
 
-static int cmd_keyring_create(int argc, char **argv)
+/* --blacklist FILE: it must be a blacklist keyring; its sha256 goes in kr. */
+static si_result name_blacklist(si_keyring *kr, const char *path, si_err *err)
+{
+    si_keyring *bl = NULL;
+    si_result r = si_keyring_load(path, &bl, err);
+    if (r != SI_OK)
+        return si_err_prefix(err, "--blacklist");
+    bool is_bl = bl->type == SI_KR_BLACKLIST;
+    si_keyring_free(bl);
+    if (!is_bl)
+        return si_err_set(err, SI_ERR_KEYRING_TYPE, "--blacklist %s: not a blacklist keyring",
+                          path);
+    uint8_t d[SI_SHA256_LEN];
+    int e = si_sha256_file(path, d, NULL);
+    if (e < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-e));
+    si_hex_encode(d, sizeof(d), kr->blacklist_sha256);
+    return SI_OK;
+}
+
+typedef struct create_args {
+    const char *type, *model, *signer, *blacklist, *out;
+    si_keyring_type kt;
+    int64_t expiry, version;
+    bool has_expiry;
+} create_args;
+
+/* getopt_long into a; -1 to go on, else the exit code. */
+static int parse_create_args(int argc, char **argv, create_args *a)
 {
     static const struct option opts[] = {{"type", required_argument, NULL, 't'},
                                          {"expiry", required_argument, NULL, 'e'},
                                          {"model", required_argument, NULL, 'm'},
                                          {"sign-with", required_argument, NULL, 's'},
+                                         {"version", required_argument, NULL, 'v'},
+                                         {"blacklist", required_argument, NULL, 'b'},
                                          {0, 0, 0, 0}};
-    const char *type = NULL, *model = NULL, *signer = NULL;
-    int64_t expiry = 0;
-    bool has_expiry = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 't':
-            type = optarg;
-            break;
+        case 't': a->type = optarg; break;
+        case 'm': a->model = optarg; break;
+        case 's': a->signer = optarg; break;
+        case 'b': a->blacklist = optarg; break;
         case 'e':
-            if (!parse_i64(optarg, 1, 9007199254740992LL, &expiry))
+            if (!parse_i64(optarg, 1, 9007199254740992LL, &a->expiry))
                 return usage_error("keyring create", "--expiry: EPOCH must be a positive integer");
-            has_expiry = true;
+            a->has_expiry = true;
             break;
-        case 'm':
-            model = optarg;
-            break;
-        case 's':
-            signer = optarg;
+        case 'v':
+            if (!parse_i64(optarg, 0, 9007199254740992LL, &a->version))
+                return usage_error("keyring create", "--version: N must be an integer >= 0");
             break;
         default:
             return usage_error("keyring create", "unknown option");
         }
     }
-    si_keyring_type kt;
-    if (!type)
+    return -1;
+}
+
+/* The combinations that make sense; -1 to go on, else the exit code. */
+static int check_create_args(int argc, char **argv, create_args *a)
+{
+    if (!a->type)
         return usage_error("keyring create", "--type is required");
-    if (si_keyring_type_parse(type, &kt) != SI_OK)
+    if (si_keyring_type_parse(a->type, &a->kt) != SI_OK)
         return usage_error("keyring create", "--type: unknown keyring type");
-    if (kt == SI_KR_ARCHIVE_MASTER && signer)
+    if (a->kt == SI_KR_ARCHIVE_MASTER && a->signer)
         return usage_error("keyring create", "an archive-master keyring is not signed");
-    if (kt != SI_KR_ARCHIVE_MASTER && !signer)
+    if (a->kt != SI_KR_ARCHIVE_MASTER && !a->signer)
         return usage_error("keyring create", "--sign-with PARENT.key is required for this type");
-    if (model && (!*model || strlen(model) >= SI_MODEL_MAX))
+    if (a->model && (!*a->model || strlen(a->model) >= SI_MODEL_MAX))
         return usage_error("keyring create", "--model: 1 to 127 characters");
+    if (a->blacklist && a->kt != SI_KR_IMAGE_SIGNING)
+        return usage_error("keyring create", "--blacklist: only an image-signing keyring names one");
     if (argc - optind < 1)
         return usage_error("keyring create", "expected OUT.keyring");
-    const char *out = argv[optind];
-    si_err err = {0};
-    si_key *sk = NULL;
-    if (signer && si_key_load_private_file(signer, &sk, &err) != SI_OK)
-        return si_tool_fail(&err);
-    si_keyring *kr = si_keyring_new(kt);
-    if (!kr) {
-        si_key_free(sk);
-        si_err_set(&err, SI_ERR_NOMEM, "out of memory");
-        return si_tool_fail(&err);
-    }
-    kr->has_expiry = has_expiry;
-    kr->expiry = expiry;
-    if (model)
-        snprintf(kr->model, sizeof(kr->model), "%s", model);
-    si_result r = SI_OK;
-    for (int i = optind + 1; i < argc && r == SI_OK; i++) {
+    a->out = argv[optind];
+    return -1;
+}
+
+/* The keyring of a with the public keys pubs[0..npubs). */
+static si_result build_keyring(const create_args *a, char **pubs, int npubs, si_keyring **out,
+                               si_err *err)
+{
+    si_keyring *kr = si_keyring_new(a->kt);
+    if (!kr)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    kr->has_expiry = a->has_expiry;
+    kr->expiry = a->expiry;
+    kr->version = a->version;
+    if (a->model)
+        snprintf(kr->model, sizeof(kr->model), "%s", a->model);
+    si_result r = a->blacklist ? name_blacklist(kr, a->blacklist, err) : SI_OK;
+    for (int i = 0; i < npubs && r == SI_OK; i++) {
         si_key *k = NULL;
-        r = si_key_load_public_file(argv[i], &k, &err);
-        if (r == SI_OK) {
-            r = si_keyring_add_key(kr, k, &err);
-            if (r != SI_OK) {
-                si_key_free(k);
-                si_err_prefix(&err, "%s", argv[i]);
-            }
+        r = si_key_load_public_file(pubs[i], &k, err);
+        if (r == SI_OK && (r = si_keyring_add_key(kr, k, err)) != SI_OK) {
+            si_key_free(k);
+            si_err_prefix(err, "%s", pubs[i]);
         }
     }
-    if (r == SI_OK && kt == SI_KR_ARCHIVE_MASTER && kr->nkeys == 0)
-        r = si_err_set(&err, SI_ERR_USAGE, "an archive-master keyring needs at least one key");
+    if (r == SI_OK && a->kt == SI_KR_ARCHIVE_MASTER && kr->nkeys == 0)
+        r = si_err_set(err, SI_ERR_USAGE, "an archive-master keyring needs at least one key");
+    if (r != SI_OK) {
+        si_keyring_free(kr);
+        return r;
+    }
+    *out = kr;
+    return SI_OK;
+}
+
+static si_result write_keyring(const si_keyring *kr, const char *out, si_err *err)
+{
     char *json = NULL;
-    if (r == SI_OK)
-        r = si_keyring_format(kr, &json, &err);
+    si_result r = si_keyring_format(kr, &json, err);
     if (r == SI_OK) {
         int rc = si_write_file_atomic(out, json, strlen(json), 0644);
         if (rc < 0)
-            r = si_err_set(&err, SI_ERR_IO, "%s: %s", out, strerror(-rc));
+            r = si_err_set(err, SI_ERR_IO, "%s: %s", out, strerror(-rc));
     }
     free(json);
-    if (r == SI_OK && sk)
-        r = si_sign_file(out, sk, false, &err);
+    return r;
+}
+
+static int cmd_keyring_create(int argc, char **argv)
+{
+    create_args a = {0};
+    int ec = parse_create_args(argc, argv, &a);
+    if (ec < 0)
+        ec = check_create_args(argc, argv, &a);
+    if (ec >= 0)
+        return ec;
+    si_err err = {0};
+    si_key *sk = NULL;
+    if (a.signer && si_key_load_private_file(a.signer, &sk, &err) != SI_OK)
+        return si_tool_fail(&err);
+    si_keyring *kr = NULL;
+    si_result r = build_keyring(&a, argv + optind + 1, argc - optind - 1, &kr, &err);
     if (r == SI_OK)
-        printf("%s: %s keyring with %zu key%s%s\n", out, type, kr->nkeys,
+        r = write_keyring(kr, a.out, &err);
+    if (r == SI_OK && sk)
+        r = si_sign_file(a.out, sk, false, &err);
+    if (r == SI_OK)
+        printf("%s: %s keyring with %zu key%s%s\n", a.out, a.type, kr->nkeys,
                kr->nkeys == 1 ? "" : "s", sk ? ", signed" : "");
     si_keyring_free(kr);
     si_key_free(sk);
@@ -227,6 +293,56 @@ static const char check_usage[] =
     "model (--device) and expiry (--now, default the current time). Files may be\n"
     "given in any order. Exit 0 only when all are valid.\n";
 
+/* --blacklist must name a blacklist keyring. */
+static si_result check_blacklist_type(const char *bl_path, si_err *err)
+{
+    si_keyring *bl = NULL;
+    si_result r = si_keyring_load(bl_path, &bl, err);
+    if (r != SI_OK)
+        return r;
+    si_keyring_type bt = bl->type;
+    si_keyring_free(bl);
+    if (bt != SI_KR_BLACKLIST)
+        return si_err_set(err, SI_ERR_KEYRING_TYPE, "%s: keyring type is %s, expected blacklist",
+                          bl_path, si_keyring_type_name(bt));
+    return SI_OK;
+}
+
+static void print_chain(const si_trust *t)
+{
+    for (int k = 0; k < SI_KR_TYPE_COUNT; k++) {
+        const si_keyring *kr = t->ring[k];
+        if (!kr)
+            continue;
+        printf("ok %s: %zu key%s", si_keyring_type_name(kr->type), kr->nkeys,
+               kr->nkeys == 1 ? "" : "s");
+        if (kr->has_expiry)
+            printf(", expires %" PRId64, kr->expiry);
+        if (kr->model[0])
+            printf(", model %s", kr->model);
+        if (kr->version)
+            printf(", version %" PRId64, kr->version);
+        putchar('\n');
+    }
+}
+
+/* Load the archive-master, then the keyrings in chain order; print them. */
+static si_result validate_chain(const char *am_path, const char *device, int64_t now,
+                                const char *const *paths, const char *const *sigpaths, int n,
+                                si_err *err)
+{
+    si_trust t;
+    si_trust_init(&t, device, now);
+    si_keyring *am = NULL;
+    si_result r = si_keyring_load(am_path, &am, err);
+    if (r == SI_OK && (r = si_trust_set_archive_master(&t, am, err)) != SI_OK)
+        si_err_prefix(err, "%s", am_path);
+    if (r == SI_OK && (r = si_trust_load_files(&t, paths, sigpaths, (size_t)n, err)) == SI_OK)
+        print_chain(&t);
+    si_trust_free(&t);
+    return r;
+}
+
 static int cmd_keyring_check(int argc, char **argv)
 {
     static const struct option opts[] = {{"archive-master", required_argument, NULL, 'a'},
@@ -239,23 +355,16 @@ static int cmd_keyring_check(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'a':
+        if (c == 'a')
             am_path = optarg;
-            break;
-        case 'b':
+        else if (c == 'b')
             bl_path = optarg;
-            break;
-        case 'd':
+        else if (c == 'd')
             device = optarg;
-            break;
-        case 'n':
-            if (!parse_i64(optarg, 0, INT64_MAX, &now))
-                return usage_error("keyring check", "--now: EPOCH must be a non-negative integer");
-            break;
-        default:
+        else if (c != 'n')
             return usage_error("keyring check", "unknown option");
-        }
+        else if (!parse_i64(optarg, 0, INT64_MAX, &now))
+            return usage_error("keyring check", "--now: EPOCH must be a non-negative integer");
     }
     if (!am_path)
         return usage_error("keyring check", "--archive-master is required");
@@ -264,8 +373,7 @@ static int cmd_keyring_check(int argc, char **argv)
         return usage_error("keyring check", "expected at least one KEYRING");
     if (nfiles > CHECK_MAX_FILES)
         return usage_error("keyring check", "too many keyrings");
-    const char *paths[CHECK_MAX_FILES];
-    const char *sigpaths[CHECK_MAX_FILES];
+    const char *paths[CHECK_MAX_FILES], *sigpaths[CHECK_MAX_FILES];
     char sigbuf[CHECK_MAX_FILES][PATH_CAP];
     int n = 0;
     if (bl_path)
@@ -278,44 +386,9 @@ static int cmd_keyring_check(int argc, char **argv)
         sigpaths[i] = sigbuf[i];
     }
     si_err err = {0};
-    if (bl_path) {
-        si_keyring *bl = NULL;
-        if (si_keyring_load(bl_path, &bl, &err) != SI_OK)
-            return si_tool_fail(&err);
-        si_keyring_type bt = bl->type;
-        si_keyring_free(bl);
-        if (bt != SI_KR_BLACKLIST) {
-            si_err_set(&err, SI_ERR_KEYRING_TYPE, "%s: keyring type is %s, expected blacklist",
-                       bl_path, si_keyring_type_name(bt));
-            return si_tool_fail(&err);
-        }
-    }
-    si_trust t;
-    si_trust_init(&t, device, now);
-    si_keyring *am = NULL;
-    si_result r = si_keyring_load(am_path, &am, &err);
-    if (r == SI_OK) {
-        r = si_trust_set_archive_master(&t, am, &err);
-        if (r != SI_OK)
-            si_err_prefix(&err, "%s", am_path);
-    }
+    si_result r = bl_path ? check_blacklist_type(bl_path, &err) : SI_OK;
     if (r == SI_OK)
-        r = si_trust_load_files(&t, paths, sigpaths, (size_t)n, &err);
-    if (r == SI_OK) {
-        for (int k = 0; k < SI_KR_TYPE_COUNT; k++) {
-            const si_keyring *kr = t.ring[k];
-            if (!kr)
-                continue;
-            printf("ok %s: %zu key%s", si_keyring_type_name(kr->type), kr->nkeys,
-                   kr->nkeys == 1 ? "" : "s");
-            if (kr->has_expiry)
-                printf(", expires %" PRId64, kr->expiry);
-            if (kr->model[0])
-                printf(", model %s", kr->model);
-            putchar('\n');
-        }
-    }
-    si_trust_free(&t);
+        r = validate_chain(am_path, device, now, paths, sigpaths, n, &err);
     return r == SI_OK ? SI_OK : si_tool_fail(&err);
 }
 

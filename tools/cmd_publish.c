@@ -1,5 +1,5 @@
 /* cmd_publish.c - `sysimage publish`: add a version to a static server tree
- * (DESIGN §4), or change a channel (alias, hidden) or the phasing of the
+ * (docs/formats.md), or change a channel (alias, hidden) or the phasing of the
  * newest version. The tree layout and the decisions are in docs/publishing.md.
  *
  * Everything is written atomically (temp file + rename) in an order that
@@ -31,6 +31,7 @@
 #include "index.h"
 #include "key.h"
 #include "keyring.h"
+#include "layout.h"
 #include "payload.h"
 #include "result.h"
 #include "sha256.h"
@@ -40,6 +41,8 @@
 
 #define NAME_MAX_LEN 64
 #define MAX_DELTAS_BACK 32
+#define DEFAULT_EXPIRES (7 * 86400)
+#define MAX_EXPIRES (INT64_C(3650) * 86400)
 
 static const char publish_usage[] =
     "usage: sysimage publish --repo DIR --keys KEYDIR --channel C --device D --version N\n"
@@ -48,7 +51,7 @@ static const char publish_usage[] =
     "                        [--compression zstd|xz] [--level L] [--hidden]\n"
     "       sysimage publish --repo DIR --keys KEYDIR --channel C\n"
     "                        [--alias TARGET] [--hidden | --visible]\n"
-    "                        [--device D --set-phase P]\n\n"
+    "                        [--device D --set-phase P] [--refresh [--device D]]\n\n"
     "Add version N of channel C for device D to the static server tree DIR:\n"
     "the full image (rootfs built from the OS tree or full tarball T, the optional\n"
     "device tarball T2 with system/ or partitions/ members, and a version tarball\n"
@@ -60,7 +63,9 @@ static const char publish_usage[] =
     "Without --version the command edits the channel: --alias TARGET makes C an\n"
     "alias of TARGET (C serves TARGET's indexes), --hidden/--visible set the hidden\n"
     "flag, --set-phase P sets the phased-percentage (0-100) of the newest version\n"
-    "of C/D. The result is re-signed.\n\n"
+    "of C/D, --refresh re-signs the unchanged index of C/D (every device of C\n"
+    "without --device) with a new generated_at and expiry: run it from cron well\n"
+    "before the expiry, or devices refuse the index as stale. The result is re-signed.\n\n"
     "options:\n"
     "  --repo DIR           server tree (created if missing)\n"
     "  --keys KEYDIR        image-signing.key, *.keyring(.sig) (scripts/make-dev-keys.sh)\n"
@@ -73,12 +78,19 @@ static const char publish_usage[] =
     "  --phased P           phased-percentage of the new images (default 100)\n"
     "  --description TEXT   description of the new images\n"
     "  --compression C      zstd (default) or xz for the files built here\n"
-    "  --level L            compression level (0 = library default)\n";
+    "  --level L            compression level (0 = library default)\n"
+    "  --expires DURATION   every index written expires DURATION after its\n"
+    "                       generated_at: N[s|h|d] (default 7d, at most 3650d)\n"
+    "  --help               this text\n"
+    "\n"
+    "exit status: 0 on success, else an si_result code (lib/result.h), e.g.\n"
+    "1 usage, 14 version not greater than the published, 17 unsafe member, 27 exists.\n";
 
 enum {
     OPT_REPO = 256, OPT_KEYS, OPT_CHANNEL, OPT_DEVICE, OPT_VERSION, OPT_TREE, OPT_TARBALL,
     OPT_DEVICE_TARBALL, OPT_DELTAS_BACK, OPT_PHASED, OPT_DESCRIPTION, OPT_COMPRESSION,
-    OPT_LEVEL, OPT_ALIAS, OPT_HIDDEN, OPT_VISIBLE, OPT_SET_PHASE,
+    OPT_LEVEL, OPT_ALIAS, OPT_HIDDEN, OPT_VISIBLE, OPT_SET_PHASE, OPT_EXPIRES, OPT_REFRESH,
+    OPT_HELP,
 };
 
 typedef struct pub_args {
@@ -91,6 +103,8 @@ typedef struct pub_args {
     bool hidden, visible;
     bool has_set_phase;
     int set_phase;
+    bool refresh;
+    int64_t expires;        /* seconds after generated_at */
     si_build_opts opts;
 } pub_args;
 
@@ -151,21 +165,10 @@ static si_result pathf(char *buf, size_t cap, si_err *err, const char *fmt, ...)
 
 static si_result mkdir_p(const char *path, si_err *err)
 {
-    char buf[PATH_MAX];
-    if (strlen(path) >= sizeof(buf))
-        return si_err_set(err, SI_ERR_USAGE, "%s: path too long", path);
-    strcpy(buf, path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return si_err_set(err, SI_ERR_IO, "%s: mkdir: %s", buf, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
+    int e = si_mkdir_p(path, 0755);
+    if (e < 0)
+        return si_err_set(err, e == -ENAMETOOLONG ? SI_ERR_USAGE : SI_ERR_IO, "%s: mkdir: %s",
+                          path, strerror(-e));
     return SI_OK;
 }
 
@@ -280,8 +283,43 @@ static si_result pool_add(pub_ctx *c, const char *tmp, const char *name, const c
     return SI_OK;
 }
 
-/* A device tarball must be zstd or xz compressed and hold only system/...
- * and partitions/<name>.img members (never system, userdata, cache). */
+/* A device tarball member: system/<path> or partitions/<label>.img with a
+ * label the device writes raw (lib/layout: never system, userdata, cache,
+ * misc), a regular file; the partitions/ directory entry itself. What the
+ * device would refuse is refused here, before anything is published. */
+static si_result device_member_ok(const char *path, struct archive_entry *e, si_err *err)
+{
+    const char *n = archive_entry_pathname(e);
+    if (!n)
+        n = "";
+    while (n[0] == '.' && n[1] == '/')
+        n += 2;
+    if (strcmp(n, "partitions") == 0 || strcmp(n, "partitions/") == 0) {
+        if (archive_entry_filetype(e) == AE_IFDIR)
+            return SI_OK;
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' is not a directory", path,
+                          n);
+    }
+    si_member_kind kind;
+    si_result r = si_layout_check_member_name(n, &kind, NULL, 0, err);
+    if (r != SI_OK)
+        return si_err_prefix(err, "%s: device tarball", path);
+    if (kind == SI_MEMBER_REMOVED || kind == SI_MEMBER_PATCHED || kind == SI_MEMBER_PATCH)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH,
+                          "%s: member '%s' belongs to deltas, not to a device tarball", path, n);
+    if (kind == SI_MEMBER_PARTITION && archive_entry_filetype(e) != AE_IFREG)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' is not a regular file",
+                          path, n);
+    size_t l = strlen(n);
+    if (kind == SI_MEMBER_SYSTEM &&
+        (strstr(n, "/../") || (l >= 3 && strcmp(n + l - 3, "/..") == 0)))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' climbs out of system/",
+                          path, n);
+    return SI_OK;
+}
+
+/* A device tarball must be zstd or xz compressed and hold only members that
+ * device_member_ok accepts. */
 static si_result check_device_tarball(const char *path, const char **ext, si_err *err)
 {
     unsigned char m[6] = {0};
@@ -317,29 +355,8 @@ static si_result check_device_tarball(const char *path, const char **ext, si_err
             r = si_err_set(err, SI_ERR_PARSE, "%s: %s", path, archive_error_string(a));
             goto out;
         }
-        const char *n = archive_entry_pathname(e);
-        if (!n)
-            n = "";
-        while (n[0] == '.' && n[1] == '/')
-            n += 2;
-        bool ok = false;
-        if (strncmp(n, "system/", 7) == 0 || strcmp(n, "system") == 0) {
-            ok = strstr(n, "/../") == NULL && (strlen(n) < 3 || strcmp(n + strlen(n) - 3, "/..") != 0);
-        } else if (strncmp(n, "partitions/", 11) == 0) {
-            const char *p = n + 11;
-            size_t l = strlen(p);
-            ok = l > 4 && !strchr(p, '/') && strcmp(p + l - 4, ".img") == 0 &&
-                 archive_entry_filetype(e) == AE_IFREG && strcmp(p, "system.img") != 0 &&
-                 strcmp(p, "userdata.img") != 0 && strcmp(p, "cache.img") != 0 && p[0] != '.';
-        } else if (strcmp(n, "partitions") == 0 || strcmp(n, "partitions/") == 0) {
-            ok = archive_entry_filetype(e) == AE_IFDIR;
-        }
-        if (!ok) {
-            r = si_err_set(err, SI_ERR_UNSAFE_PATH,
-                           "%s: member '%s' is neither system/<path> nor partitions/<name>.img",
-                           path, archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+        if ((r = device_member_ok(path, e, err)) != SI_OK)
             goto out;
-        }
         count++;
     }
     if (count == 0)
@@ -479,131 +496,28 @@ static si_result publish_keyrings(pub_ctx *c, bool *have_device_kr, si_err *err)
 
 /* ------------------------------------------------------------ channels */
 
-static void chan_devices_free(si_channel *ch)
-{
-    for (size_t d = 0; d < ch->ndevices; d++) {
-        free(ch->devices[d].name);
-        free(ch->devices[d].index);
-        free(ch->devices[d].keyring_path);
-        free(ch->devices[d].keyring_signature);
-    }
-    free(ch->devices);
-    ch->devices = NULL;
-    ch->ndevices = 0;
-}
-
-/* Our own deep copies (never passed to si_channels_free). */
-static void chs_free(si_channels *ch)
-{
-    if (!ch)
-        return;
-    for (size_t i = 0; i < ch->nchannels; i++) {
-        free(ch->channels[i].name);
-        free(ch->channels[i].alias);
-        free(ch->channels[i].redirect);
-        chan_devices_free(&ch->channels[i]);
-    }
-    free(ch->channels);
-    free(ch);
-}
-
-static char *dup_or_null(const char *s, bool *ok)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *ok = false;
-    return d;
-}
-
-static bool copy_devices(si_channel *dst, const si_channel *src)
-{
-    chan_devices_free(dst);
-    if (src->ndevices == 0)
-        return true;
-    dst->devices = calloc(src->ndevices, sizeof(*dst->devices));
-    if (!dst->devices)
-        return false;
-    dst->ndevices = src->ndevices;
-    bool ok = true;
-    for (size_t d = 0; d < src->ndevices; d++) {
-        dst->devices[d].name = dup_or_null(src->devices[d].name, &ok);
-        dst->devices[d].index = dup_or_null(src->devices[d].index, &ok);
-        dst->devices[d].keyring_path = dup_or_null(src->devices[d].keyring_path, &ok);
-        dst->devices[d].keyring_signature = dup_or_null(src->devices[d].keyring_signature, &ok);
-    }
-    return ok;
-}
-
+/* channels.json of the tree, or an empty set when none is published yet;
+ * freed by si_channels_free. */
 static si_result chs_load(const char *repo, si_channels **out, si_err *err)
 {
     char path[PATH_MAX];
     si_result r = pathf(path, sizeof(path), err, "%s/channels.json", repo);
+    *out = NULL;
     if (r != SI_OK)
         return r;
-    si_channels *ch = calloc(1, sizeof(*ch));
-    if (!ch)
+    if (exists(path))
+        return si_channels_load(path, out, err);
+    if (!(*out = calloc(1, sizeof(**out))))
         return si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    *out = ch;
-    if (!exists(path))
-        return SI_OK;
-    si_channels *src = NULL;
-    if ((r = si_channels_load(path, &src, err)) != SI_OK)
-        return r;
-    bool ok = true;
-    if (src->nchannels) {
-        ch->channels = calloc(src->nchannels, sizeof(*ch->channels));
-        ok = ch->channels != NULL;
-    }
-    for (size_t i = 0; ok && i < src->nchannels; i++) {
-        si_channel *d = &ch->channels[i];
-        const si_channel *s = &src->channels[i];
-        ch->nchannels++;
-        d->name = dup_or_null(s->name, &ok);
-        d->alias = dup_or_null(s->alias, &ok);
-        d->redirect = dup_or_null(s->redirect, &ok);
-        d->hidden = s->hidden;
-        ok = ok && copy_devices(d, s);
-    }
-    si_channels_free(src);
-    return ok ? SI_OK : si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    return SI_OK;
 }
 
-static si_channel *chs_get(si_channels *ch, const char *name, bool create)
+static si_channel *chs_find(si_channels *ch, const char *name)
 {
     for (size_t i = 0; i < ch->nchannels; i++)
         if (strcmp(ch->channels[i].name, name) == 0)
             return &ch->channels[i];
-    if (!create)
-        return NULL;
-    si_channel *n = realloc(ch->channels, (ch->nchannels + 1) * sizeof(*n));
-    if (!n)
-        return NULL;
-    ch->channels = n;
-    si_channel *c = &n[ch->nchannels];
-    memset(c, 0, sizeof(*c));
-    if (!(c->name = strdup(name)))
-        return NULL;
-    ch->nchannels++;
-    return c;
-}
-
-static si_channel_device *chan_get_device(si_channel *c, const char *name)
-{
-    for (size_t i = 0; i < c->ndevices; i++)
-        if (strcmp(c->devices[i].name, name) == 0)
-            return &c->devices[i];
-    si_channel_device *n = realloc(c->devices, (c->ndevices + 1) * sizeof(*n));
-    if (!n)
-        return NULL;
-    c->devices = n;
-    si_channel_device *d = &n[c->ndevices];
-    memset(d, 0, sizeof(*d));
-    if (!(d->name = strdup(name)))
-        return NULL;
-    c->ndevices++;
-    return d;
+    return NULL;
 }
 
 /* Alias channels serve their target's indexes: copy the target's devices. */
@@ -611,14 +525,10 @@ static si_result sync_aliases(si_channels *ch, si_err *err)
 {
     for (size_t i = 0; i < ch->nchannels; i++) {
         si_channel *a = &ch->channels[i];
-        if (!a->alias)
-            continue;
-        const si_channel *t = NULL;
-        for (size_t j = 0; j < ch->nchannels; j++)
-            if (j != i && strcmp(ch->channels[j].name, a->alias) == 0)
-                t = &ch->channels[j];
-        if (t && !copy_devices(a, t))
-            return si_err_set(err, SI_ERR_NOMEM, "out of memory");
+        const si_channel *t = a->alias ? chs_find(ch, a->alias) : NULL;
+        si_result r;
+        if (t && t != a && (r = si_channel_copy_devices(a, t, err)) != SI_OK)
+            return r;
     }
     return SI_OK;
 }
@@ -640,32 +550,16 @@ static si_result chs_write(pub_ctx *c, si_channels *ch, si_err *err)
 
 /* ------------------------------------------------------------ index */
 
-static void image_free_owned(si_image *img)
+static si_result index_path(pub_ctx *c, const char *device, char *buf, size_t cap, si_err *err)
 {
-    for (size_t f = 0; f < img->nfiles; f++) {
-        free(img->files[f].path);
-        free(img->files[f].signature);
-    }
-    free(img->files);
-    for (size_t d = 0; d < img->ndescriptions; d++) {
-        free(img->descriptions[d].key);
-        free(img->descriptions[d].text);
-    }
-    free(img->descriptions);
-    free(img->version_detail);
-    memset(img, 0, sizeof(*img));
-}
-
-static si_result index_path(pub_ctx *c, char *buf, size_t cap, si_err *err)
-{
-    return pathf(buf, cap, err, "%s/%s/%s/index.json", c->a->repo, c->a->channel, c->a->device);
+    return pathf(buf, cap, err, "%s/%s/%s/index.json", c->a->repo, c->a->channel, device);
 }
 
 /* Load the channel/device index, or NULL when none is published yet. */
-static si_result index_load_opt(pub_ctx *c, si_index **out, si_err *err)
+static si_result index_load_opt(pub_ctx *c, const char *device, si_index **out, si_err *err)
 {
     char path[PATH_MAX];
-    si_result r = index_path(c, path, sizeof(path), err);
+    si_result r = index_path(c, device, path, sizeof(path), err);
     *out = NULL;
     if (r != SI_OK || !exists(path))
         return r;
@@ -681,9 +575,13 @@ static int64_t index_max_version(const si_index *idx)
     return m;
 }
 
-/* Write the view: loaded images (shallow) + extra images, generated now. */
-static si_result index_write(pub_ctx *c, const si_index *old, si_image *extra, size_t nextra,
-                             int64_t phase_version, int phase, si_err *err)
+/* Write <channel>/<device>/index.json (+ .sig): the loaded images (shallow)
+ * and the extra ones, generated now (never before the previous index: the
+ * clock may go backwards, devices refuse an older index) and expiring
+ * --expires later. phase >= 0 sets the phased-percentage of phase_version. */
+static si_result index_write(pub_ctx *c, const char *device, const si_index *old,
+                             si_image *extra, size_t nextra, int64_t phase_version, int phase,
+                             si_err *err)
 {
     size_t nold = old ? old->nimages : 0;
     si_index view = {0};
@@ -698,23 +596,19 @@ static si_result index_write(pub_ctx *c, const si_index *old, si_image *extra, s
     for (size_t i = 0; i < nold && phase >= 0; i++)
         if (view.images[i].version == phase_version)
             view.images[i].phased_percentage = phase;
-    /* generated_at never goes backwards, even when the clock does. */
-    int64_t t = c->now;
-    if (old && old->generated_at_epoch > t)
-        t = old->generated_at_epoch;
-    char ts[64];
-    si_index_format_time(t, ts);
-    view.generated_at = ts;
-    view.generated_at_epoch = t;
+    view.generated_at_epoch = c->now;
+    if (old && old->generated_at_epoch > view.generated_at_epoch)
+        view.generated_at_epoch = old->generated_at_epoch;
+    view.expires_epoch = view.generated_at_epoch + c->a->expires;
     char *json = NULL;
     si_result r = si_index_format(&view, &json, err);
     free(view.images);
     if (r != SI_OK)
-        return si_err_prefix(err, "%s/%s/index.json", c->a->channel, c->a->device);
+        return si_err_prefix(err, "%s/%s/index.json", c->a->channel, device);
     char path[PATH_MAX], dir[PATH_MAX];
-    if ((r = index_path(c, path, sizeof(path), err)) == SI_OK &&
-        (r = pathf(dir, sizeof(dir), err, "%s/%s/%s", c->a->repo, c->a->channel,
-                   c->a->device)) == SI_OK &&
+    if ((r = index_path(c, device, path, sizeof(path), err)) == SI_OK &&
+        (r = pathf(dir, sizeof(dir), err, "%s/%s/%s", c->a->repo, c->a->channel, device)) ==
+            SI_OK &&
         (r = mkdir_p(dir, err)) == SI_OK)
         r = write_signed(c, path, json, err);
     free(json);
@@ -770,37 +664,6 @@ static size_t previous_versions(const si_index *idx, int k, int64_t *out)
         below = best;
     }
     return n;
-}
-
-static si_result set_description(si_image *img, const char *text, si_err *err)
-{
-    if (!text)
-        return SI_OK;
-    img->descriptions = calloc(1, sizeof(*img->descriptions));
-    if (!img->descriptions)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    img->ndescriptions = 1;
-    img->descriptions[0].key = strdup("description");
-    img->descriptions[0].text = strdup(text);
-    if (!img->descriptions[0].key || !img->descriptions[0].text)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    return SI_OK;
-}
-
-static si_result image_add_file(si_image *img, const si_index_file *f, si_err *err)
-{
-    si_index_file *n = realloc(img->files, (img->nfiles + 1) * sizeof(*n));
-    if (!n)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    img->files = n;
-    n[img->nfiles] = *f;
-    if (!(n[img->nfiles].path = strdup(f->path)) ||
-        !(n[img->nfiles].signature = strdup(f->signature))) {
-        free(n[img->nfiles].path);
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    }
-    img->nfiles++;
-    return SI_OK;
 }
 
 /* ------------------------------------------------------------ run */
@@ -892,139 +755,175 @@ static si_result make_tmpdir(pub_ctx *c, si_err *err)
     return SI_OK;
 }
 
-static si_result do_publish(pub_ctx *c, si_err *err)
+/* Everything one `publish --version` builds, released by build_free. */
+typedef struct pub_build {
+    si_index *idx;                      /* the published index, NULL if none */
+    si_channels *ch;
+    char fullpath[PATH_MAX];            /* the new rootfs full, in the tmpdir until pooled */
+    si_index_file shared[2];            /* device tarball (order 1), version tarball (order 2) */
+    si_image imgs[1 + MAX_DELTAS_BACK]; /* [0] the full, then the deltas */
+    size_t ndeltas;
+} pub_build;
+
+static void build_free(pub_build *b)
+{
+    for (size_t i = 0; i < 2; i++) {
+        free(b->shared[i].path);
+        free(b->shared[i].signature);
+    }
+    for (size_t i = 0; i < 1 + MAX_DELTAS_BACK; i++)
+        si_image_clear(&b->imgs[i]);
+    si_index_free(b->idx);
+    si_channels_free(b->ch);
+}
+
+/* The channel is not an alias, and N is new and greater than every published version. */
+static si_result check_new_version(pub_ctx *c, pub_build *b, si_err *err)
 {
     const pub_args *a = c->a;
-    si_channels *ch = NULL;
-    si_index *idx = NULL;
-    si_image imgs[1 + MAX_DELTAS_BACK];
-    size_t nimgs = 0;
-    memset(imgs, 0, sizeof(imgs));
-    si_index_file fl[3];
-    memset(fl, 0, sizeof(fl));
-    char tmp[PATH_MAX], fullpath[PATH_MAX], name[NAME_MAX + 1];
-    si_result r;
+    si_result r = chs_load(a->repo, &b->ch, err);
+    if (r != SI_OK)
+        return r;
+    const si_channel *existing = chs_find(b->ch, a->channel);
+    if (existing && existing->alias)
+        return si_err_set(err, SI_ERR_USAGE, "channel %s is an alias of %s: publish to %s",
+                          a->channel, existing->alias, existing->alias);
+    if ((r = index_load_opt(c, a->device, &b->idx, err)) != SI_OK)
+        return r;
+    for (size_t i = 0; b->idx && i < b->idx->nimages; i++)
+        if (b->idx->images[i].version == a->version)
+            return si_err_set(err, SI_ERR_EXISTS, "%s/%s: version %lld is already published",
+                              a->channel, a->device, (long long)a->version);
+    int64_t maxv = index_max_version(b->idx);
+    if (a->version <= maxv)
+        return si_err_set(err, SI_ERR_DOWNGRADE,
+                          "%s/%s: version %lld is not greater than the published %lld",
+                          a->channel, a->device, (long long)a->version, (long long)maxv);
+    return SI_OK;
+}
 
-    if ((r = chs_load(a->repo, &ch, err)) != SI_OK)
-        goto out;
-    const si_channel *existing = chs_get(ch, a->channel, false);
-    if (existing && existing->alias) {
-        r = si_err_set(err, SI_ERR_USAGE, "channel %s is an alias of %s: publish to %s",
-                       a->channel, existing->alias, existing->alias);
-        goto out;
-    }
-    if ((r = index_load_opt(c, &idx, err)) != SI_OK)
-        goto out;
-    for (size_t i = 0; idx && i < idx->nimages; i++)
-        if (idx->images[i].version == a->version) {
-            r = si_err_set(err, SI_ERR_EXISTS, "%s/%s: version %lld is already published",
-                           a->channel, a->device, (long long)a->version);
-            goto out;
-        }
-    int64_t maxv = index_max_version(idx);
-    if (a->version <= maxv) {
-        r = si_err_set(err, SI_ERR_DOWNGRADE,
-                       "%s/%s: version %lld is not greater than the published %lld", a->channel,
-                       a->device, (long long)a->version, (long long)maxv);
-        goto out;
-    }
-    const char *dev_ext = NULL;
-    if (a->device_tarball && (r = check_device_tarball(a->device_tarball, &dev_ext, err)) != SI_OK)
-        goto out;
-    if ((r = make_tmpdir(c, err)) != SI_OK)
-        goto out;
+/* The rootfs full (kept in the tmpdir for the deltas), the version tarball
+ * and the device tarball (both shared by every image of the version). */
+static si_result build_shared(pub_ctx *c, pub_build *b, const char *dev_ext, si_err *err)
+{
+    const pub_args *a = c->a;
     const char *ext = comp_ext(a->opts.compression);
-
-    /* The full rootfs: kept in the tmpdir until the deltas are built. */
-    if ((r = pathf(fullpath, sizeof(fullpath), err, "%s/rootfs-full", c->tmpdir)) != SI_OK)
-        goto out;
+    char tmp[PATH_MAX], name[NAME_MAX + 1];
+    si_result r = pathf(b->fullpath, sizeof(b->fullpath), err, "%s/rootfs-full", c->tmpdir);
+    if (r != SI_OK)
+        return r;
     fprintf(stderr, "publish: building full rootfs of version %lld\n", (long long)a->version);
-    if ((r = si_build_full(a->tree ? a->tree : a->tarball, fullpath, &a->opts, err)) != SI_OK)
-        goto out;
-    /* The version tarball and the device tarball, shared by every image. */
+    if ((r = si_build_full(a->tree ? a->tree : a->tarball, b->fullpath, &a->opts, err)) != SI_OK)
+        return r;
     si_version v = {.build = a->version};
     snprintf(v.channel, sizeof(v.channel), "%s", a->channel);
     if ((r = pathf(tmp, sizeof(tmp), err, "%s/version", c->tmpdir)) != SI_OK ||
         (r = si_version_build_tarball(&v, tmp, &a->opts, err)) != SI_OK ||
         (r = pathf(name, sizeof(name), err, "version-%s-%lld", a->channel,
                    (long long)a->version)) != SI_OK ||
-        (r = pool_add(c, tmp, name, ext, 2, &fl[2], err)) != SI_OK)
-        goto out;
-    if (a->device_tarball) {
-        if ((r = pathf(tmp, sizeof(tmp), err, "%s/device", c->tmpdir)) != SI_OK ||
-            (r = copy_file(a->device_tarball, tmp, err)) != SI_OK ||
-            (r = pathf(name, sizeof(name), err, "%s-device", a->device)) != SI_OK ||
-            (r = pool_add(c, tmp, name, dev_ext, 1, &fl[1], err)) != SI_OK)
-            goto out;
-    }
+        (r = pool_add(c, tmp, name, ext, 2, &b->shared[1], err)) != SI_OK)
+        return r;
+    if (!a->device_tarball)
+        return SI_OK;
+    if ((r = pathf(tmp, sizeof(tmp), err, "%s/device", c->tmpdir)) != SI_OK ||
+        (r = copy_file(a->device_tarball, tmp, err)) != SI_OK ||
+        (r = pathf(name, sizeof(name), err, "%s-device", a->device)) != SI_OK)
+        return r;
+    return pool_add(c, tmp, name, dev_ext, 1, &b->shared[0], err);
+}
 
-    /* Deltas from the previous fulls, newest first. */
+/* One delta from base to the new full, pooled, as image b->imgs[1 + ndeltas]. */
+static si_result build_one_delta(pub_ctx *c, pub_build *b, int64_t base, const char *old,
+                                 si_err *err)
+{
+    const pub_args *a = c->a;
+    char tmp[PATH_MAX], name[NAME_MAX + 1];
+    si_index_file df = {0};
+    fprintf(stderr, "publish: building delta %lld -> %lld\n", (long long)base,
+            (long long)a->version);
+    si_result r;
+    if ((r = pathf(tmp, sizeof(tmp), err, "%s/delta", c->tmpdir)) != SI_OK ||
+        (r = si_build_delta(old, b->fullpath, tmp, &a->opts, err)) != SI_OK ||
+        (r = pathf(name, sizeof(name), err, "%s-rootfs-delta-%lld-%lld", a->device,
+                   (long long)base, (long long)a->version)) != SI_OK ||
+        (r = pool_add(c, tmp, name, comp_ext(a->opts.compression), 0, &df, err)) != SI_OK) {
+        free(df.path);
+        free(df.signature);
+        return r;
+    }
+    si_image *img = &b->imgs[1 + b->ndeltas++];
+    img->type = SI_IMAGE_DELTA;
+    img->version = a->version;
+    img->has_base = true;
+    img->base = base;
+    r = si_image_add_file(img, &df, err);
+    free(df.path);
+    free(df.signature);
+    return r;
+}
+
+/* Deltas from the --deltas-back newest published fulls, newest first. */
+static si_result build_deltas(pub_ctx *c, pub_build *b, si_err *err)
+{
     int64_t bases[MAX_DELTAS_BACK];
-    size_t nb = previous_versions(idx, a->deltas_back, bases);
+    size_t nb = previous_versions(b->idx, c->a->deltas_back, bases);
     for (size_t i = 0; i < nb; i++) {
         char old[PATH_MAX];
         bool found = false;
-        if ((r = find_full_rootfs(c, idx, bases[i], old, sizeof(old), &found, err)) != SI_OK)
-            goto out;
+        si_result r = find_full_rootfs(c, b->idx, bases[i], old, sizeof(old), &found, err);
+        if (r != SI_OK)
+            return r;
         if (!found) {
             fprintf(stderr, "publish: version %lld has no rootfs full in the pool: no delta\n",
                     (long long)bases[i]);
             continue;
         }
-        fprintf(stderr, "publish: building delta %lld -> %lld\n", (long long)bases[i],
-                (long long)a->version);
-        si_index_file df;
-        si_image *img = &imgs[1 + nimgs];
-        if ((r = pathf(tmp, sizeof(tmp), err, "%s/delta", c->tmpdir)) != SI_OK ||
-            (r = si_build_delta(old, fullpath, tmp, &a->opts, err)) != SI_OK ||
-            (r = pathf(name, sizeof(name), err, "%s-rootfs-delta-%lld-%lld", a->device,
-                       (long long)bases[i], (long long)a->version)) != SI_OK ||
-            (r = pool_add(c, tmp, name, ext, 0, &df, err)) != SI_OK)
-            goto out;
-        img->type = SI_IMAGE_DELTA;
-        img->version = a->version;
-        img->has_base = true;
-        img->base = bases[i];
-        img->phased_percentage = a->phased;
-        nimgs++;
-        r = image_add_file(img, &df, err);
-        free(df.path);
-        free(df.signature);
-        if (r != SI_OK)
-            goto out;
+        if ((r = build_one_delta(c, b, bases[i], old, err)) != SI_OK)
+            return r;
     }
+    return SI_OK;
+}
+
+/* Pool the full; every image gets the shared files, the phase and the description. */
+static si_result finish_images(pub_ctx *c, pub_build *b, si_err *err)
+{
+    const pub_args *a = c->a;
+    char name[NAME_MAX + 1];
+    si_index_file ff = {0};
+    si_result r;
     if ((r = pathf(name, sizeof(name), err, "%s-rootfs-full-%lld", a->device,
                    (long long)a->version)) != SI_OK ||
-        (r = pool_add(c, fullpath, name, ext, 0, &fl[0], err)) != SI_OK)
-        goto out;
-
-    si_image *full = &imgs[0];
-    full->type = SI_IMAGE_FULL;
-    full->version = a->version;
-    full->phased_percentage = a->phased;
-    for (size_t i = 0; i <= nimgs; i++) {
-        si_image *img = &imgs[i];
-        if (i == 0 && (r = image_add_file(img, &fl[0], err)) != SI_OK)
-            goto out;
-        for (size_t f = 1; f < 3; f++)
-            if (fl[f].path && (r = image_add_file(img, &fl[f], err)) != SI_OK)
-                goto out;
-        if ((r = set_description(img, a->description, err)) != SI_OK)
-            goto out;
+        (r = pool_add(c, b->fullpath, name, comp_ext(a->opts.compression), 0, &ff, err)) !=
+            SI_OK ||
+        (r = si_image_add_file(&b->imgs[0], &ff, err)) != SI_OK) {
+        free(ff.path);
+        free(ff.signature);
+        return r;
     }
-
-    bool have_dkr = false;
-    if ((r = publish_keyrings(c, &have_dkr, err)) != SI_OK)
-        goto out;
-    if ((r = index_write(c, idx, imgs, nimgs + 1, -1, -1, err)) != SI_OK)
-        goto out;
-
-    si_channel *chan = chs_get(ch, a->channel, true);
-    si_channel_device *dev = chan ? chan_get_device(chan, a->device) : NULL;
-    if (!dev) {
-        r = si_err_set(err, SI_ERR_NOMEM, "out of memory");
-        goto out;
+    free(ff.path);
+    free(ff.signature);
+    b->imgs[0].type = SI_IMAGE_FULL;
+    b->imgs[0].version = a->version;
+    for (size_t i = 0; i <= b->ndeltas; i++) {
+        si_image *img = &b->imgs[i];
+        img->phased_percentage = a->phased;
+        for (size_t f = 0; f < 2; f++)
+            if (b->shared[f].path && (r = si_image_add_file(img, &b->shared[f], err)) != SI_OK)
+                return r;
+        if (a->description && (r = si_image_set_description(img, a->description, err)) != SI_OK)
+            return r;
     }
+    return SI_OK;
+}
+
+/* channels.json: C/D points at its index (and device keyring); hidden flag. */
+static si_result update_channel(pub_ctx *c, si_channels *ch, bool have_dkr, si_err *err)
+{
+    const pub_args *a = c->a;
+    si_channel *chan = si_channels_get(ch, a->channel, err);
+    si_channel_device *dev = chan ? si_channel_get_device(chan, a->device, err) : NULL;
+    if (!dev)
+        return SI_ERR_NOMEM;
     if (a->hidden)
         chan->hidden = true;
     if (a->visible)
@@ -1032,222 +931,335 @@ static si_result do_publish(pub_ctx *c, si_err *err)
     free(dev->index);
     free(dev->keyring_path);
     free(dev->keyring_signature);
-    dev->keyring_path = dev->keyring_signature = NULL;
+    dev->index = dev->keyring_path = dev->keyring_signature = NULL;
     if (asprintf(&dev->index, "/%s/%s/index.json", a->channel, a->device) < 0 ||
         (have_dkr &&
          (asprintf(&dev->keyring_path, "/keyrings/%s/device-signing.keyring", a->device) < 0 ||
           asprintf(&dev->keyring_signature, "/keyrings/%s/device-signing.keyring.sig",
                    a->device) < 0))) {
-        dev->index = NULL;
-        r = si_err_set(err, SI_ERR_NOMEM, "out of memory");
-        goto out;
+        dev->index = NULL; /* asprintf leaves it undefined on failure */
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
     }
-    if ((r = chs_write(c, ch, err)) != SI_OK)
-        goto out;
-    printf("published %s/%s version %lld: full", a->channel, a->device, (long long)a->version);
-    for (size_t i = 0; i < nimgs; i++)
-        printf(", delta from %lld", (long long)imgs[1 + i].base);
-    printf("\n");
-out:
-    for (size_t i = 0; i < 3; i++) {
-        free(fl[i].path);
-        free(fl[i].signature);
+    return chs_write(c, ch, err);
+}
+
+/* publish --version: check, build, pool, then keyrings, index, channels
+ * (the order in which a reader never sees a reference to a missing file). */
+static si_result do_publish(pub_ctx *c, si_err *err)
+{
+    const pub_args *a = c->a;
+    pub_build b;
+    memset(&b, 0, sizeof(b));
+    const char *dev_ext = NULL;
+    bool have_dkr = false;
+    si_result r = check_new_version(c, &b, err);
+    if (r == SI_OK && a->device_tarball)
+        r = check_device_tarball(a->device_tarball, &dev_ext, err);
+    if (r == SI_OK)
+        r = make_tmpdir(c, err);
+    if (r == SI_OK)
+        r = build_shared(c, &b, dev_ext, err);
+    if (r == SI_OK)
+        r = build_deltas(c, &b, err);
+    if (r == SI_OK)
+        r = finish_images(c, &b, err);
+    if (r == SI_OK)
+        r = publish_keyrings(c, &have_dkr, err);
+    if (r == SI_OK)
+        r = index_write(c, a->device, b.idx, b.imgs, b.ndeltas + 1, -1, -1, err);
+    if (r == SI_OK)
+        r = update_channel(c, b.ch, have_dkr, err);
+    if (r == SI_OK) {
+        printf("published %s/%s version %lld: full", a->channel, a->device,
+               (long long)a->version);
+        for (size_t i = 0; i < b.ndeltas; i++)
+            printf(", delta from %lld", (long long)b.imgs[1 + i].base);
+        printf("\n");
     }
-    for (size_t i = 0; i < 1 + MAX_DELTAS_BACK; i++)
-        image_free_owned(&imgs[i]);
-    si_index_free(idx);
-    chs_free(ch);
+    build_free(&b);
     return r;
+}
+
+/* ------------------------------------------------------------ edit */
+
+/* --alias TARGET: C serves TARGET's indexes. */
+static si_result set_alias(pub_ctx *c, si_channels *ch, si_channel **chan, si_err *err)
+{
+    const pub_args *a = c->a;
+    const si_channel *t = chs_find(ch, a->alias);
+    if (!t)
+        return si_err_set(err, SI_ERR_NOT_FOUND, "channels.json: alias target %s: no such channel",
+                          a->alias);
+    if (t->alias)
+        return si_err_set(err, SI_ERR_USAGE, "channel %s is itself an alias of %s", a->alias,
+                          t->alias);
+    for (size_t i = 0; i < ch->nchannels; i++)
+        if (ch->channels[i].alias && strcmp(ch->channels[i].alias, a->channel) == 0)
+            return si_err_set(err, SI_ERR_USAGE, "channel %s is the alias target of %s",
+                              a->channel, ch->channels[i].name);
+    if (!(*chan = si_channels_get(ch, a->channel, err)))
+        return SI_ERR_NOMEM;
+    char *alias = strdup(a->alias);
+    if (!alias)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    free((*chan)->alias);
+    (*chan)->alias = alias;
+    return SI_OK;
+}
+
+/* --set-phase P: the phased-percentage of the newest version of C/D. */
+static si_result set_phase(pub_ctx *c, const si_channel *chan, si_err *err)
+{
+    const pub_args *a = c->a;
+    if (chan->alias)
+        return si_err_set(err, SI_ERR_USAGE, "channel %s is an alias of %s: set the phase there",
+                          a->channel, chan->alias);
+    si_index *idx = NULL;
+    si_result r = index_load_opt(c, a->device, &idx, err);
+    if (r == SI_OK && (!idx || idx->nimages == 0))
+        r = si_err_set(err, SI_ERR_NOT_FOUND, "%s/%s/index.json: nothing published", a->channel,
+                       a->device);
+    int64_t v = index_max_version(idx);
+    if (r == SI_OK && (r = index_write(c, a->device, idx, NULL, 0, v, a->set_phase, err)) == SI_OK)
+        printf("%s/%s: version %lld phased at %d%%\n", a->channel, a->device, (long long)v,
+               a->set_phase);
+    si_index_free(idx);
+    return r;
+}
+
+/* --refresh: re-sign the unchanged index of C/D (every device of C without
+ * --device) with a new generated_at and expiry. */
+static si_result refresh(pub_ctx *c, const si_channel *chan, si_err *err)
+{
+    const pub_args *a = c->a;
+    if (chan->alias)
+        return si_err_set(err, SI_ERR_USAGE, "channel %s is an alias of %s: refresh that one",
+                          a->channel, chan->alias);
+    size_t done = 0;
+    for (size_t i = 0; i < chan->ndevices; i++) {
+        const char *device = chan->devices[i].name;
+        if (a->device && strcmp(a->device, device) != 0)
+            continue;
+        si_index *idx = NULL;
+        si_result r = index_load_opt(c, device, &idx, err);
+        if (r == SI_OK && !idx)
+            r = si_err_set(err, SI_ERR_NOT_FOUND, "%s/%s/index.json: nothing published",
+                           a->channel, device);
+        if (r == SI_OK)
+            r = index_write(c, device, idx, NULL, 0, -1, -1, err);
+        si_index_free(idx);
+        if (r != SI_OK)
+            return r;
+        char ts[64];
+        si_index_format_time(c->now + a->expires, ts);
+        printf("%s/%s: index re-signed, expires %s\n", a->channel, device, ts);
+        done++;
+    }
+    if (done == 0)
+        return si_err_set(err, SI_ERR_NOT_FOUND, "channels.json: channel %s has no device%s%s",
+                          a->channel, a->device ? " " : "", a->device ? a->device : "");
+    return SI_OK;
 }
 
 static si_result do_edit(pub_ctx *c, si_err *err)
 {
     const pub_args *a = c->a;
     si_channels *ch = NULL;
-    si_index *idx = NULL;
     si_result r = chs_load(a->repo, &ch, err);
-    if (r != SI_OK)
-        goto out;
-    si_channel *chan = chs_get(ch, a->channel, false);
-    if (a->alias) {
-        const si_channel *t = chs_get(ch, a->alias, false);
-        if (!t) {
-            r = si_err_set(err, SI_ERR_NOT_FOUND, "channels.json: alias target %s: no such channel",
-                           a->alias);
-            goto out;
-        }
-        if (t->alias) {
-            r = si_err_set(err, SI_ERR_USAGE, "channel %s is itself an alias of %s", a->alias,
-                           t->alias);
-            goto out;
-        }
-        for (size_t i = 0; i < ch->nchannels; i++)
-            if (ch->channels[i].alias && strcmp(ch->channels[i].alias, a->channel) == 0) {
-                r = si_err_set(err, SI_ERR_USAGE, "channel %s is the alias target of %s",
-                               a->channel, ch->channels[i].name);
-                goto out;
-            }
-        if (!(chan = chs_get(ch, a->channel, true))) {
-            r = si_err_set(err, SI_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        free(chan->alias);
-        if (!(chan->alias = strdup(a->alias))) {
-            r = si_err_set(err, SI_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-    }
-    if (!chan) {
+    si_channel *chan = ch ? chs_find(ch, a->channel) : NULL;
+    if (r == SI_OK && a->alias)
+        r = set_alias(c, ch, &chan, err);
+    if (r == SI_OK && !chan)
         r = si_err_set(err, SI_ERR_NOT_FOUND, "channels.json: channel %s: not found", a->channel);
-        goto out;
-    }
-    if (a->hidden)
+    if (r == SI_OK && a->hidden)
         chan->hidden = true;
-    if (a->visible)
+    if (r == SI_OK && a->visible)
         chan->hidden = false;
-    if (a->has_set_phase) {
-        if (chan->alias) {
-            r = si_err_set(err, SI_ERR_USAGE, "channel %s is an alias of %s: set the phase there",
-                           a->channel, chan->alias);
-            goto out;
-        }
-        if ((r = index_load_opt(c, &idx, err)) != SI_OK)
-            goto out;
-        if (!idx || idx->nimages == 0) {
-            r = si_err_set(err, SI_ERR_NOT_FOUND, "%s/%s/index.json: nothing published",
-                           a->channel, a->device);
-            goto out;
-        }
-        int64_t v = index_max_version(idx);
-        if ((r = index_write(c, idx, NULL, 0, v, a->set_phase, err)) != SI_OK)
-            goto out;
-        printf("%s/%s: version %lld phased at %d%%\n", a->channel, a->device, (long long)v,
-               a->set_phase);
-    }
+    if (r == SI_OK && a->has_set_phase)
+        r = set_phase(c, chan, err);
+    if (r == SI_OK && a->refresh)
+        r = refresh(c, chan, err);
     bool have_dkr = false;
-    if ((r = publish_keyrings(c, &have_dkr, err)) != SI_OK ||
-        (r = chs_write(c, ch, err)) != SI_OK)
-        goto out;
-    printf("channel %s:%s%s%s\n", a->channel, chan->alias ? " alias of " : "",
-           chan->alias ? chan->alias : "", chan->hidden ? " hidden" : " visible");
-out:
-    si_index_free(idx);
-    chs_free(ch);
+    if (r == SI_OK && (r = publish_keyrings(c, &have_dkr, err)) == SI_OK &&
+        (r = chs_write(c, ch, err)) == SI_OK)
+        printf("channel %s:%s%s%s\n", a->channel, chan->alias ? " alias of " : "",
+               chan->alias ? chan->alias : "", chan->hidden ? " hidden" : " visible");
+    si_channels_free(ch);
     return r;
 }
 
-int cmd_publish(int argc, char **argv)
+/* ------------------------------------------------------------ arguments */
+
+static const struct option longopts[] = {
+    {"repo", required_argument, NULL, OPT_REPO},
+    {"keys", required_argument, NULL, OPT_KEYS},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"version", required_argument, NULL, OPT_VERSION},
+    {"tree", required_argument, NULL, OPT_TREE},
+    {"tarball", required_argument, NULL, OPT_TARBALL},
+    {"device-tarball", required_argument, NULL, OPT_DEVICE_TARBALL},
+    {"deltas-back", required_argument, NULL, OPT_DELTAS_BACK},
+    {"phased", required_argument, NULL, OPT_PHASED},
+    {"description", required_argument, NULL, OPT_DESCRIPTION},
+    {"compression", required_argument, NULL, OPT_COMPRESSION},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"alias", required_argument, NULL, OPT_ALIAS},
+    {"hidden", no_argument, NULL, OPT_HIDDEN},
+    {"visible", no_argument, NULL, OPT_VISIBLE},
+    {"set-phase", required_argument, NULL, OPT_SET_PHASE},
+    {"expires", required_argument, NULL, OPT_EXPIRES},
+    {"refresh", no_argument, NULL, OPT_REFRESH},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* "7d", "12h", "3600s", "3600": seconds in [1, MAX_EXPIRES]. */
+static bool parse_duration(const char *s, int64_t *out)
 {
-    if (si_tool_wants_help(argc, argv, publish_usage))
-        return SI_OK;
-    static const struct option longopts[] = {
-        {"repo", required_argument, NULL, OPT_REPO},
-        {"keys", required_argument, NULL, OPT_KEYS},
-        {"channel", required_argument, NULL, OPT_CHANNEL},
-        {"device", required_argument, NULL, OPT_DEVICE},
-        {"version", required_argument, NULL, OPT_VERSION},
-        {"tree", required_argument, NULL, OPT_TREE},
-        {"tarball", required_argument, NULL, OPT_TARBALL},
-        {"device-tarball", required_argument, NULL, OPT_DEVICE_TARBALL},
-        {"deltas-back", required_argument, NULL, OPT_DELTAS_BACK},
-        {"phased", required_argument, NULL, OPT_PHASED},
-        {"description", required_argument, NULL, OPT_DESCRIPTION},
-        {"compression", required_argument, NULL, OPT_COMPRESSION},
-        {"level", required_argument, NULL, OPT_LEVEL},
-        {"alias", required_argument, NULL, OPT_ALIAS},
-        {"hidden", no_argument, NULL, OPT_HIDDEN},
-        {"visible", no_argument, NULL, OPT_VISIBLE},
-        {"set-phase", required_argument, NULL, OPT_SET_PHASE},
-        {NULL, 0, NULL, 0},
-    };
-    pub_args a = {.deltas_back = 2, .phased = 100, .opts = {.compression = SI_COMP_ZSTD}};
+    char buf[32];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, s, n + 1);
+    int64_t unit = 1;
+    if (buf[n - 1] == 'd' || buf[n - 1] == 'h' || buf[n - 1] == 's') {
+        unit = buf[n - 1] == 'd' ? 86400 : buf[n - 1] == 'h' ? 3600 : 1;
+        buf[n - 1] = '\0';
+    }
+    int64_t v;
+    if (!parse_int(buf, 1, MAX_EXPIRES / unit, &v))
+        return false;
+    *out = v * unit;
+    return true;
+}
+
+/* An option with an integer argument; 0 or a usage error's exit code. */
+static int parse_number_opt(int o, const char *arg, pub_args *a)
+{
     int64_t n;
+    switch (o) {
+    case OPT_VERSION:
+        if (!parse_int(arg, 1, (int64_t)1 << 53, &n))
+            return usage_error("--version: expected an integer in [1, 2^53]");
+        a->version = n;
+        a->has_version = true;
+        return 0;
+    case OPT_DELTAS_BACK:
+        if (!parse_int(arg, 0, MAX_DELTAS_BACK, &n))
+            return usage_error("--deltas-back: expected an integer in [0, 32]");
+        a->deltas_back = (int)n;
+        return 0;
+    case OPT_PHASED:
+    case OPT_SET_PHASE:
+        if (!parse_int(arg, 0, 100, &n))
+            return usage_error(o == OPT_PHASED ? "--phased: expected a percentage in [0, 100]"
+                                               : "--set-phase: expected a percentage in [0, 100]");
+        if (o == OPT_PHASED)
+            a->phased = (int)n;
+        else
+            a->set_phase = (int)n, a->has_set_phase = true;
+        return 0;
+    case OPT_LEVEL:
+        if (!parse_int(arg, 0, 22, &n))
+            return usage_error("--level: expected an integer in [0, 22]");
+        a->opts.level = (int)n;
+        return 0;
+    case OPT_EXPIRES:
+        if (!parse_duration(arg, &a->expires))
+            return usage_error("--expires: expected N[s|h|d], at most 3650d");
+        return 0;
+    default:
+        return usage_error("unknown option or missing argument");
+    }
+}
+
+/* getopt_long over argv into a; -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, pub_args *a)
+{
     optind = 1;
     opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    int o, rc;
+    while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (o) {
-        case OPT_REPO: a.repo = optarg; break;
-        case OPT_KEYS: a.keys = optarg; break;
-        case OPT_CHANNEL: a.channel = optarg; break;
-        case OPT_DEVICE: a.device = optarg; break;
-        case OPT_TREE: a.tree = optarg; break;
-        case OPT_TARBALL: a.tarball = optarg; break;
-        case OPT_DEVICE_TARBALL: a.device_tarball = optarg; break;
-        case OPT_DESCRIPTION: a.description = optarg; break;
-        case OPT_ALIAS: a.alias = optarg; break;
-        case OPT_HIDDEN: a.hidden = true; break;
-        case OPT_VISIBLE: a.visible = true; break;
-        case OPT_VERSION:
-            if (!parse_int(optarg, 1, (int64_t)1 << 53, &n))
-                return usage_error("--version: expected an integer in [1, 2^53]");
-            a.version = n;
-            a.has_version = true;
-            break;
-        case OPT_DELTAS_BACK:
-            if (!parse_int(optarg, 0, MAX_DELTAS_BACK, &n))
-                return usage_error("--deltas-back: expected an integer in [0, 32]");
-            a.deltas_back = (int)n;
-            break;
-        case OPT_PHASED:
-            if (!parse_int(optarg, 0, 100, &n))
-                return usage_error("--phased: expected a percentage in [0, 100]");
-            a.phased = (int)n;
-            break;
-        case OPT_SET_PHASE:
-            if (!parse_int(optarg, 0, 100, &n))
-                return usage_error("--set-phase: expected a percentage in [0, 100]");
-            a.set_phase = (int)n;
-            a.has_set_phase = true;
-            break;
-        case OPT_LEVEL:
-            if (!parse_int(optarg, 0, 22, &n))
-                return usage_error("--level: expected an integer in [0, 22]");
-            a.opts.level = (int)n;
-            break;
+        case OPT_REPO: a->repo = optarg; break;
+        case OPT_KEYS: a->keys = optarg; break;
+        case OPT_CHANNEL: a->channel = optarg; break;
+        case OPT_DEVICE: a->device = optarg; break;
+        case OPT_TREE: a->tree = optarg; break;
+        case OPT_TARBALL: a->tarball = optarg; break;
+        case OPT_DEVICE_TARBALL: a->device_tarball = optarg; break;
+        case OPT_DESCRIPTION: a->description = optarg; break;
+        case OPT_ALIAS: a->alias = optarg; break;
+        case OPT_HIDDEN: a->hidden = true; break;
+        case OPT_VISIBLE: a->visible = true; break;
+        case OPT_REFRESH: a->refresh = true; break;
+        case 'h':
+        case OPT_HELP:
+            fputs(publish_usage, stdout);
+            return SI_OK;
         case OPT_COMPRESSION:
             if (strcmp(optarg, "zstd") == 0)
-                a.opts.compression = SI_COMP_ZSTD;
+                a->opts.compression = SI_COMP_ZSTD;
             else if (strcmp(optarg, "xz") == 0)
-                a.opts.compression = SI_COMP_XZ;
+                a->opts.compression = SI_COMP_XZ;
             else
                 return usage_error("--compression: expected zstd or xz");
             break;
         default:
-            return usage_error("unknown option or missing argument");
+            if ((rc = parse_number_opt(o, optarg, a)) != 0)
+                return rc;
         }
     }
     if (optind != argc)
         return usage_error("unexpected argument");
-    if (!a.repo || !a.keys || !a.channel)
+    return -1;
+}
+
+/* The combinations that make sense; 0 or a usage error's exit code. */
+static int check_args(const pub_args *a)
+{
+    if (!a->repo || !a->keys || !a->channel)
         return usage_error("--repo, --keys and --channel are required");
-    if (!valid_name(a.channel) || strcmp(a.channel, "pool") == 0 ||
-        strcmp(a.channel, "keyrings") == 0)
+    if (!valid_name(a->channel) || strcmp(a->channel, "pool") == 0 ||
+        strcmp(a->channel, "keyrings") == 0)
         return usage_error("--channel: invalid channel name");
-    if (a.device && !valid_name(a.device))
+    if (a->device && !valid_name(a->device))
         return usage_error("--device: invalid device name");
-    if (a.alias && !valid_name(a.alias))
+    if (a->alias && !valid_name(a->alias))
         return usage_error("--alias: invalid channel name");
-    if (a.hidden && a.visible)
+    if (a->hidden && a->visible)
         return usage_error("--hidden and --visible exclude each other");
-    if (a.has_version) {
-        if (!a.device)
+    if (a->has_version) {
+        if (!a->device)
             return usage_error("--device is required with --version");
-        if (!a.tree == !a.tarball)
+        if (!a->tree == !a->tarball)
             return usage_error("exactly one of --tree and --tarball is required");
-        if (a.alias || a.has_set_phase)
-            return usage_error("--alias and --set-phase do not go with --version");
-    } else {
-        if (a.tree || a.tarball || a.device_tarball || a.description)
-            return usage_error("--tree, --tarball, --device-tarball, --description need --version");
-        if (!a.alias && !a.hidden && !a.visible && !a.has_set_phase)
-            return usage_error("nothing to do: give --version, --alias, --hidden, --visible "
-                               "or --set-phase");
-        if (a.has_set_phase && !a.device)
-            return usage_error("--set-phase needs --device");
-        if (a.alias && strcmp(a.alias, a.channel) == 0)
-            return usage_error("--alias: a channel cannot alias itself");
+        if (a->alias || a->has_set_phase || a->refresh)
+            return usage_error("--alias, --set-phase and --refresh do not go with --version");
+        return 0;
     }
+    if (a->tree || a->tarball || a->device_tarball || a->description)
+        return usage_error("--tree, --tarball, --device-tarball, --description need --version");
+    if (!a->alias && !a->hidden && !a->visible && !a->has_set_phase && !a->refresh)
+        return usage_error("nothing to do: give --version, --alias, --hidden, --visible, "
+                           "--set-phase or --refresh");
+    if (a->has_set_phase && !a->device)
+        return usage_error("--set-phase needs --device");
+    if (a->alias && strcmp(a->alias, a->channel) == 0)
+        return usage_error("--alias: a channel cannot alias itself");
+    return 0;
+}
+
+int cmd_publish(int argc, char **argv)
+{
+    pub_args a = {.deltas_back = 2, .phased = 100, .expires = DEFAULT_EXPIRES,
+                  .opts = {.compression = SI_COMP_ZSTD}};
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    if ((rc = check_args(&a)) != 0)
+        return rc;
     pub_ctx c = {.a = &a, .lockfd = -1, .now = (int64_t)time(NULL)};
     si_err err = {0};
     si_result r = ctx_open(&c, &err);

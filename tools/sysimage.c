@@ -45,7 +45,10 @@ static void usage(FILE *f)
           "Build, sign and publish image-based system updates.\n\ncommands:\n", f);
     for (const struct si_tool_command *c = commands; c->name; c++)
         fprintf(f, "  %-16s %s\n", c->name, c->summary);
-    fputs("\nRun 'sysimage COMMAND --help' for a command's options.\n", f);
+    fputs("\nRun 'sysimage COMMAND --help' for a command's options.\n"
+          "\nexit status: 0 on success, else the si_result code of the error (lib/result.h):\n"
+          "1 usage, 2 I/O, 4 parse, 7 bad signature, 14 version not greater, 17 unsafe path,\n"
+          "27 exists, ...; the message on stderr names what was wrong.\n", f);
 }
 
 /* Does name ("keyring create") match argv[0..]? Returns words consumed. */

@@ -69,7 +69,11 @@ def fresh_disk(tmp, name, art, with_payload=True, blank_system=True):
         files = artifacts.keyring_files()
         files["full.tar.zst"] = pathlib.Path(art, "full-v1.tar.zst")
         files["full.tar.zst.sig"] = pathlib.Path(art, "full-v1.tar.zst.sig")
-        sihw.stage_recovery(disk, files, command=artifacts.command(["full.tar.zst"]))
+        index = artifacts.make_index([("full", 1, None, {"full.tar.zst": files["full.tar.zst"]})])
+        files["index.json"] = pathlib.Path(index)
+        files["index.json.sig"] = pathlib.Path(index + ".sig")
+        sihw.stage_recovery(disk, files, command=artifacts.command(["full.tar.zst"],
+                                                                   images=[("full", 1, None)]))
     return disk
 
 

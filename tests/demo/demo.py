@@ -536,8 +536,9 @@ def main():
             steps.check(sihw.read_file(dev.disk, "userdata", "/user/notes.txt") is not None,
                         "the user's data is untouched")
             dev.stub("status")
-            p = dev.stub("check", show=False)
+            p = dev.stub("check", show=False, check=False)
             say("  $ sysimage-stub check  ->  " + p.stdout.strip().replace("\n", "; "))
+            steps.check(p.returncode == 100, f"check: up to date (exit {p.returncode}, 100 = nothing to install)")
 
         # ------------------------------------------------------------ 8
         with steps.step("8. Round 3, factory reset: userdata wiped, system untouched"):

@@ -25,9 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < cf.count; i++) {
         if (back.cmds[i].op != cf.cmds[i].op || back.cmds[i].target != cf.cmds[i].target ||
             strcmp(back.cmds[i].file, cf.cmds[i].file) != 0 ||
-            strcmp(back.cmds[i].sig, cf.cmds[i].sig) != 0)
+            strcmp(back.cmds[i].sig, cf.cmds[i].sig) != 0 ||
+            back.cmds[i].full != cf.cmds[i].full || back.cmds[i].version != cf.cmds[i].version ||
+            back.cmds[i].base != cf.cmds[i].base)
             abort();
     }
     free(text);
+    /* The sequence rules never crash and refuse with a message. */
+    err.msg[0] = '\0';
+    if (si_command_file_check(&cf, &err) != SI_OK && err.msg[0] == '\0')
+        abort();
     return 0;
 }

@@ -173,11 +173,11 @@ def test_keyring_create_contents(devkeys, tmp_path):
     (tmp_path / "bad.pub").write_text("not a key\n")
     p = sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
                  devkeys / "image-master.key", tmp_path / "b.keyring", tmp_path / "bad.pub")
-    assert p.returncode != 0 and "bad.pub" in p.stderr
+    assert p.returncode == 6 and "bad.pub: not a PEM public key" in p.stderr, p.stderr  # bad-key
     # a missing signing key is named
     p = sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
                  tmp_path / "none.key", tmp_path / "b.keyring")
-    assert p.returncode != 0 and "none.key" in p.stderr
+    assert p.returncode == 2 and "none.key: No such file" in p.stderr, p.stderr  # io
     # an encrypted private key is refused with a reason
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
             "-aes-128-cbc", "-pass", "pass:secret", "-out", tmp_path / "enc.key")
@@ -187,6 +187,40 @@ def test_keyring_create_contents(devkeys, tmp_path):
     # archive-master needs a key
     p = sysimage("keyring", "create", "--type", "archive-master", tmp_path / "am.keyring")
     assert p.returncode == USAGE
+
+
+def test_keyring_create_version_and_blacklist(devkeys, tmp_path):
+    """Issue 10.3: keyrings carry a version; an image-signing keyring names its blacklist."""
+    import hashlib
+    bl = tmp_path / "blacklist.keyring"
+    sysimage("keyring", "create", "--type", "blacklist", "--version", "3", "--sign-with",
+             devkeys / "image-master.key", bl, devkeys / "device-signing.pub", check=True)
+    assert json.loads(bl.read_text())["version"] == 3
+    out = tmp_path / "image-signing.keyring"
+    sysimage("keyring", "create", "--type", "image-signing", "--version", "2", "--blacklist", bl,
+             "--sign-with", devkeys / "image-master.key", out, devkeys / "image-signing.pub",
+             check=True)
+    doc = json.loads(out.read_text())
+    assert doc["version"] == 2
+    assert doc["blacklist"] == hashlib.sha256(bl.read_bytes()).hexdigest()
+    # the chain still validates with them
+    sysimage("keyring", "check", "--archive-master", devkeys / "archive-master.keyring",
+             devkeys / "image-master.keyring", out, check=True)
+    # version 0 is the default and is not written
+    plain = tmp_path / "plain.keyring"
+    sysimage("keyring", "create", "--type", "image-signing", "--sign-with",
+             devkeys / "image-master.key", plain, devkeys / "image-signing.pub", check=True)
+    assert "version" not in json.loads(plain.read_text())
+    # errors: a negative version, --blacklist on another type, a file that is no blacklist
+    for args in (["--type", "blacklist", "--version", "-1"],
+                 ["--type", "blacklist", "--blacklist", str(bl)],
+                 ["--type", "image-signing", "--blacklist", str(out)]):
+        p = sysimage("keyring", "create", *args, "--sign-with", devkeys / "image-master.key",
+                     tmp_path / "x.keyring")
+        assert p.returncode != 0, args
+    p = sysimage("keyring", "create", "--type", "image-signing", "--blacklist", out,
+                 "--sign-with", devkeys / "image-master.key", tmp_path / "x.keyring")
+    assert p.returncode == 8 and "not a blacklist" in p.stderr
 
 
 # ------------------------------------------------------------------ sign / verify
@@ -361,7 +395,7 @@ def test_sysimage_signs_openssl_verifies(tmp_path, data, kind):
     (tmp_path / "other").write_bytes(b"other")
     p = openssl("dgst", "-sha256", "-verify", tmp_path / "k.pub", *sigopts, "-signature", raw,
                 tmp_path / "other", check=False)
-    assert p.returncode != 0
+    assert p.returncode == 1 and "Verification failure" in p.stdout, p.stdout + p.stderr
 
 
 # ------------------------------------------------------------------ keyring check

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -134,22 +135,61 @@ def test_layout(published):
     assert not [f for f in pool if ".tmp" in f]
 
 
+def key_id(pub):
+    """The key id (docs/design.md §3: hex SHA-256 of the DER SubjectPublicKeyInfo) of a PEM public key."""
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
 def test_signatures_verify(published):
     repo, keys = published["repo"], published["keys"]
+    signer = key_id(os.path.join(keys, "image-signing.pub"))
+    checked = []
     for dirpath, _, files in os.walk(repo):
         if "keyrings" in dirpath:
             continue
         for f in files:
             if f.endswith(".json") or (f.endswith((".tar.zst", ".tar.xz"))):
-                verify(keys, os.path.join(dirpath, f))
-    # a tampered file fails
-    bad = os.path.join(published["base"], "tampered.json")
+                path = os.path.join(dirpath, f)
+                proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"),
+                                path)
+                assert proc.returncode == 0, f"{path}: {proc.stderr}"
+                # verified by the one image-signing key, and it says so
+                assert f"verified {path}: key {signer} (image-signing)" in proc.stdout, proc.stdout
+                checked.append(os.path.relpath(path, repo))
+    pool = [f for f in os.listdir(os.path.join(repo, "pool"))
+            if f.endswith((".tar.zst", ".tar.xz"))]
+    # channels.json, the index and every pool file (3 builds: fulls, deltas, version and
+    # device tarballs) were checked, none left out
+    assert sorted(checked) == sorted(["channels.json", f"{CHANNEL}/{DEVICE}/index.json"] +
+                                     [f"pool/{f}" for f in pool])
+    assert len(pool) >= 3 * 3
+
+    def refused(path, code, *words):
+        proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"), path)
+        assert proc.returncode == code, (proc.returncode, proc.stderr)
+        for w in words:
+            assert w in proc.stderr, proc.stderr
+        assert "verified" not in proc.stdout
+
+    # a tampered file: SI_ERR_BAD_SIGNATURE (7), naming the file and the key that signed it
     with open(os.path.join(repo, "channels.json")) as f:
         text = f.read()
+    bad = os.path.join(published["base"], "tampered.json")
     write(bad, text.replace(DEVICE, "other-device"))
     os.link(os.path.join(repo, "channels.json.sig"), bad + ".sig")
-    proc = sysimage("verify", "--keyring", os.path.join(keys, "image-signing.keyring"), bad)
-    assert proc.returncode != 0
+    refused(bad, 7, bad, "signature does not verify", signer[:16])
+    # intact bytes signed by a key outside the image-signing keyring (image-master's)
+    other = os.path.join(published["base"], "other-signer.json")
+    write(other, text)
+    sysimage("sign", "--key", os.path.join(keys, "image-master.key"), other, check=True)
+    refused(other, 7, "no stanza is signed by a trusted key",
+            key_id(os.path.join(keys, "image-master.pub"))[:16])
+    # no signature at all: SI_ERR_MISSING_FILE (16), naming the .sig
+    unsigned = os.path.join(published["base"], "unsigned.json")
+    write(unsigned, text)
+    refused(unsigned, 16, unsigned + ".sig")
 
 
 def test_keyrings_chain(published):
@@ -444,3 +484,94 @@ def test_tarball_xz_and_second_device(published, tmp_path):
     want["etc/sysimage/version.json"] = (
         "file", 0o644, b'{\n    "build": 1,\n    "channel": "stable"\n}\n')
     assert snap == want
+
+
+# ------------------------------------------------------------------ freshness (issue 10.2)
+def index_times(repo, channel=CHANNEL, device=DEVICE):
+    import calendar
+    import time as _time
+    idx = load(repo, f"{channel}/{device}/index.json")
+    g = idx["global"]
+    parse = lambda s: calendar.timegm(_time.strptime(s, "%a %b %d %H:%M:%S UTC %Y"))  # noqa: E731
+    return idx, parse(g["generated_at"]), parse(g["expires"])
+
+
+def test_index_expires_a_week_after_generation(published):
+    idx, gen, exp = index_times(published["repo"])
+    assert exp - gen == 7 * 86400
+
+
+def test_expires_option_and_refresh(published, tmp_path):
+    import shutil
+    import time as _time
+    repo = os.path.join(str(tmp_path), "repo")
+    shutil.copytree(published["repo"], repo, symlinks=True)
+    keys = published["keys"]
+    before, gen0, exp0 = index_times(repo)
+    _time.sleep(1.1)
+    p = sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL, "--refresh",
+                 "--expires", "2d", check=True)
+    assert f"{CHANNEL}/{DEVICE}: index re-signed" in p.stdout
+    after, gen1, exp1 = index_times(repo)
+    assert after["images"] == before["images"]          # unchanged content
+    assert gen1 > gen0 and exp1 - gen1 == 2 * 86400
+    verify(keys, os.path.join(repo, CHANNEL, DEVICE, "index.json"))
+    # hours and seconds; a bad duration is a usage error
+    sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL, "--device", DEVICE,
+             "--refresh", "--expires", "36h", check=True)
+    _, gen2, exp2 = index_times(repo)
+    assert exp2 - gen2 == 36 * 3600
+    for bad in ("0", "-1d", "3651d", "7w", ""):
+        p = sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL,
+                     "--refresh", "--expires", bad)
+        assert p.returncode == 1, (bad, p.stderr)
+    # nothing to refresh / not with --version / an alias
+    p = sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL, "--device",
+                 "other-board", "--refresh")
+    assert p.returncode == 28 and "no device" in p.stderr
+    p = sysimage("publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL, "--device",
+                 DEVICE, "--version", "9", "--tree", published["trees"][1], "--refresh")
+    assert p.returncode == 1
+    sysimage("publish", "--repo", repo, "--keys", keys, "--channel", "daily", "--alias", CHANNEL,
+             check=True)
+    p = sysimage("publish", "--repo", repo, "--keys", keys, "--channel", "daily", "--refresh")
+    assert p.returncode == 1 and "alias" in p.stderr
+    # a new version takes --expires too
+    p = publish(repo, keys, "--device", DEVICE, "--version", "4", "--tree", published["trees"][3],
+                "--deltas-back", "0", "--expires", "3d")
+    _, gen4, exp4 = index_times(repo)
+    assert exp4 - gen4 == 3 * 86400
+
+
+# ------------------------------------------------------------------ layout (issue 12.2)
+@pytest.mark.parametrize("member", ["partitions/misc.img", "partitions/system.img",
+                                    "partitions/userdata.img", "partitions/cache.img",
+                                    "partitions/.hidden.img", "removed"])
+def test_device_tarball_refuses_what_the_device_refuses(published, tmp_path, member):
+    keys = published["keys"]
+    repo = os.path.join(str(tmp_path), "repo")
+    bad = os.path.join(str(tmp_path), "bad.tar.xz")
+    with tarfile.open(bad, "w:xz") as t:
+        info = tarfile.TarInfo(member)
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    proc = publish(repo, keys, "--device", DEVICE, "--version", "1", "--tree",
+                   published["trees"][1], "--device-tarball", bad, check=False)
+    assert proc.returncode == 17, proc.stderr
+    assert member.split("/")[-1] in proc.stderr
+    assert not os.path.exists(os.path.join(repo, CHANNEL))
+
+
+def test_device_tarball_raw_partition_allowed(published, tmp_path):
+    keys = published["keys"]
+    repo = os.path.join(str(tmp_path), "repo")
+    ok = os.path.join(str(tmp_path), "ok.tar.xz")
+    with tarfile.open(ok, "w:xz") as t:
+        d = tarfile.TarInfo("partitions")
+        d.type = tarfile.DIRTYPE
+        t.addfile(d)
+        info = tarfile.TarInfo("partitions/bios.img")
+        info.size = 4
+        t.addfile(info, io.BytesIO(b"boot"))
+    publish(repo, keys, "--device", DEVICE, "--version", "1", "--tree", published["trees"][1],
+            "--device-tarball", ok)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tarfile
 import io
+import time
 
 import pytest
 
@@ -25,7 +26,7 @@ ENV_SIG = b"# GRUB Environment Block\n"
 OK, BAD_SIGNATURE, BLACKLISTED = 0, 7, 11
 DOWNGRADE, COMMAND_FILE, MISSING_FILE = 14, 15, 16
 UNSAFE_PATH, NOT_FOUND, TRIES_EXHAUSTED = 17, 28, 26
-KEYRING_MODEL = 10
+KEYRING_MODEL, CHECKSUM, SIZE, STALE_INDEX = 10, 12, 13, 25
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mount"),
@@ -145,9 +146,45 @@ TREE2 = {
 }
 
 
+def index_time(t):
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(t))
+
+
+def make_index(d, images, name="index.json", generated=None, expires=7 * 86400,
+               key=os.path.join(KEYS, "image-signing.key")):
+    """Write and sign d/name: images = [(type, version, base, [file names in d],
+    extra fields)]. generated: epoch (default: a minute ago); expires: seconds
+    after it, or None for no expiry."""
+    gen = int(time.time()) - 60 if generated is None else generated
+    g = {"generated_at": index_time(gen)}
+    if expires is not None:
+        g["expires"] = index_time(gen + expires)
+    imgs = []
+    for typ, version, base, names, *extra in images:
+        img = {"type": typ, "version": version, "description": f"{typ} {version}", "files": [
+            {"path": f"/pool/{n}", "signature": f"/pool/{n}.sig", "checksum": sha256_file(d / n),
+             "size": os.path.getsize(d / n), "order": i} for i, n in enumerate(names)]}
+        if base is not None:
+            img["base"] = base
+        if extra:
+            img.update(extra[0])
+        imgs.append(img)
+    (d / name).write_text(json.dumps({"global": g, "images": imgs}, indent=4, sort_keys=True))
+    sign(d / name, key=key)
+    return d / name
+
+
+STANDARD_IMAGES = [
+    ("full", 1, None, ["full-1.tar.zst", "version-1.tar.xz"]),
+    ("full", 2, None, ["full-2.tar.zst", "version-2.tar.xz"]),
+    ("delta", 2, 1, ["delta-1-2.tar.zst", "version-2.tar.xz"]),
+]
+
+
 @pytest.fixture(scope="module")
 def payloads(tmp_path_factory):
-    """Signed full 1, full 2, delta 1->2 and version tarballs 1 and 2."""
+    """Signed full 1, full 2, delta 1->2, version tarballs 1 and 2, and the
+    signed index.json that offers them."""
     d = tmp_path_factory.mktemp("payloads")
     t1, t2 = d / "tree1", d / "tree2"
     write_tree(t1, TREE1)
@@ -164,6 +201,7 @@ def payloads(tmp_path_factory):
     for n in (1, 2):
         version_tarball(d / f"version-{n}.tar.xz", n)
         sign(d / f"version-{n}.tar.xz")
+    make_index(d, STANDARD_IMAGES)
     return {"dir": d, "tree1": t1, "tree2": t2}
 
 
@@ -171,19 +209,18 @@ KEYRING_LINES = [
     "load_keyring image-master.keyring image-master.keyring.sig",
     "load_keyring image-signing.keyring image-signing.keyring.sig",
 ]
+INDEX_LINE = "index index.json index.json.sig"
+PREAMBLE = KEYRING_LINES + [INDEX_LINE]
 
 
-def full_commands(n):
-    return KEYRING_LINES + [
-        "format system",
-        "mount system",
-        f"update full-{n}.tar.zst full-{n}.tar.zst.sig",
-        f"update version-{n}.tar.xz version-{n}.tar.xz.sig",
-        "unmount system",
-    ]
+def full_commands(n, files=None):
+    files = files or [f"full-{n}.tar.zst", f"version-{n}.tar.xz"]
+    return PREAMBLE + [f"image full {n}", "format system", "mount system"] + [
+        f"update {f} {f}.sig" for f in files] + ["unmount system"]
 
 
-DELTA_COMMANDS = KEYRING_LINES + [
+DELTA_COMMANDS = PREAMBLE + [
+    "image delta 2 1",
     "mount system",
     "update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
     "update version-2.tar.xz version-2.tar.xz.sig",
@@ -213,10 +250,15 @@ class Device:
         write_tree(ud, {"home/user/secret.txt": b"user data\n"})
         run(["mkfs.ext4", "-q", "-F", "-L", "userdata", "-d", ud, self.userdata, "16M"], check=True)
 
-    def stage(self, commands, *names, keys=KEYS, extra_keyrings=()):
+    def stage(self, commands, *names, keys=KEYS, extra_keyrings=(), index=None):
+        """Stage the keyrings, the signed index (index: a path, default the
+        payloads' one), the files `names` and their .sig, and the commands."""
         for kr in ("image-master", "image-signing") + tuple(extra_keyrings):
             for ext in (".keyring", ".keyring.sig"):
                 shutil.copy(os.path.join(keys, kr + ext), self.rdir / (kr + ext))
+        index = index or self.payloads["dir"] / "index.json"
+        shutil.copy(index, self.rdir / "index.json")
+        shutil.copy(str(index) + ".sig", self.rdir / "index.json.sig")
         for n in names:
             for ext in ("", ".sig"):
                 shutil.copy(self.payloads["dir"] / (n + ext), self.rdir / (n + ext))
@@ -363,7 +405,7 @@ def refusal_setups():
             b = f.read(1)
             f.seek(100)
             f.write(bytes([b[0] ^ 1]))
-        return BAD_SIGNATURE, "full-1.tar.zst"
+        return CHECKSUM, "full-1.tar.zst"
 
     def wrong_chain(dev, devkeys):
         dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz", keys=devkeys)
@@ -385,8 +427,9 @@ def refusal_setups():
         return COMMAND_FILE, "line 5"
 
     def bad_sequence(dev, devkeys):
-        dev.stage(KEYRING_LINES + ["update full-1.tar.zst full-1.tar.zst.sig"], "full-1.tar.zst")
-        return COMMAND_FILE, "line 3"
+        dev.stage(PREAMBLE + ["image full 1", "update full-1.tar.zst full-1.tar.zst.sig"],
+                  "full-1.tar.zst")
+        return COMMAND_FILE, "line 5"
 
     def missing(dev, devkeys):
         dev.stage(full_commands(1), "full-1.tar.zst")
@@ -431,14 +474,17 @@ def test_downgrade_refused(device):
     assert p.returncode == DOWNGRADE, p.stderr
     res = device.result()
     assert (res["from_version"], res["to_version"]) == (2, 1)
+    assert "older than the installed build 2" in res["message"]
     assert device.digests()["system.img"] == before["system.img"]
 
 
 def test_update_without_version_record_refused_when_system_has_one(device):
     device.install(1)
     before = device.digests()
-    device.stage(KEYRING_LINES + ["mount system", "update full-2.tar.zst full-2.tar.zst.sig",
-                                  "unmount system"], "full-2.tar.zst")
+    d = device.payloads["dir"]
+    idx = make_index(d, STANDARD_IMAGES + [("full", 3, None, ["full-2.tar.zst"])],
+                     name="index-noversion.json")
+    device.stage(full_commands(3, ["full-2.tar.zst"]), "full-2.tar.zst", index=idx)
     p = device.run()
     assert p.returncode == DOWNGRADE, p.stderr
     assert "no version record" in device.result()["message"]
@@ -468,7 +514,8 @@ def test_dry_run_changes_nothing(device):
         f.write(b"x")
     cache_before = snapshot(device.cache)
     p = device.run("--dry-run")
-    assert p.returncode == BAD_SIGNATURE
+    assert p.returncode == SIZE
+    assert "the index says" in p.stderr
     assert device.digests() == before
     assert snapshot(device.cache) == cache_before
 
@@ -484,10 +531,14 @@ def hostile_payload(d):
 
 
 def test_failures_are_counted_then_given_up(device):
-    hostile_payload(device.payloads["dir"])
-    device.stage(KEYRING_LINES + ["format system", "mount system",
-                                  "update evil.tar.xz evil.tar.xz.sig", "unmount system"],
-                 "evil.tar.xz")
+    d = device.payloads["dir"]
+    hostile_payload(d)
+    version_tarball(d / "version-3.tar.xz", 3)
+    sign(d / "version-3.tar.xz")
+    idx = make_index(d, [("full", 3, None, ["evil.tar.xz", "version-3.tar.xz"])],
+                     name="index-evil.json")
+    device.stage(full_commands(3, ["evil.tar.xz", "version-3.tar.xz"]), "evil.tar.xz",
+                 "version-3.tar.xz", index=idx)
     for attempt in (1, 2):
         p = device.run()
         assert p.returncode == UNSAFE_PATH, p.stderr
@@ -531,10 +582,12 @@ def test_interrupted_with_progress_resumes_without_formatting(device, payloads):
     cmds = full_commands(1)[:-1] + ["update delta-1-2.tar.zst delta-1-2.tar.zst.sig",
                                     "update version-2.tar.xz version-2.tar.xz.sig",
                                     "unmount system"]
+    cmds.insert(cmds.index("image full 1") + 1, "image delta 2 1")
     device.stage(cmds, "full-1.tar.zst", "version-1.tar.xz", "delta-1-2.tar.zst",
                  "version-2.tar.xz")
-    write_state(device, completed=6, start={"step": 6, "bytes": 0},
-                best={"step": 6, "bytes": 4096})
+    done = cmds.index("update version-1.tar.xz version-1.tar.xz.sig") + 1
+    write_state(device, completed=done, start={"step": done, "bytes": 0},
+                best={"step": done, "bytes": 4096})
     device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=2)
                             + b"\0" * ((1 << 20) - 1024))
     p = device.run()
@@ -588,3 +641,263 @@ def test_cache_partition_mounted_by_the_recovery(device, payloads):
         assert res["to_version"] == 1
         assert sorted(os.listdir(os.path.join(m, "recovery"))) == ["last_log", "last_result.json"]
     assert device.system_tree() == expected_tree(payloads["tree1"], 1)
+
+
+# ------------------------------------------------------------------ issue 10: the job is bound
+# to the signed index. Each test fails on the recovery before it (which ran
+# any signed file it was given) and passes now.
+
+def assert_refused_intact(device, before, p, code, needle):
+    assert p.returncode == code, p.stderr
+    res = device.result()
+    assert res["result"] == code and needle in res["message"], res["message"]
+    assert device.digests()["system.img"] == before["system.img"]
+    assert device.digests()["userdata.img"] == before["userdata.img"]
+    assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
+
+
+def test_forged_attempt_state_cannot_switch_off_the_downgrade_check(device):
+    """Finding 1: a planted recovery_state.json with "from_version": null."""
+    device.install(2)
+    before = device.digests()
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    for touched in (False, True):
+        write_state(device, touched=touched, open=False, from_version=None)
+        p = device.run()
+        assert p.returncode == DOWNGRADE, p.stderr
+        assert "older than the installed build 2" in device.result()["message"]
+        assert device.digests()["system.img"] == before["system.img"]
+
+
+def test_mix_and_match_refused(device, payloads):
+    """Finding 2: the full of build 1 with the version tarball of build 2."""
+    device.install(1)
+    before = device.digests()
+    # named in the command file: not the files of the chosen image
+    device.stage(full_commands(1, ["full-1.tar.zst", "version-2.tar.xz"]), "full-1.tar.zst",
+                 "version-2.tar.xz")
+    p = device.run()
+    assert_refused_intact(device, before, p, COMMAND_FILE, "expected update version-1.tar.xz")
+    # staged under the right name: its bytes are not the index's
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    shutil.copy(payloads["dir"] / "version-2.tar.xz", device.rdir / "version-1.tar.xz")
+    shutil.copy(payloads["dir"] / "version-2.tar.xz.sig", device.rdir / "version-1.tar.xz.sig")
+    p = device.run()
+    assert p.returncode in (CHECKSUM, SIZE), p.stderr
+    assert "the index" in device.result()["message"]
+    assert device.digests()["system.img"] == before["system.img"]
+    # a version tarball the index does not offer with the image (another channel's)
+    d = payloads["dir"]
+    version_tarball(d / "version-9.tar.xz", 9, channel="other")
+    sign(d / "version-9.tar.xz")
+    device.stage(full_commands(1, ["full-1.tar.zst", "version-9.tar.xz"]), "full-1.tar.zst",
+                 "version-9.tar.xz")
+    p = device.run()
+    assert p.returncode == COMMAND_FILE, p.stderr
+    assert device.digests()["system.img"] == before["system.img"]
+
+
+def test_version_record_comes_from_the_last_image(device, payloads):
+    """Finding 2: an image whose version tarball names another build."""
+    device.install(1)
+    before = device.digests()
+    d = payloads["dir"]
+    idx = make_index(d, STANDARD_IMAGES + [("full", 5, None, ["full-2.tar.zst",
+                                                              "version-2.tar.xz"])],
+                     name="index-liar.json")
+    device.stage(full_commands(5, ["full-2.tar.zst", "version-2.tar.xz"]), "full-2.tar.zst",
+                 "version-2.tar.xz", index=idx)
+    p = device.run()
+    assert_refused_intact(device, before, p, DOWNGRADE, "the version record says build 2")
+
+
+def test_format_only_refused(device):
+    """Finding 3: `format system` alone wiped the system and reported ok."""
+    device.install(1)
+    before = device.digests()
+    (device.rdir / "sysimage_command").write_text("format system\n")
+    p = device.run()
+    assert_refused_intact(device, before, p, COMMAND_FILE, "without an update")
+    (device.rdir / "sysimage_command").write_text("\n".join(PREAMBLE + ["image full 1",
+                                                                       "format system"]) + "\n")
+    p = device.run()
+    assert_refused_intact(device, before, p, COMMAND_FILE, "installs nothing")
+
+
+def test_delta_path_must_start_at_the_installed_build(device):
+    device.install(2)
+    before = device.digests()
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    p = device.run()
+    assert_refused_intact(device, before, p, DOWNGRADE, "starts from build 1")
+
+
+def test_index_signature_and_binding_checked(device, devkeys, payloads):
+    device.install(1)
+    before = device.digests()
+    # index signed by a key outside the chain
+    d = payloads["dir"]
+    idx = make_index(d, STANDARD_IMAGES, name="index-foreign.json",
+                     key=os.path.join(devkeys, "image-signing.key"))
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz", index=idx)
+    p = device.run()
+    assert_refused_intact(device, before, p, BAD_SIGNATURE, "index.json")
+    # an image the index does not offer
+    device.stage(PREAMBLE + ["image delta 3 1", "mount system",
+                             "update delta-1-2.tar.zst delta-1-2.tar.zst.sig"],
+                 "delta-1-2.tar.zst")
+    p = device.run()
+    assert_refused_intact(device, before, p, NOT_FOUND, "not offered by the signed index")
+
+
+def versioned_keyring(dest, src, version, sign_key, **extra):
+    """A copy of keyring src with "version" (and extra fields), signed."""
+    kr = json.loads(open(src).read())
+    kr["version"] = version
+    kr.update(extra)
+    dest.write_text(json.dumps(kr, indent=4, sort_keys=True) + "\n")
+    sign(dest, key=sign_key)
+    return dest
+
+
+def test_revocation_cannot_be_stripped(device, devkeys, payloads, tmp_path):
+    """Finding 4: once a blacklist and a keyring version were verified, a job
+    without the blacklist, with an older keyring, or with a blacklist other
+    than the one image-signing names is refused."""
+    im_key = os.path.join(KEYS, "image-master.key")
+    # a blacklist revoking a key outside this hierarchy, and image-signing v2
+    bl = tmp_path / "blacklist.keyring"
+    sysimage("keyring", "create", "--type", "blacklist", "--sign-with", im_key, bl,
+             os.path.join(devkeys, "image-signing.pub"), check=True)
+    bl_v = versioned_keyring(tmp_path / "bl.keyring", bl, 1, im_key)
+    is_v2 = versioned_keyring(tmp_path / "is.keyring", os.path.join(KEYS, "image-signing.keyring"),
+                              2, im_key, blacklist=sha256_file(bl_v))
+    lines = KEYRING_LINES + ["load_keyring blacklist.keyring blacklist.keyring.sig"]
+    cmds = lines + full_commands(1)[2:]
+    device.stage(cmds, "full-1.tar.zst", "version-1.tar.xz")
+    for src, name in ((bl_v, "blacklist.keyring"), (is_v2, "image-signing.keyring")):
+        shutil.copy(src, device.rdir / name)
+        shutil.copy(str(src) + ".sig", device.rdir / (name + ".sig"))
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+
+    before = device.digests()
+    # the mirror stops serving the blacklist (and the image-signing v2 with it)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    p = device.run()
+    assert_refused_intact(device, before, p, BLACKLISTED, "image-signing.keyring: version 0 is "
+                                                         "older than version 2")
+    # image-signing v2 but no blacklist
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    shutil.copy(is_v2, device.rdir / "image-signing.keyring")
+    shutil.copy(str(is_v2) + ".sig", device.rdir / "image-signing.keyring.sig")
+    p = device.run()
+    assert_refused_intact(device, before, p, BLACKLISTED, "blacklist")
+    # image-signing v2 with an older, different blacklist
+    device.stage(lines + DELTA_COMMANDS[2:], "delta-1-2.tar.zst", "version-2.tar.xz")
+    shutil.copy(is_v2, device.rdir / "image-signing.keyring")
+    shutil.copy(str(is_v2) + ".sig", device.rdir / "image-signing.keyring.sig")
+    shutil.copy(bl, device.rdir / "blacklist.keyring")
+    shutil.copy(str(bl) + ".sig", device.rdir / "blacklist.keyring.sig")
+    p = device.run()
+    assert_refused_intact(device, before, p, BLACKLISTED, "blacklist.keyring: version 0")
+    # the same keyrings again: accepted
+    device.stage(lines + DELTA_COMMANDS[2:], "delta-1-2.tar.zst", "version-2.tar.xz")
+    for src, name in ((bl_v, "blacklist.keyring"), (is_v2, "image-signing.keyring")):
+        shutil.copy(src, device.rdir / name)
+        shutil.copy(str(src) + ".sig", device.rdir / (name + ".sig"))
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+
+
+def test_stale_index_refused(device, payloads):
+    """Finding 5: an index 600 days old, one without an expiry, and one older
+    than the index the device last installed from."""
+    device.install(1)
+    before = device.digests()
+    d = payloads["dir"]
+    old = make_index(d, STANDARD_IMAGES, name="index-old.json",
+                     generated=int(time.time()) - 600 * 86400)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz", index=old)
+    p = device.run()
+    assert_refused_intact(device, before, p, STALE_INDEX, "expired")
+    noexp = make_index(d, STANDARD_IMAGES, name="index-noexp.json", expires=None)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz", index=noexp)
+    p = device.run()
+    assert_refused_intact(device, before, p, STALE_INDEX, "expires")
+    # replay: older than the one build 1 was installed from, still unexpired
+    replay = make_index(d, STANDARD_IMAGES, name="index-replay.json",
+                        generated=int(time.time()) - 3600)
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz", index=replay)
+    p = device.run()
+    assert_refused_intact(device, before, p, STALE_INDEX, "older than the index")
+
+
+def test_fifos_and_symlinks_never_hang_or_redirect(device, payloads):
+    """Finding 6: a FIFO as the command file, the state file or a staged file."""
+    device.install(1)
+    before = device.digests()
+    os.mkfifo(device.rdir / "sysimage_command")
+    p = device.run()  # run() has a timeout: a hang fails the test
+    assert_refused_intact(device, before, p, COMMAND_FILE, "not a regular file")
+    os.unlink(device.rdir / "sysimage_command")
+
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    os.unlink(device.rdir / "version-2.tar.xz")
+    os.mkfifo(device.rdir / "version-2.tar.xz")
+    p = device.run()
+    assert_refused_intact(device, before, p, MISSING_FILE, "not a regular file")
+    os.unlink(device.rdir / "version-2.tar.xz")
+    os.symlink(payloads["dir"] / "version-2.tar.xz", device.rdir / "version-2.tar.xz")
+    p = device.run()
+    assert_refused_intact(device, before, p, MISSING_FILE, "not a regular file")
+    os.unlink(device.rdir / "version-2.tar.xz")
+
+    # a FIFO as the state file: ignored (with a warning), the job runs
+    device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    os.mkfifo(device.rdir / "recovery_state.json")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "not a regular file" in p.stderr
+    # ... and for a factory reset
+    if os.path.exists(device.rdir / "recovery_state.json"):
+        os.unlink(device.rdir / "recovery_state.json")
+    os.mkfifo(device.rdir / "recovery_state.json")
+    p = device.run(mode="factory-reset")
+    assert p.returncode == OK, p.stderr
+
+
+def test_full_boot_control_block_is_cleared(device):
+    """Finding 8: 32 variables in the block; the request is still cleared."""
+    junk = {f"v{i}": "x" for i in range(30)}
+    device.misc.write_bytes(grubenv_block(**junk, recovery_request=1, recovery_tries=0)
+                            + b"\0" * ((1 << 20) - 1024))
+    p = device.run()  # no command file: nothing to do, clear the request
+    assert p.returncode == NOT_FOUND, p.stderr
+    assert device.env()["recovery_request"] == "0"
+    junk = {f"v{i}": "y" * 40 for i in range(22)}  # full by bytes, not by count
+    device.misc.write_bytes(grubenv_block(**junk, recovery_request=1)
+                            + b"\0" * ((1 << 20) - 1024))
+    p = device.run()
+    assert device.env()["recovery_request"] == "0"
+
+
+def test_raw_misc_image_refused_before_anything_is_touched(device, payloads, tmp_path):
+    """Issue 12.2: partitions/misc.img failed only after format system ran."""
+    device.install(1)
+    before = device.digests()
+    d = payloads["dir"]
+    path = d / "misc-img.tar.xz"
+    with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        ti = tarfile.TarInfo("partitions/misc.img")
+        ti.size = 4
+        tar.addfile(ti, io.BytesIO(b"evil"))
+    sign(path)
+    version_tarball(d / "version-4.tar.xz", 4)
+    sign(d / "version-4.tar.xz")
+    idx = make_index(d, [("full", 4, None, ["misc-img.tar.xz", "version-4.tar.xz"])],
+                     name="index-misc.json")
+    device.stage(full_commands(4, ["misc-img.tar.xz", "version-4.tar.xz"]), "misc-img.tar.xz",
+                 "version-4.tar.xz", index=idx)
+    p = device.run()
+    assert_refused_intact(device, before, p, UNSAFE_PATH, "partitions/misc.img")

@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
+import time
 
 import ostree
 import sihw
@@ -25,7 +27,7 @@ CACHE = os.path.join(ROOT, "build", "qemu-cache")
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYRING_FILES = ["image-master.keyring", "image-master.keyring.sig",
                  "image-signing.keyring", "image-signing.keyring.sig"]
-VERSION = 3  # bump to force a rebuild when the recipe below changes
+VERSION = 4  # bump to force a rebuild when the recipe below changes
 
 
 def run(cmd, **kw):
@@ -50,10 +52,12 @@ def _key():
 
 
 def _hostile_tarball(out):
-    """A zstd tarball whose second member escapes the system tree."""
+    """A zstd tarball (of build 9) whose third member escapes the system tree."""
     buf = io.BytesIO()
+    version = json.dumps({"build": 9, "channel": "stable"}).encode()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in (("system/etc/ok", b"fine\n"), ("system/../../escape", b"outside\n")):
+        for name, data in (("system/etc/sysimage/version.json", version),
+                           ("system/etc/ok", b"fine\n"), ("system/../../escape", b"outside\n")):
             ti = tarfile.TarInfo(name)
             ti.size, ti.mode, ti.mtime = len(data), 0o644, 1
             t.addfile(ti, io.BytesIO(data))
@@ -139,12 +143,73 @@ def keyring_files(keys=KEYS):
     return {n: pathlib.Path(keys, n) for n in KEYRING_FILES}
 
 
-def command(updates, format_system=True, blacklist=False, extra=""):
-    """A command file as the stub writes it (DESIGN §7)."""
+# The image each payload is in the index: (type, version, base).
+IMAGES = {
+    "full-v1.tar.zst": ("full", 1, None), "full-v2.tar.zst": ("full", 2, None),
+    "delta-v1-v2.tar.zst": ("delta", 2, 1), "full-small-b1.tar.zst": ("full", 1, None),
+    "full-small-b3.tar.zst": ("full", 3, None), "full-small-b5.tar.zst": ("full", 5, None),
+    "other-signed.tar.zst": ("full", 5, None), "hostile.tar.zst": ("full", 9, None),
+}
+
+
+def image_of(src):
+    """(type, version, base) of a payload; copies of small-b5 made by tests
+    (tampered, re-signed) are build 5."""
+    return IMAGES.get(os.path.basename(str(src)), ("full", 5, None))
+
+
+def index_time(t):
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(t))
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_index(images, keys=KEYS, out=None, generated=None, expires=7 * 86400):
+    """A signed index.json (docs/formats.md) offering `images`: a list of
+    (type, version, base, {staged name: source path, or None for an entry
+    whose file is not staged}). Returns its path (in a new temp dir unless
+    out is given); index.json.sig beside it."""
+    gen = int(time.time()) - 60 if generated is None else generated
+    g = {"generated_at": index_time(gen)}
+    if expires is not None:
+        g["expires"] = index_time(gen + expires)
+    imgs = []
+    for typ, version, base, files in images:
+        entries = []
+        for order, (name, src) in enumerate(files.items()):
+            entries.append({"path": f"/pool/{name}", "signature": f"/pool/{name}.sig",
+                            "checksum": _sha256(src) if src else "0" * 64,
+                            "size": os.path.getsize(src) if src else 0, "order": order})
+        img = {"type": typ, "version": version, "files": entries}
+        if base is not None:
+            img["base"] = base
+        imgs.append(img)
+    out = out or os.path.join(tempfile.mkdtemp(prefix="si-index-"), "index.json")
+    with open(out, "w") as f:
+        json.dump({"global": g, "images": imgs}, f, indent=4, sort_keys=True)
+    sign(out, keys=keys)
+    return out
+
+
+def command(updates, format_system=None, blacklist=False, extra="", images=(("full", 5, None),)):
+    """A command file as the stub writes it (docs/formats.md): keyrings, the
+    signed index, the images chosen from it, format system iff the path
+    starts with a full, then the updates."""
     lines = ["load_keyring image-master.keyring image-master.keyring.sig",
              "load_keyring image-signing.keyring image-signing.keyring.sig"]
     if blacklist:
         lines.append("load_keyring blacklist.keyring blacklist.keyring.sig")
+    lines.append("index index.json index.json.sig")
+    for typ, version, base in images:
+        lines.append(f"image full {version}" if typ == "full" else f"image delta {version} {base}")
+    if format_system is None:
+        format_system = images[0][0] == "full"
     if format_system:
         lines.append("format system")
     lines.append("mount system")

@@ -289,15 +289,19 @@ def test_boot_without_result_is_reported(harness_image, tmp_path):
 @pytest.mark.skipif(not os.path.exists(REAL_RECOVERY), reason="build/bin/sysimage-recovery not built yet")
 def test_boot_real_recovery_returns_a_result(tmp_path):
     """The real image (make recovery-image) on a board disk without a command
-    file: the recovery must report some result code through isa-debug-exit."""
+    file, the boot control asking for recovery: the recovery has nothing to do
+    and must say so, not-found (28), through isa-debug-exit and
+    last_result.json, and clear the request (no crash, no other code)."""
     _need_qemu()
     subprocess.run(["make", "-C", ROOT, "-s", "recovery-image"], check=True)
     disk = str(tmp_path / "disk.img")
     # The recovery partition holds the real kernel (14 MB) and initrd.
-    sihw.build_disk(disk, sizes=dict(SMALL, recovery=40), recovery_image=sihw.RECOVERY_DIR)
+    sihw.build_disk(disk, sizes=dict(SMALL, recovery=40), recovery_image=sihw.RECOVERY_DIR,
+                    env={"recovery_request": "1", "recovery_tries": "0"})
     r = sihw.boot_recovery(disk, log=str(tmp_path / "serial.log"), timeout=150)
-    assert r.reason == "debug-exit", r.log_text()
-    assert 0 <= r.result < 31, r.log_text()
+    assert (r.reason, r.result) == ("debug-exit", 28), r.log_text()
     last = sihw.read_last_result(disk)
-    if last is not None and isinstance(last.get("result"), int):
-        assert last["result"] == r.result
+    assert last is not None, r.log_text()
+    assert (last["result"], last["result_name"], last["mode"]) == (28, "not-found", "update"), last
+    assert "no /cache/recovery/sysimage_command" in last["message"], last
+    assert sihw.read_misc_env(disk) == {"recovery_request": "0", "recovery_tries": "0"}

@@ -3,21 +3,22 @@ blank system partition, a power cut in the middle of applying that converges
 on the next boot, and a factory reset. Payloads are built and signed with the
 `sysimage` tool and keys/dev, whose archive-master is built into the image."""
 import fcntl
-import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
-import tarfile
 
 import pytest
 
+import artifacts
 import sihw
 
 ROOT = sihw.ROOT
 KEYS = os.path.join(ROOT, "keys", "dev")
 SYSIMAGE = os.path.join(ROOT, "build", "bin", "sysimage")
+DEVICE = "qemu-x86_64"   # the model of keys/dev's device-signing keyring
 SIZES = {"esp": 33, "recovery": 40, "system": 96, "cache": 64, "userdata": 16}
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no QEMU")
@@ -26,18 +27,6 @@ pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reas
 def tool(*args):
     p = subprocess.run([SYSIMAGE, *map(str, args)], capture_output=True, text=True)
     assert p.returncode == 0, f"sysimage {args}: {p.stderr}"
-
-
-def version_tarball(path, build):
-    data = json.dumps({"build": build, "channel": "stable"}).encode()
-    with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
-        for d in ("system", "system/etc", "system/etc/sysimage"):
-            ti = tarfile.TarInfo(d)
-            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(ti)
-        ti = tarfile.TarInfo("system/etc/sysimage/version.json")
-        ti.size, ti.mode = len(data), 0o644
-        tar.addfile(ti, io.BytesIO(data))
 
 
 @pytest.fixture(scope="module")
@@ -54,26 +43,32 @@ def image(tmp_path_factory):
     (tree / "usr" / "lib").mkdir(parents=True)
     # Incompressible, so that applying takes long enough under TCG to cut it.
     (tree / "usr" / "lib" / "big.bin").write_bytes(os.urandom(24 << 20))
-    tool("build", "full", "--from", tree, "--out", d / "full-1.tar.zst")
-    version_tarball(d / "version-1.tar.xz", 1)
-    files = {}
-    for n in ("full-1.tar.zst", "version-1.tar.xz"):
-        tool("sign", "--key", os.path.join(KEYS, "image-signing.key"), d / n)
-        files[n] = d / n
-        files[n + ".sig"] = d / (n + ".sig")
+    # Build 1 as the product publishes it: `sysimage publish` writes the full
+    # image and the version tarball (lib/version's writer), signed with keys/dev.
+    repo = d / "repo"
+    tool("publish", "--repo", repo, "--keys", KEYS, "--channel", "stable", "--device", DEVICE,
+         "--version", 1, "--tree", tree)
+    index = json.loads((repo / "stable" / DEVICE / "index.json").read_text())
+    (img,) = index["images"]
+    assert (img["type"], img["version"]) == ("full", 1), img
+    files, updates = {}, []
+    for f in sorted(img["files"], key=lambda f: f["order"]):
+        name = os.path.basename(f["path"])
+        files[name] = repo / f["path"].lstrip("/")
+        files[name + ".sig"] = repo / f["signature"].lstrip("/")
+        updates.append(f"update {name} {name}.sig")
+    # the rootfs first, then the version tarball
+    assert len(updates) == 2 and "-rootfs-full-1-" in updates[0], updates
+    assert updates[1].startswith("update version-stable-1-"), updates
     for kr in ("image-master", "image-signing"):
         for ext in (".keyring", ".keyring.sig"):
             files[kr + ext] = pathlib.Path(KEYS, kr + ext)  # a path, not text
-    command = "\n".join([
-        "load_keyring image-master.keyring image-master.keyring.sig",
-        "load_keyring image-signing.keyring image-signing.keyring.sig",
-        "format system",
-        "mount system",
-        "update full-1.tar.zst full-1.tar.zst.sig",
-        "update version-1.tar.xz version-1.tar.xz.sig",
-        "unmount system",
-    ]) + "\n"
-    return {"files": files, "command": command, "tree": tree}
+    # the signed index the job is bound to (docs/formats.md): the publisher's own
+    files["index.json"] = repo / "stable" / DEVICE / "index.json"
+    files["index.json.sig"] = repo / "stable" / DEVICE / "index.json.sig"
+    command = artifacts.command([u.split()[1] for u in updates], images=[("full", 1, None)])
+    return {"files": files, "command": command, "tree": tree,
+            "update_bytes": sum(os.path.getsize(files[u.split()[1]]) for u in updates)}
 
 
 def staged_disk(tmp_path, image):
@@ -100,9 +95,32 @@ def test_full_install(tmp_path, image):
     disk = staged_disk(tmp_path, image)
     r = sihw.boot_recovery(disk, log=str(tmp_path / "serial.log"), timeout=300)
     assert (r.reason, r.result) == ("debug-exit", 0), r.log_text()
-    log = r.log_text()
-    assert "update 1/2: 50%" in log or "update 1/2: 5" in log  # progress on the console
+    check_progress(r.log_text(), image["update_bytes"])
     check_installed(disk, tmp_path, image)
+
+
+PROGRESS = re.compile(r"update ([12])/2: (\d+)% \((\d+\.\d) of (\d+\.\d) MiB(, about \S+ left)?\)")
+
+
+def check_progress(log, total_bytes):
+    """Progress on the console, by bytes over both update files: the same total
+    (the staged files' sizes), percentages that climb in small steps from the
+    start of the big file to 100 %, and bytes that agree with them."""
+    lines = PROGRESS.findall(log)
+    assert lines, log
+    total = f"{total_bytes / 1048576:.1f}"
+    assert {t for _, _, _, t, _ in lines} == {total}, (total, lines)
+    pcts = [int(p) for _, p, _, _, _ in lines]
+    assert pcts == sorted(set(pcts)), pcts                 # climbs, never repeats
+    assert pcts[0] <= 10 and pcts[-1] == 100, pcts
+    assert max(b - a for a, b in zip(pcts, pcts[1:])) <= 10, pcts   # a line every few %
+    assert len([1 for f, *_ in lines if f == "1"]) >= 8, lines     # the 24 MiB file shows progress
+    for _, p, done, _, _ in lines:
+        # the percentage is of the bytes read so far (rounded down, MiB to 0.1)
+        assert -0.5 <= float(done) * 1048576 / total_bytes * 100 - int(p) < 1.5, (p, done)
+    assert lines[-1][2] == total                           # all bytes at 100 %
+    # the estimate of the time left (", about 12s left") starts after 2 s of
+    # applying: this apply may be quicker, the regex above checks its form
 
 
 def test_power_cut_while_applying_converges(tmp_path, image):

@@ -338,9 +338,52 @@ static void conformance_alias_hidden_keyrings(void **state)
     si_channels_free(ch);
 }
 
+/* The publisher's editing helpers: get-or-append and device copies, freed
+ * by si_channels_free. */
+static void editing_helpers(void **state)
+{
+    (void)state;
+    si_channels *ch = calloc(1, sizeof(*ch));
+    assert_non_null(ch);
+    si_err err = {0};
+    si_channel *a = si_channels_get(ch, "stable", &err);
+    assert_non_null(a);
+    assert_ptr_equal(si_channels_get(ch, "stable", &err), a);
+    si_channel_device *d = si_channel_get_device(a, "board", &err);
+    assert_non_null(d);
+    assert_ptr_equal(si_channel_get_device(a, "board", &err), d);
+    d->index = strdup("/stable/board/index.json");
+    d->keyring_path = strdup("/keyrings/board/device-signing.keyring");
+    si_channel *b = si_channels_get(ch, "daily", &err);
+    assert_non_null(b);
+    a = &ch->channels[0]; /* the array may have moved */
+    b->alias = strdup("stable");
+    assert_int_equal(si_channel_copy_devices(b, a, &err), SI_OK);
+    assert_int_equal(b->ndevices, 1);
+    assert_string_equal(b->devices[0].index, "/stable/board/index.json");
+    assert_null(b->devices[0].keyring_signature);
+    assert_ptr_not_equal(b->devices[0].index, a->devices[0].index);
+    /* copying again replaces, and the document round-trips */
+    assert_int_equal(si_channel_copy_devices(b, a, &err), SI_OK);
+    assert_int_equal(b->ndevices, 1);
+    char *json = NULL;
+    assert_int_equal(si_channels_format(ch, &json, &err), SI_OK);
+    si_channels *back = NULL;
+    assert_int_equal(si_channels_parse(json, strlen(json), &back, &err), SI_OK);
+    assert_int_equal(back->nchannels, 2);
+    const si_channel *daily = si_channels_find(back, "daily");
+    assert_non_null(daily);
+    assert_string_equal(daily->alias, "stable");
+    assert_non_null(si_channel_find_device(daily, "board"));
+    free(json);
+    si_channels_free(back);
+    si_channels_free(ch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(editing_helpers),
         cmocka_unit_test(parse_all_fields),
         cmocka_unit_test(malformed_fields_are_named),
         cmocka_unit_test(limits),

@@ -1,4 +1,4 @@
-/* test_command.c - the recovery command file: DESIGN §7's grammar, every
+/* test_command.c - the recovery command file: docs/formats.md's grammar, every
  * malformed line refused whole with its line number, atomic writing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +99,18 @@ static const struct bad_case bad_cases[] = {
     {"format system\r\n", "line 1: control character 0x0d"},
     {"update a b\x7f\n", "line 1: control character 0x7f"},
     {"mount system\n\nformat\x1bsystem\n", "line 3: control character 0x1b"},
+    {"index a\n", "line 1: index takes 2 arguments, got 1"},
+    {"image\n", "line 1: image takes \"full <version>\""},
+    {"image full\n", "line 1: image takes"},
+    {"image full 1 2\n", "line 1: image takes"},
+    {"image delta 2\n", "line 1: image takes"},
+    {"image partial 2\n", "line 1: image takes"},
+    {"image full x\n", "line 1: image: bad version \"x\""},
+    {"image full -1\n", "line 1: image: bad version \"-1\""},
+    {"image full 012\n", "line 1: image: bad version \"012\""},
+    {"image full 99999999999999999\n", "line 1: image: bad version"},
+    {"image delta 3 3\n", "line 1: image delta 3 3: the base must be older than the version"},
+    {"image delta 3 x\n", "line 1: image: bad base \"x\""},
 };
 
 static void malformed_lines_refuse_the_whole_file(void **state)
@@ -321,6 +333,97 @@ static void write_is_atomic_and_loads_back(void **state)
     assert_int_equal(rmdir(dir), 0); /* no temporary file left behind */
 }
 
+/* The job's verbs (issue 10): index and image lines parse and round-trip. */
+static void index_and_image_lines(void **state)
+{
+    (void)state;
+    const char *text = "index index.json index.json.sig\nimage full 12\nimage delta 13 12\n";
+    si_err err = {0};
+    assert_int_equal(si_command_file_parse(text, strlen(text), &cf, &err), SI_OK);
+    assert_int_equal(cf.count, 3);
+    assert_int_equal(cf.cmds[0].op, SI_CMD_INDEX);
+    assert_string_equal(cf.cmds[0].sig, "index.json.sig");
+    assert_int_equal(cf.cmds[1].op, SI_CMD_IMAGE);
+    assert_true(cf.cmds[1].full);
+    assert_int_equal(cf.cmds[1].version, 12);
+    assert_false(cf.cmds[2].full);
+    assert_int_equal(cf.cmds[2].version, 13);
+    assert_int_equal(cf.cmds[2].base, 12);
+    static si_command_file built;
+    built.count = 0;
+    assert_int_equal(si_command_file_add_index(&built, "index.json", "index.json.sig", &err), SI_OK);
+    assert_int_equal(si_command_file_add_image(&built, true, 12, 0, &err), SI_OK);
+    assert_int_equal(si_command_file_add_image(&built, false, 13, 12, &err), SI_OK);
+    assert_int_not_equal(si_command_file_add_image(&built, false, 13, 13, &err), SI_OK);
+    char *out = NULL;
+    assert_int_equal(si_command_file_format(&built, &out, &err), SI_OK);
+    assert_string_equal(out, text);
+    free(out);
+    /* every verb is in the table, named as the parser reads it */
+    for (int op = 0; op < SI_CMD_COUNT; op++) {
+        const si_command_verb *v = si_command_verb_of((si_cmd_op)op);
+        assert_non_null(v);
+        assert_int_equal(v->op, op);
+    }
+    assert_null(si_command_verb_of(SI_CMD_COUNT));
+}
+
+struct seq_case {
+    const char *text;
+    const char *msg; /* NULL: accepted */
+};
+
+#define PRE "load_keyring image-master.keyring image-master.keyring.sig\n" \
+            "index index.json index.json.sig\n"
+
+static const struct seq_case seq_cases[] = {
+    {PRE "image full 1\nformat system\nmount system\nupdate a a.sig\nunmount system\n", NULL},
+    {PRE "image delta 2 1\nmount system\nupdate a a.sig\n", NULL},
+    {"format data\n", NULL},
+    {"", "no commands"},
+    {"format system\n", "format system without an update"},
+    {"mount system\nunmount system\n", "installs nothing"},
+    {"mount system\nupdate a a.sig\n", "need the signed index"},
+    {PRE "mount system\nupdate a a.sig\n", "need the signed index"},
+    {PRE "image full 1\n", "installs nothing"},
+    {"image full 1\n", "no index line before it"},
+    {PRE "image full 1\nmount system\nupdate a a.sig\nimage full 2\n", "must come before"},
+    {PRE "image full 1\nindex i i.sig\n", "more than one index"},
+    {PRE "image full 1\nupdate a a.sig\n", "line 4: update a: the system is not mounted"},
+    {PRE "image full 1\nmount system\nformat system\nupdate a a.sig\n", "the system is mounted"},
+    {PRE "image full 1\nmount system\nmount system\n", "more than one mount"},
+    {PRE "image full 1\nunmount system\n", "not mounted"},
+    {PRE "image full 1\nformat system\nformat system\nmount system\nupdate a a.sig\n",
+     "format system comes once"},
+    {PRE "image full 1\nmount system\nupdate recovery_state.json x.sig\n", "reserved"},
+    {PRE "image full 1\nmount system\nupdate .hidden x.sig\n", "starts with '.'"},
+    {PRE "image full 1\nmount system\nupdate a.part a.part.sig\n", ".part"},
+    {"load_keyring sysimage_command x.sig\nformat data\n", "reserved"},
+    {"load_keyring last_log k.sig\nformat data\n", "reserved"},
+};
+
+static void sequence_rules(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(seq_cases) / sizeof(seq_cases[0]); i++) {
+        si_err err = {0};
+        const char *t = seq_cases[i].text;
+        assert_int_equal(si_command_file_parse(t, strlen(t), &cf, &err), SI_OK);
+        si_result r = si_command_file_check(&cf, &err);
+        if (!seq_cases[i].msg) {
+            if (r != SI_OK)
+                print_error("case %zu: %s\n", i, err.msg);
+            assert_int_equal(r, SI_OK);
+            continue;
+        }
+        if (r != SI_ERR_COMMAND_FILE || !strstr(err.msg, seq_cases[i].msg))
+            print_error("case %zu: got %d \"%s\", want \"%s\"\n", i, r, err.msg,
+                        seq_cases[i].msg);
+        assert_int_equal(r, SI_ERR_COMMAND_FILE);
+        assert_non_null(strstr(err.msg, seq_cases[i].msg));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +432,8 @@ int main(void)
         cmocka_unit_test(limits),
         cmocka_unit_test(add_validates_and_format_round_trips),
         cmocka_unit_test(write_is_atomic_and_loads_back),
+        cmocka_unit_test(index_and_image_lines),
+        cmocka_unit_test(sequence_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,22 +13,20 @@
 #include <cmocka.h>
 
 #include "fsutil.h"
+#include "testutil.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-fsutil-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir(dir, "fsutil");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir);
 }
 
 static void atomic_write_then_bounded_read(void **state)
@@ -94,6 +92,41 @@ static void basename_copies_last_component(void **state)
     assert_int_equal(si_basename("/x/longername", out, sizeof(out)), -ENAMETOOLONG);
 }
 
+static void mkdir_p_creates_parents(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/si-mkdirp-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char p[256], q[256];
+    snprintf(p, sizeof(p), "%s/a/b//c", base);
+    assert_int_equal(si_mkdir_p(p, 0755), 0);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(si_mkdir_p(p, 0755), 0); /* existing: fine */
+    snprintf(q, sizeof(q), "%s/a/file", base);
+    FILE *f = fopen(q, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/a/file/sub", base);
+    assert_int_equal(si_mkdir_p(p, 0755), -ENOTDIR);
+    assert_int_equal(si_mkdir_p("", 0755), -ENOENT);
+    char *longp = malloc(5000);
+    memset(longp, 'x', 4999);
+    longp[0] = '/';
+    longp[4999] = '\0';
+    assert_int_equal(si_mkdir_p(longp, 0755), -ENAMETOOLONG);
+    free(longp);
+    unlink(q);
+    snprintf(p, sizeof(p), "%s/a/b/c", base);
+    rmdir(p);
+    snprintf(p, sizeof(p), "%s/a/b", base);
+    rmdir(p);
+    snprintf(p, sizeof(p), "%s/a", base);
+    rmdir(p);
+    rmdir(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +134,7 @@ int main(void)
         cmocka_unit_test(large_file_grows_buffer),
         cmocka_unit_test(missing_file_and_dir),
         cmocka_unit_test(basename_copies_last_component),
+        cmocka_unit_test(mkdir_p_creates_parents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "grubenv.h"
+#include "testutil.h"
 
 #define SIG "# GRUB Environment Block\n"
 
@@ -23,16 +24,13 @@ static char dir[64];
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-grubenv-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir(dir, "grubenv");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir);
 }
 
 /* A 1024-byte block: text followed by '#' padding. */
@@ -202,6 +200,51 @@ static int sh(const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Issue 10 finding 8: a block full of other variables (32 of them, or too
+ * many bytes) must never stop the recovery request from being cleared. */
+static void must_succeed_writes_drop_unknown_variables(void **state)
+{
+    (void)state;
+    static const char *const keep[] = {"recovery_request", "recovery_tries"};
+    si_grubenv env;
+    si_err err;
+    si_grubenv_init(&env);
+    assert_int_equal(si_grubenv_set(&env, "recovery_tries", "2", &err), SI_OK);
+    char k[16];
+    for (int i = 0; env.count < SI_GRUBENV_MAX_VARS; i++) {
+        snprintf(k, sizeof(k), "junk%d", i);
+        assert_int_equal(si_grubenv_set(&env, k, "x", &err), SI_OK);
+    }
+    /* plain set fails: the old behaviour that looped the device into recovery */
+    assert_int_equal(si_grubenv_set(&env, "recovery_request", "0", &err), SI_ERR_TOO_LARGE);
+    size_t dropped = 99;
+    assert_int_equal(si_grubenv_set_keeping(&env, "recovery_request", "0", keep, 2, &dropped, &err),
+                     SI_OK);
+    assert_int_equal(dropped, 1);
+    assert_string_equal(si_grubenv_get(&env, "recovery_request"), "0");
+    assert_string_equal(si_grubenv_get(&env, "recovery_tries"), "2");
+    assert_non_null(si_grubenv_get(&env, "junk0"));
+
+    /* too many bytes: a few long values */
+    si_grubenv_init(&env);
+    char v[200];
+    memset(v, 'v', sizeof(v) - 1);
+    v[sizeof(v) - 1] = '\0';
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof(k), "long%d", i);
+        assert_int_equal(si_grubenv_set(&env, k, v, &err), SI_OK);
+    }
+    char block[SI_GRUBENV_SIZE];
+    assert_int_equal(si_grubenv_set(&env, "recovery_tries", v, &err), SI_OK);
+    assert_int_equal(si_grubenv_format(&env, block, &err), SI_ERR_TOO_LARGE);
+    assert_int_equal(si_grubenv_set_keeping(&env, "recovery_tries", "0", keep, 2, &dropped, &err),
+                     SI_OK);
+    assert_int_equal(si_grubenv_set_keeping(&env, "recovery_request", "0", keep, 2, &dropped, &err),
+                     SI_OK);
+    assert_int_equal(si_grubenv_format(&env, block, &err), SI_OK);
+    assert_string_equal(si_grubenv_get(&env, "recovery_tries"), "0");
+}
+
 static void device_in_place_and_grub_editenv(void **state)
 {
     (void)state;
@@ -254,6 +297,7 @@ int main(void)
         cmocka_unit_test(parse_accepts_comments_and_empty),
         cmocka_unit_test(parse_rejects_bad_blocks),
         cmocka_unit_test(set_and_format_limits),
+        cmocka_unit_test(must_succeed_writes_drop_unknown_variables),
         cmocka_unit_test(device_in_place_and_grub_editenv),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

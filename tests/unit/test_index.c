@@ -149,6 +149,10 @@ static const struct bad_case bad_cases[] = {
      SI_ERR_PARSE, "global.generated_at"},
     {"{\"global\": {\"generated_at\": \"Mon Apr 29 18:45:27 UTC 2013x\"}, \"images\": []}",
      SI_ERR_PARSE, "global.generated_at"},
+    {"{\"global\": {\"expires\": \"soon\"}, \"images\": []}", SI_ERR_PARSE,
+     "index.json: global.expires: expected a time"},
+    {"{\"global\": {\"expires\": 5}, \"images\": []}", SI_ERR_PARSE,
+     "index.json: global.expires: expected string"},
     {DOC1("5"), SI_ERR_PARSE, "index.json: images[0]: expected object"},
     {DOC1("{\"version\": 1, \"files\": []}"), SI_ERR_PARSE,
      "index.json: images[0].type: missing mandatory field"},
@@ -397,6 +401,72 @@ static void format_is_canonical(void **state)
     free(out);
 }
 
+static void expiry_parsed_formatted_and_checked(void **state)
+{
+    (void)state;
+    si_index *idx = parse_ok("{\"global\": {\"generated_at\": \"Thu Feb 29 12:34:56 UTC 2024\","
+                             " \"expires\": \"Thu Mar 07 12:34:56 UTC 2024\"}, \"images\": []}");
+    assert_string_equal(idx->expires, "Thu Mar 07 12:34:56 UTC 2024");
+    assert_int_equal(idx->expires_epoch, 1709210096 + 7 * 86400);
+    char *out = NULL;
+    assert_int_equal(si_index_format(idx, &out, NULL), SI_OK);
+    assert_non_null(strstr(out, "\"expires\": \"Thu Mar 07 12:34:56 UTC 2024\""));
+    free(out);
+
+    si_err err = {0};
+    assert_int_equal(si_index_check_fresh(idx, 1709210096, &err), SI_OK);
+    assert_int_equal(si_index_check_fresh(idx, idx->expires_epoch - 1, &err), SI_OK);
+    assert_int_equal(si_index_check_fresh(idx, idx->expires_epoch, &err), SI_ERR_STALE_INDEX);
+    assert_non_null(strstr(err.msg, "expired on Thu Mar 07 12:34:56 UTC 2024"));
+    si_index_free(idx);
+
+    idx = parse_ok("{\"global\": {\"generated_at\": \"Thu Feb 29 12:34:56 UTC 2024\"},"
+                   " \"images\": []}");
+    assert_null(idx->expires);
+    assert_int_equal(idx->expires_epoch, -1);
+    assert_int_equal(si_index_check_fresh(idx, 0, &err), SI_ERR_STALE_INDEX);
+    assert_non_null(strstr(err.msg, "global.expires missing"));
+    si_index_free(idx);
+
+    /* the clock rule: the latest of clock, build time, newest trusted timestamp */
+    assert_int_equal(si_index_clock(100, 50, 20), 100);
+    assert_int_equal(si_index_clock(10, 50, 20), 50);
+    assert_int_equal(si_index_clock(-1, -1, 20), 20);
+
+    si_index built = {0};
+    built.generated_at_epoch = 1709210096;
+    built.expires_epoch = 1709210096 + 7 * 86400;
+    assert_int_equal(si_index_format(&built, &out, NULL), SI_OK);
+    assert_non_null(strstr(out, "\"expires\": \"Thu Mar 07 12:34:56 UTC 2024\""));
+    free(out);
+}
+
+static void image_building_helpers(void **state)
+{
+    (void)state;
+    si_image img = {0};
+    si_err err = {0};
+    si_index_file f = {.path = "/pool/a.tar.zst", .signature = "/pool/a.tar.zst.sig",
+                       .size = 7, .order = 2};
+    strcpy(f.checksum, "ab");
+    assert_int_equal(si_image_add_file(&img, &f, &err), SI_OK);
+    assert_int_equal(si_image_add_file(&img, &f, &err), SI_OK);
+    assert_int_equal(img.nfiles, 2);
+    assert_ptr_not_equal(img.files[0].path, f.path);
+    assert_string_equal(img.files[1].signature, "/pool/a.tar.zst.sig");
+    assert_int_equal(img.files[1].size, 7);
+    assert_string_equal(img.files[1].checksum, "ab");
+    assert_int_equal(si_image_set_description(&img, "one", &err), SI_OK);
+    assert_int_equal(si_image_set_description(&img, "two", &err), SI_OK);
+    assert_int_equal(img.ndescriptions, 1);
+    assert_string_equal(si_image_description(&img, NULL), "two");
+    si_image_clear(&img);
+    assert_int_equal(img.nfiles, 0);
+    assert_null(img.files);
+    assert_null(img.descriptions);
+    si_image_clear(&img); /* idempotent */
+}
+
 static void assert_same_index(const si_index *a, const si_index *b)
 {
     assert_int_equal(a->generated_at_epoch, b->generated_at_epoch);
@@ -627,6 +697,8 @@ int main(void)
         cmocka_unit_test(oversized_document_and_strings),
         cmocka_unit_test(time_round_trip),
         cmocka_unit_test(format_is_canonical),
+        cmocka_unit_test(expiry_parsed_formatted_and_checked),
+        cmocka_unit_test(image_building_helpers),
         cmocka_unit_test(round_trips),
         cmocka_unit_test(load_from_files),
         cmocka_unit_test(conformance_all_index_documents),

@@ -16,21 +16,10 @@
 #include <cmocka.h>
 
 #include "partitions.h"
+#include "testutil.h"
 
 static char dir[64];
 static char sysd[128], devd[128];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void add_dev(const char *name, const char *uevent)
 {
@@ -47,23 +36,22 @@ static void add_dev(const char *name, const char *uevent)
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-parts-XXXXXX");
-    if (!mkdtemp(dir))
+    if (tu_tmpdir(dir, "parts") != 0)
         return -1;
     snprintf(sysd, sizeof(sysd), "%s/sys", dir);
     snprintf(devd, sizeof(devd), "%s/dev", dir);
-    return sh("mkdir -p %s/class/block %s", sysd, devd);
+    return tu_sh("mkdir -p %s/class/block %s", sysd, devd);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    return sh("rm -rf %s", dir);
+    return tu_rmtree(dir);
 }
 
 static void fake_sysfs(void)
 {
-    sh("rm -rf %s/class/block/* %s/*", sysd, devd);
+    tu_sh("rm -rf %s/class/block/* %s/*", sysd, devd);
     add_dev("vda", "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\nDISKSEQ=9\n");
     add_dev("vda1", "MAJOR=254\nMINOR=1\nDEVNAME=vda1\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=1\nPARTNAME=bios\n");
     add_dev("vda3", "MAJOR=254\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=3\nPARTNAME=misc\n");
@@ -74,22 +62,32 @@ static void fake_sysfs(void)
     add_dev("loop0", "MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\nPARTNAME=cache\n");
 }
 
-static void finds_by_label_and_makes_node(void **state)
+/* An existing node that is not the device is refused (root or not). */
+static void existing_node_not_the_device_is_refused(void **state)
 {
     (void)state;
     fake_sysfs();
     si_partition p;
     si_err err;
     si_err_clear(&err);
+    char node[256];
+    snprintf(node, sizeof(node), "%s/vda3", devd);
+    assert_int_equal(tu_sh("touch %s", node), 0);
+    assert_int_equal(si_partition_find(sysd, devd, "misc", &p, &err), SI_ERR_PARTITION);
+    assert_non_null(strstr(err.msg, "not block device 254:3"));
+}
+
+static void finds_by_label_and_makes_node(void **state)
+{
+    (void)state;
     if (geteuid() != 0) {
-        /* an existing node that is not the device is refused */
-        char node[256];
-        snprintf(node, sizeof(node), "%s/vda3", devd);
-        assert_int_equal(sh("touch %s", node), 0);
-        assert_int_equal(si_partition_find(sysd, devd, "misc", &p, &err), SI_ERR_PARTITION);
-        assert_non_null(strstr(err.msg, "not block device 254:3"));
+        fprintf(stderr, "finds_by_label_and_makes_node: not root, cannot mknod: skipped\n");
         skip();
     }
+    fake_sysfs();
+    si_partition p;
+    si_err err;
+    si_err_clear(&err);
     si_result r = si_partition_find(sysd, devd, "misc", &p, &err);
     if (r != SI_OK)
         fail_msg("%s", err.msg);
@@ -110,7 +108,7 @@ static void finds_by_label_and_makes_node(void **state)
     assert_int_equal(si_partition_find(sysd, devd, "system", &p, &err), SI_OK);
     assert_string_equal(p.name, "vda5");
     /* a node with the wrong device numbers is refused */
-    assert_int_equal(sh("rm %s/vda5 && mknod %s/vda5 b 254 6", devd, devd), 0);
+    assert_int_equal(tu_sh("rm %s/vda5 && mknod %s/vda5 b 254 6", devd, devd), 0);
     assert_int_equal(si_partition_find(sysd, devd, "system", &p, &err), SI_ERR_PARTITION);
     assert_non_null(strstr(err.msg, "not block device 254:5"));
     assert_string_equal(p.path, "");
@@ -142,7 +140,7 @@ static void not_found_and_ambiguous(void **state)
 
 static void make_disk(const char *img)
 {
-    assert_int_equal(sh("rm -f %s && truncate -s 24M %s && printf 'label: gpt\\n"
+    assert_int_equal(tu_sh("rm -f %s && truncate -s 24M %s && printf 'label: gpt\\n"
                         "size=1M, name=bios, type=21686148-6449-6E6F-744E-656564454649\\n"
                         "size=2M, name=esp, type=U\\nsize=1M, name=misc\\nsize=8M, name=system\\n"
                         "name=userdata\\n' | sfdisk -q %s", img, img, img), 0);
@@ -185,7 +183,7 @@ static void lists_disk_image(void **state)
     /* too small an array */
     assert_int_equal(si_partition_list(img, parts, 3, &n, NULL, &err), SI_ERR_TOO_LARGE);
     /* duplicate labels */
-    assert_int_equal(sh("sfdisk -q --part-label %s 5 misc", img), 0);
+    assert_int_equal(tu_sh("sfdisk -q --part-label %s 5 misc", img), 0);
     assert_int_equal(si_partition_find_in_disk(img, "misc", &p, &err), SI_ERR_PARTITION);
     assert_non_null(strstr(err.msg, "partitions 3 and 5"));
 }
@@ -196,7 +194,7 @@ static void bad_disks(void **state)
     char img[128], missing[128];
     snprintf(img, sizeof(img), "%s/blank.img", dir);
     snprintf(missing, sizeof(missing), "%s/missing.img", dir);
-    assert_int_equal(sh("truncate -s 4M %s", img), 0);
+    assert_int_equal(tu_sh("truncate -s 4M %s", img), 0);
     si_partition parts[4];
     size_t n = 9;
     si_err err;
@@ -206,7 +204,7 @@ static void bad_disks(void **state)
     assert_int_equal(si_partition_list(missing, parts, 4, &n, NULL, &err), SI_ERR_IO);
     assert_non_null(strstr(err.msg, missing));
     /* garbage where the GPT header should be */
-    assert_int_equal(sh("head -c 65536 /dev/urandom | dd of=%s conv=notrunc status=none", img), 0);
+    assert_int_equal(tu_sh("head -c 65536 /dev/urandom | dd of=%s conv=notrunc status=none", img), 0);
     assert_int_not_equal(si_partition_list(img, parts, 4, &n, NULL, &err), SI_OK);
 }
 
@@ -216,13 +214,15 @@ static void bad_disks(void **state)
 static void kernel_loop_device(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
+    if (geteuid() != 0) {
+        fprintf(stderr, "kernel_loop_device: not root, no loop device: skipped\n");
         skip();
+    }
     char img[128], label[64];
     snprintf(img, sizeof(img), "%s/loop.img", dir);
     make_disk(img);
     snprintf(label, sizeof(label), "si-test-%d", (int)getpid());
-    assert_int_equal(sh("sfdisk -q --part-label %s 4 %s", img, label), 0);
+    assert_int_equal(tu_sh("sfdisk -q --part-label %s 4 %s", img, label), 0);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "losetup -P -f --show %s 2>/dev/null", img);
     FILE *f = popen(cmd, "r");
@@ -233,16 +233,18 @@ static void kernel_loop_device(void **state)
         pclose(f);
     }
     loopdev[strcspn(loopdev, "\n")] = '\0';
-    if (!loopdev[0])
+    if (!loopdev[0]) {
+        fprintf(stderr, "kernel_loop_device: no loop device (losetup -P -f failed): skipped\n");
         skip();
+    }
     const char *base = strrchr(loopdev, '/') + 1;
     char part_uevent[160];
     snprintf(part_uevent, sizeof(part_uevent), "/sys/class/block/%sp4/uevent", base);
     for (int i = 0; i < 20 && access(part_uevent, F_OK) != 0; i++)
         usleep(50000);
     if (access(part_uevent, F_OK) != 0) {
-        sh("losetup -d %s", loopdev);
-        fprintf(stderr, "loop partitions unavailable here: skipping\n");
+        tu_sh("losetup -d %s", loopdev);
+        fprintf(stderr, "kernel_loop_device: loop partition scanning unavailable here: skipped\n");
         skip();
     }
     si_partition p;
@@ -266,7 +268,7 @@ static void kernel_loop_device(void **state)
     }
     si_partition q;
     si_result r2 = have ? si_partition_find(sysd, devd, label, &q, &err) : SI_OK;
-    sh("losetup -d %s", loopdev);
+    tu_sh("losetup -d %s", loopdev);
     if (r != SI_OK)
         fail_msg("%s", err.msg);
     if (have) {
@@ -278,6 +280,7 @@ static void kernel_loop_device(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(existing_node_not_the_device_is_refused),
         cmocka_unit_test(finds_by_label_and_makes_node),
         cmocka_unit_test(not_found_and_ambiguous),
         cmocka_unit_test(lists_disk_image),

@@ -1,6 +1,6 @@
 /* test_resolve.c - candidate paths, WeightedScorer, phasing and winners with
  * system-image 3.x semantics, on synthetic indexes and on system-image's own
- * test data (expected results from its test suite, DESIGN §6 ordering). */
+ * test data (expected results from its test suite, docs/design.md §6 ordering). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -161,6 +161,62 @@ static void scoring_and_ties(void **state)
     si_index_free(idx);
 }
 
+#define SIZED2(p, n) ", \"files\": [{\"path\": \"" p "\", \"signature\": \"s\", " \
+                     "\"checksum\": \"\", \"size\": " #n ", \"order\": 0}]"
+
+/* Issue 14: equal scores go to the smaller download, then the fewer images,
+ * then the earlier candidate; phasing walks in that order. */
+static void ties_by_bytes_then_images(void **state)
+{
+    (void)state;
+    /* from 2: delta 2->3->4 (2 images, 302699 bytes) vs delta 2->4 (1 image,
+     * 300441 bytes): both score 0 (same MiB); the smaller wins although it is
+     * the later candidate */
+    si_index *idx = parse("{\"images\": ["
+                          "{\"type\": \"delta\", \"base\": 2, \"version\": 3" SIZED2("a", 151000) "},"
+                          "{\"type\": \"delta\", \"base\": 3, \"version\": 4" SIZED2("b", 151699) "},"
+                          "{\"type\": \"delta\", \"base\": 2, \"version\": 4" SIZED2("c", 300441) "}]}");
+    const char *p[] = {"d3:d4", "d4"};
+    const int64_t s[] = {0, 0};
+    expect_candidates(idx, 2, p, s, 2);
+    expect_winner(idx, 2, 100, "d4");
+    si_candidates c;
+    assert_int_equal(si_find_candidates(idx, 2, &c, NULL), SI_OK);
+    assert_int_equal(c.paths[0].download, 302699);
+    assert_int_equal(c.paths[1].download, 300441);
+    si_candidates_free(&c);
+    si_index_free(idx);
+
+    /* same bytes: the fewer images win; the one pulled (0%) is skipped and
+     * the walk goes on in the same order */
+    idx = parse("{\"images\": ["
+                "{\"type\": \"delta\", \"base\": 2, \"version\": 3" SIZED2("a", 100) "},"
+                "{\"type\": \"delta\", \"base\": 3, \"version\": 4" SIZED2("b", 100) "},"
+                "{\"type\": \"delta\", \"base\": 2, \"version\": 4, \"phased-percentage\": 40"
+                SIZED2("c", 200) "}]}");
+    expect_winner(idx, 2, 40, "d4");
+    expect_winner(idx, 2, 41, "d3:d4"); /* outside d4's phase: next in order */
+    si_index_free(idx);
+
+    /* a file shared by two images of the path counts once */
+    idx = parse("{\"images\": [" "{\"type\": \"full\", \"version\": 3" SIZED2("dev", 500) "},"
+                "{\"type\": \"delta\", \"base\": 3, \"version\": 4" SIZED2("dev", 500) "},"
+                "{\"type\": \"full\", \"version\": 4" SIZED2("big", 900) "}]}");
+    assert_int_equal(si_find_candidates(idx, 0, &c, NULL), SI_OK);
+    assert_int_equal(c.count, 2);
+    assert_int_equal(c.paths[0].size, 1000);
+    assert_int_equal(c.paths[0].download, 500);
+    assert_int_equal(si_path_download_size(&c.paths[0], 1), 500);
+    si_candidates_free(&c);
+    expect_winner(idx, 0, 100, "f3:d4"); /* 500 bytes < 900 bytes, same score */
+    si_index_free(idx);
+
+    /* everything equal: the earlier candidate */
+    idx = parse("{\"images\": [" F(20, "") "," F(20, ", \"minversion\": 0") "," D(10, 20, "") "]}");
+    expect_winner(idx, 10, 100, "f20");
+    si_index_free(idx);
+}
+
 static void bootme_truncation(void **state)
 {
     (void)state;
@@ -247,6 +303,7 @@ static void resolve_options_and_json(void **state)
                               "    \"build\": 0,\n"
                               "    \"candidates\": [\n"
                               "        {\n"
+                              "            \"bytes\": 0,\n"
                               "            \"images\": [\n"
                               "                {\n"
                               "                    \"base\": null,\n"
@@ -614,6 +671,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dedupe_forks_and_order),
         cmocka_unit_test(scoring_and_ties),
+        cmocka_unit_test(ties_by_bytes_then_images),
         cmocka_unit_test(bootme_truncation),
         cmocka_unit_test(too_many_paths),
         cmocka_unit_test(resolve_options_and_json),

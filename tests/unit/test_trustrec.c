@@ -1,0 +1,84 @@
+/* test_trustrec.c - the recovery's trust record: round trip, hostile input,
+ * and the revocation rules (issue 10 finding 4): an older keyring, a dropped
+ * blacklist, a blacklist other than the one image-signing names. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "trustrec.h"
+
+static void round_trip(void **state)
+{
+    (void)state;
+    si_trust_record rec, back;
+    si_trust_record_init(&rec);
+    rec.keyring_version[SI_KR_IMAGE_SIGNING] = 3;
+    rec.keyring_version[SI_KR_BLACKLIST] = 0;
+    rec.index_generated_at = 1700000000;
+    char *json;
+    si_err err;
+    assert_int_equal(si_trust_record_format(&rec, &json, &err), SI_OK);
+    assert_int_equal(si_trust_record_parse(json, strlen(json), &back, &err), SI_OK);
+    free(json);
+    assert_memory_equal(&rec, &back, sizeof(rec));
+    const char *bad[] = {"[]", "{\"format\": 2}", "{\"format\": 1, \"keyrings\": {\"blacklist\": -1}}",
+                         "{\"format\": 1, \"index_generated_at\": \"x\"}", "{"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_not_equal(si_trust_record_parse(bad[i], strlen(bad[i]), &back, &err), SI_OK);
+}
+
+static void revocation_rules(void **state)
+{
+    (void)state;
+    si_trust t;
+    memset(&t, 0, sizeof(t));
+    si_keyring is = {.type = SI_KR_IMAGE_SIGNING, .version = 1};
+    si_keyring bl = {.type = SI_KR_BLACKLIST, .version = 2};
+    t.ring[SI_KR_IMAGE_SIGNING] = &is;
+    t.ring[SI_KR_BLACKLIST] = &bl;
+    si_trust_record rec;
+    si_trust_record_init(&rec);
+    si_err err;
+    const char *sha = "aa";
+    assert_int_equal(si_trust_record_check(&rec, &t, sha, &err), SI_OK);
+    si_trust_record_raise(&rec, &t, 100);
+    assert_int_equal(rec.keyring_version[SI_KR_BLACKLIST], 2);
+    assert_int_equal(rec.index_generated_at, 100);
+    /* an older blacklist */
+    bl.version = 1;
+    assert_int_equal(si_trust_record_check(&rec, &t, sha, &err), SI_ERR_BLACKLISTED);
+    assert_non_null(strstr(err.msg, "blacklist.keyring: version 1 is older than version 2"));
+    bl.version = 2;
+    /* no blacklist once one was seen */
+    t.ring[SI_KR_BLACKLIST] = NULL;
+    assert_int_equal(si_trust_record_check(&rec, &t, NULL, &err), SI_ERR_BLACKLISTED);
+    assert_non_null(strstr(err.msg, "no blacklist.keyring staged"));
+    /* an older (rotated-out) image-signing keyring */
+    t.ring[SI_KR_BLACKLIST] = &bl;
+    rec.keyring_version[SI_KR_IMAGE_SIGNING] = 2;
+    assert_int_equal(si_trust_record_check(&rec, &t, sha, &err), SI_ERR_BLACKLISTED);
+    rec.keyring_version[SI_KR_IMAGE_SIGNING] = 1;
+    /* image-signing names its blacklist */
+    memset(is.blacklist_sha256, 'b', 64);
+    assert_int_equal(si_trust_record_check(&rec, &t, sha, &err), SI_ERR_BLACKLISTED);
+    assert_int_equal(si_trust_record_check(&rec, &t, NULL, &err), SI_ERR_BLACKLISTED);
+    assert_int_equal(si_trust_record_check(&rec, &t, is.blacklist_sha256, &err), SI_OK);
+    /* raising never lowers */
+    si_trust_record_raise(&rec, &t, 50);
+    assert_int_equal(rec.index_generated_at, 100);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(revocation_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
