@@ -133,6 +133,17 @@ si_result si_patch_make(const void *old, size_t oldlen, const void *new_, size_t
     return SI_OK;
 }
 
+size_t si_patch_whole_estimate(const void *buf, size_t len, int level)
+{
+    size_t bound = ZSTD_compressBound(len);
+    void *dst = malloc(bound ? bound : 1);
+    if (!dst)
+        return SIZE_MAX;
+    size_t r = ZSTD_compress(dst, bound, buf, len, level);
+    free(dst);
+    return ZSTD_isError(r) ? SIZE_MAX : r;
+}
+
 si_patch_dec *si_patch_dec_new(void)
 {
     si_patch_dec *d = calloc(1, sizeof(*d));

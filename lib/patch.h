@@ -52,6 +52,10 @@ void si_patch_header_write(const si_patch_header *h, uint8_t out[SI_PATCH_HEADER
 si_result si_patch_make(const void *old, size_t oldlen, const void *new_, size_t newlen, int level,
                         uint8_t **out, size_t *outlen, si_err *err);
 
+/* Size of buf compressed alone with zstd at level (what shipping the file
+ * whole costs, about); SIZE_MAX when out of memory. */
+size_t si_patch_whole_estimate(const void *buf, size_t len, int level);
+
 /* Streaming decoder. Feed the member's bytes in order; once the header is
  * complete, si_patch_dec_state() is SI_PATCH_NEED_TARGET: give the old
  * content and an output buffer of new_size bytes (both must stay valid and

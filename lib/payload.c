@@ -1549,10 +1549,16 @@ static si_result make_patches(struct manifest *mo, struct manifest *mn, struct s
         size_t pl = 0;
         rc = si_patch_make(ob.p, ob.len, nb.p, nb.len, SI_PATCH_LEVEL, &pb, &pl, err);
         blob_unmap(&ob);
-        blob_unmap(&nb);
-        if (rc != SI_OK)
+        if (rc != SI_OK) {
+            blob_unmap(&nb);
             break;
-        if ((int64_t)pl < n->size) {
+        }
+        /* worth it when smaller than the file shipped whole (compressed),
+         * counting the two digests the `patched` line adds */
+        size_t whole = (int64_t)pl < n->size ? si_patch_whole_estimate(nb.p, nb.len, 3) : 0;
+        if (whole == SIZE_MAX)
+            rc = nomem(err, "patch estimate");
+        if (rc == SI_OK && pl + 64 < whole) {
             si_patch_header h;
             rc = si_patch_header_parse(pb, pl, &h, err);
             if (rc == SI_OK) {
@@ -1564,6 +1570,7 @@ static si_result make_patches(struct manifest *mo, struct manifest *mn, struct s
                 rc = spool_put(ps, pb, pl, err);
             }
         }
+        blob_unmap(&nb);
         free(pb);
     }
     spool_close(&os);
