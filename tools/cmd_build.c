@@ -29,7 +29,7 @@ static const char delta_usage[] =
     "tarballs): first `patched` (files shipped as binary patches, with the sha256\n"
     "of the old and new content), then `removed` (deleted and replaced paths), then\n"
     "every added or modified path; a modified regular file is a zstd patch against\n"
-    "its old version (patch/<path>) when that is smaller than the file. A change is\n"
+    "its old version (patch/<path>) when that beats the file compressed. A change is\n"
     "any difference of type, mode, owner, size, content, xattrs, link target,\n"
     "device number or hardlink grouping; mtime-only changes are not shipped.\n\n"
     "  --from OLD       base tree or tarball\n"
