@@ -4,10 +4,12 @@
 #   make test    deps + build + every unit, integration and QEMU test
 #   make fuzz    libFuzzer targets, each run FUZZ_SECONDS (default 30)
 #   make bench   benchmarks that print figures
-#   make demo    the product end to end: publish two builds, serve them over
-#                HTTPS, install and update a QEMU device through its recovery
+#   make demo    the product end to end: a QEMU device booting GRUB, updated from
+#                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
+#   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
+#   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -28,9 +30,12 @@ FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 # the version tarball writer is kept apart in lib/version_tar.c so that it is
 # not linked (libarchive's writer table pulls in every format, and xar needs
 # libxml2, absent in a static link); --gc-sections only drops unused code.
-LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lmbedcrypto -lpthread
-LIBS_RECOVERY := -static -Wl,--gc-sections -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
-                 -lext2fs -le2p -lcom_err -lblkid -luuid -lmbedcrypto -lpthread
+LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lfdisk -lzstd -lmbedcrypto -lpthread
+# libfdisk: Debian 12 ships no libfdisk.a; scripts/build-libfdisk.sh builds it
+# from Debian's util-linux source into $(B)/libfdisk (docs/flashing.md).
+LIBFDISK_A    := $(B)/libfdisk/lib/libfdisk.a
+LIBS_RECOVERY := -static -Wl,--gc-sections -L$(B)/libfdisk/lib -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
+                 -lext2fs -le2p -lcom_err -lfdisk -lblkid -luuid -lmbedcrypto -lpthread
 LIBS_STUB     := -lcurl -lmbedcrypto
 # lib/patch.c calls libzstd itself (binary deltas), not only through libarchive.
 LIBS_HOST     += -lzstd
@@ -58,7 +63,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps deb test-debian
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -126,7 +131,10 @@ $(B)/bin/sysimage: $(patsubst %.c,$(B)/obj/rel/%.o,$(TOOL_SRC)) $(LIBSI)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LIBS_HOST)
 
-$(B)/bin/sysimage-recovery: $(patsubst %.c,$(B)/obj/rel/%.o,$(RECOVERY_SRC)) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI)
+$(LIBFDISK_A):
+	scripts/build-libfdisk.sh $(B)/libfdisk
+
+$(B)/bin/sysimage-recovery: $(patsubst %.c,$(B)/obj/rel/%.o,$(RECOVERY_SRC)) $(B)/obj/rel/$(GEN_AM_C:.c=.o) $(LIBSI) | $(LIBFDISK_A)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LIBS_RECOVERY)
 
@@ -143,7 +151,8 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 # build/kernel) and the initramfs of initramfs/ around the static recovery.
 recovery-image: $(B)/recovery/initrd.img
 
-$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh
+$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh \
+                          images/qemu-x86_64/board.json
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
 
 # ---------------------------------------------------------------- tests
@@ -155,9 +164,17 @@ unit-bins: $(UNIT_BINS)
 
 # The QEMU suite boots build/recovery (recovery-image), whose built-in
 # archive-master and the test payloads' signatures come from $(KEYS).
+# The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
+# root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image
-	SI_KEYS=$(KEYS) $(PYTHON) tests/run_all.py
+	$(MAKE) all unit-bins recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
+
+# The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root
+# and the Debian mirror apt uses; minutes under TCG, so not part of `make test`.
+test-debian: deps
+	$(MAKE) all recovery-image deb
+	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) -m pytest -q -rfEs tests/qemu/test_debian.py
 
 unit: unit-bins
 	$(PYTHON) tests/run_all.py --only unit
@@ -193,6 +210,12 @@ demo: deps
 	$(MAKE) $(KEYS)/archive-master.keyring
 	$(MAKE) recovery-image
 	SI_KEYS=$(KEYS) $(PYTHON) tests/demo/demo.py
+
+# ---------------------------------------------------------------- deb
+# build/deb/{sysimage-stub,sysimage-tools}_<version>_<arch>.deb, lintian-checked
+# (errors fail); packaging/deb/.
+deb: $(B)/bin/sysimage $(B)/bin/sysimage-stub
+	packaging/deb/build.sh $(B)/deb
 
 # ---------------------------------------------------------------- bench
 bench: all

@@ -22,6 +22,8 @@ static const char *const known[][2] = {
     {"trust", "archive_master"},  {"trust", "ca_file"},          {"network", "connect_timeout"},
     {"network", "low_speed_limit"}, {"network", "low_speed_time"}, {"network", "retries"},
     {"network", "max_rate"},
+    {"ab", "slot_a"},             {"ab", "slot_b"},              {"ab", "engine"},
+    {"ab", "bootcount"},          {"ab", "cmdline"},             {"ab", "work_dir"},
 };
 
 void stub_config_free(stub_config *cfg)

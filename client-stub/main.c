@@ -21,7 +21,11 @@ static const char usage_text[] =
     "                                  then write the recovery's command file\n"
     "  reboot-recovery [--no-reboot]   request the recovery (staged update) and reboot\n"
     "  factory-reset [--no-reboot]     request a factory reset (wipe userdata) and reboot\n"
-    "  status [--json]                 installed build, staged update, last recovery result\n"
+    "  status [--json]                 installed build, staged update, last recovery result;\n"
+    "                                  on an A/B device also the slots and a rollback\n"
+    "  install [--json]                A/B devices: apply the staged job to the inactive slot\n"
+    "                                  in the background, then a trial boot of it (docs/ab.md)\n"
+    "  mark-good                       A/B devices: the booted slot came up; keep it\n"
     "  resolve --index FILE --build N [--channel C] [--machine-id ID] [--percentage P] [--json]\n"
     "                                  offline dry run of the upgrade-path resolution\n"
     "\n"
@@ -184,6 +188,10 @@ int main(int argc, char **argv)
         return usage_error("%s: --no-reboot does not apply", cmd);
     if (strcmp(cmd, "status") == 0)
         return stub_cmd_status(&o);
+    if (strcmp(cmd, "install") == 0)
+        return stub_cmd_install(&o);
+    if (strcmp(cmd, "mark-good") == 0)
+        return stub_cmd_mark_good(&o);
     if (reboot_cmd)
         return stub_cmd_reboot_recovery(&o, strcmp(cmd, "factory-reset") == 0);
     if (strcmp(cmd, "check") == 0)

@@ -133,6 +133,7 @@ typedef struct status_info {
     bool bc_ok;
     stub_boot_request req;
     si_err bcerr;
+    cJSON *ab;                   /* A/B slots (install.c), NULL: not an A/B device */
 } status_info;
 
 static void gather_status(const stub_opts *o, const stub_config *cfg, status_info *st)
@@ -152,6 +153,7 @@ static void gather_status(const stub_opts *o, const stub_config *cfg, status_inf
     long tries = -1;
     st->req = STUB_BOOT_NORMAL;
     st->bc_ok = stub_bootctl_get(cfg->boot_control, &st->req, &tries, &st->bcerr) == SI_OK;
+    st->ab = stub_ab_state(cfg);
 }
 
 static cJSON *add_or_null(cJSON *obj, const char *key, cJSON *item)
@@ -174,7 +176,8 @@ static si_result print_status_json(const stub_config *cfg, const status_info *st
                           st->result ? cJSON_Duplicate(st->result, 1) : NULL) &&
               add_or_null(out, "recovery_request",
                           st->bc_ok ? cJSON_CreateString(stub_boot_request_name(st->req))
-                                    : NULL);
+                                    : NULL) &&
+              add_or_null(out, "ab", st->ab ? cJSON_Duplicate(st->ab, 1) : NULL);
     char *text = NULL;
     si_result rc = ok ? si_json_print_sorted(out, &text, err)
                       : si_err_set(err, SI_ERR_NOMEM, "out of memory");
@@ -207,6 +210,7 @@ static void print_status_text(const stub_config *cfg, const status_info *st)
     char *text = st->result ? cJSON_PrintUnformatted(st->result) : NULL;
     printf("last result:      %s\n", st->result ? (text ? text : "?") : st->why_r);
     free(text);
+    stub_ab_status_text(st->ab);
 }
 
 int stub_cmd_status(const stub_opts *o)
@@ -225,6 +229,7 @@ int stub_cmd_status(const stub_opts *o)
         print_status_text(&cfg, &st);
     cJSON_Delete(st.staged);
     cJSON_Delete(st.result);
+    cJSON_Delete(st.ab);
     stub_config_free(&cfg);
     return rc == SI_OK ? SI_OK : stub_fail(&err, o->json);
 }

@@ -138,6 +138,14 @@ si_result stub_drop_command_file(const stub_config *cfg, si_err *err);
 int stub_cmd_reboot_recovery(const stub_opts *o, bool factory_reset);
 int stub_cmd_status(const stub_opts *o);
 
+/* ------------------------------------------------------------ install.c (A/B, docs/ab.md) */
+int stub_cmd_install(const stub_opts *o);
+int stub_cmd_mark_good(const stub_opts *o);
+/* `status` of an A/B device: booted/good/trial slot, the last rollback
+ * ({"error": ...} when unreadable); NULL on a device without [ab]. */
+cJSON *stub_ab_state(const stub_config *cfg);
+void stub_ab_status_text(const cJSON *ab);
+
 /* ------------------------------------------------------------ resolve.c */
 int stub_cmd_resolve(int argc, char **argv);
 

@@ -19,7 +19,7 @@ BIN=$1
 OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 KERNEL_CACHE=${KERNEL_CACHE:-$(dirname "$HERE")/build/kernel}
-MODULES=${MODULES:-"virtio virtio_ring virtio_pci virtio_pci_legacy_dev virtio_pci_modern_dev virtio_blk"}
+MODULES=${MODULES:-"virtio virtio_ring virtio_pci virtio_pci_legacy_dev virtio_pci_modern_dev virtio_blk fat vfat nls_cp437 nls_ascii"}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 [ -x "$BIN" ] || { echo "build.sh: $BIN: no such executable" >&2; exit 1; }
@@ -80,6 +80,17 @@ fi
 # The board's device model: device-signing keyrings must name it (docs/design.md §3).
 mkdir -p "$STAGE/etc/sysimage"
 printf '%s\n' "${SI_DEVICE:-qemu-x86_64}" > "$STAGE/etc/sysimage/device"
+# The board's boot counters (GRUB's, on the ESP): /init resets them when the
+# recovery has started (docs/board.md). Boards without one have no script.
+BOARD_DIR=$(dirname "$HERE")/images/${SI_DEVICE:-qemu-x86_64}
+if [ -f "$BOARD_DIR/bootcount.sh" ]; then
+    install -m 0755 "$BOARD_DIR/bootcount.sh" "$STAGE/bin/sysimage-bootcount"
+fi
+# The board definition: flash mode lays out the internal disk from it and
+# refuses media made for another board (docs/flashing.md).
+if [ -f "$BOARD_DIR/board.json" ]; then
+    install -m 0644 "$BOARD_DIR/board.json" "$STAGE/etc/sysimage/board.json"
+fi
 
 SRCMOD=$KDIR/lib/modules/$KVER
 DSTMOD=$STAGE/lib/modules/$KVER

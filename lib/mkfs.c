@@ -222,7 +222,20 @@ si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
     E2(ext2fs_initialize(path, EXT2_FLAG_EXCLUSIVE | EXT2_FLAG_64BITS, &param, unix_io_manager, &fs),
        "initialising the superblock");
     fs->super->s_kbytes_written = 1;
-    if (random_uuid(fs->super->s_uuid) != 0 || random_uuid((unsigned char *)fs->super->s_hash_seed) != 0) {
+    if (o.timestamp > 0) {
+        fs->now = (time_t)o.timestamp;
+        fs->super->s_mkfs_time = fs->super->s_wtime = fs->super->s_mtime = (__u32)o.timestamp;
+        fs->super->s_lastcheck = (__u32)o.timestamp;
+    }
+    if (o.uuid) {
+        memcpy(fs->super->s_uuid, o.uuid, 16);
+        /* the hash seed: the UUID's bytes reversed and flipped, still fixed */
+        unsigned char seed[16];
+        for (int i = 0; i < 16; i++)
+            seed[i] = (unsigned char)~o.uuid[15 - i];
+        memcpy(fs->super->s_hash_seed, seed, 16);
+    } else if (random_uuid(fs->super->s_uuid) != 0 ||
+               random_uuid((unsigned char *)fs->super->s_hash_seed) != 0) {
         r = si_err_set(err, SI_ERR_MKFS, "mkfs: %s: getrandom: %s", path, strerror(errno));
         goto fail;
     }

@@ -23,6 +23,10 @@ typedef struct si_mkfs_opts {
     unsigned inode_ratio;     /* bytes per inode; 0 = 16384 */
     unsigned reserved_percent;/* root-reserved blocks in percent, 0..50 (init: 5) */
     int discard;              /* 1 = BLKDISCARD the range first (devices; errors ignored) */
+    /* Reproducible filesystems (factory images): both 0/NULL = random UUID
+     * and hash seed, the current time. */
+    const unsigned char *uuid;/* 16 bytes: the UUID; the directory hash seed is derived from it */
+    int64_t timestamp;        /* seconds since the epoch for every time the filesystem records */
 } si_mkfs_opts;
 
 /* Fill opts with the defaults (no label, whole device, 4 KiB blocks, 5%).

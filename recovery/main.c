@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "debugexit.h"
+#include "flash.h"
 #include "fsutil.h"
 #include "protocol.h"
 #include "recovery.h"
@@ -17,6 +18,7 @@
 
 static const char usage_text[] =
     "usage: sysimage-recovery run [--mode update|factory-reset] [--dry-run] [OPTIONS]\n"
+    "       sysimage-recovery flash [--media DIR --target DISK] [--board FILE] [--device MODEL]\n"
     "       sysimage-recovery debug-exit CODE\n"
     "       sysimage-recovery --help\n"
     "\n"
@@ -43,6 +45,14 @@ static const char usage_text[] =
     "  -r, --mount-root DIR       mount the cache at DIR/cache and the system at\n"
     "                             DIR/system instead of /cache and /system\n"
     "  -h, --help                 this text\n"
+    "\n"
+    "flash: provision the internal disk from provisioning media (docs/flashing.md):\n"
+    "the partition labelled `flash` holds a signed flash job, the build and the boot\n"
+    "files; the one other disk is the target. Everything is verified before the\n"
+    "first write; the result is in flash/flash-result.json on the media.\n"
+    "  --board FILE   this recovery's board (default " FLASH_BOARD_FILE ")\n"
+    "  --media DIR    host tests: the media's root instead of the `flash` partition\n"
+    "  --target DISK  host tests: the disk or image file to provision\n"
     "\n"
     "debug-exit CODE: write CODE (0-255) to QEMU's isa-debug-exit port (0xf4).\n"
     "\n"
@@ -167,6 +177,40 @@ static int cmd_run(int argc, char **argv)
     return r;
 }
 
+static int cmd_flash(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"board", required_argument, NULL, 'b'}, {"media", required_argument, NULL, 'M'},
+        {"target", required_argument, NULL, 't'}, {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    };
+    flash_opts o = {.board_file = FLASH_BOARD_FILE};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":b:M:t:d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': o.board_file = optarg; break;
+        case 'M': o.media_dir = optarg; break;
+        case 't': o.target = optarg; break;
+        case 'd': o.device = optarg; break;
+        case 'h': usage(stdout); return SI_OK;
+        case ':': return usage_error("flash: %s needs a value", argv[optind - 1]);
+        default: return usage_error("flash: unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("flash: unexpected argument '%s'", argv[optind]);
+    if (!o.media_dir != !o.target)
+        return usage_error("flash: %s", "--media and --target go together");
+    char *device = NULL;
+    if (!o.device)
+        o.device = device = read_device_file();
+    si_result r = recovery_flash(&o);
+    free(device);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -180,6 +224,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "flash") == 0)
+        return cmd_flash(argc - 1, argv + 1);
     if (strcmp(cmd, "debug-exit") == 0)
         return cmd_debug_exit(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);

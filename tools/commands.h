@@ -30,6 +30,9 @@ int cmd_verify(int argc, char **argv);
 int si_cmd_build_full(int argc, char **argv);
 int si_cmd_build_delta(int argc, char **argv);
 int si_cmd_apply(int argc, char **argv);
+/* cmd_image.c */
+int cmd_image(int argc, char **argv);
+int cmd_flash_media(int argc, char **argv);
 /* cmd_publish.c */
 int cmd_publish(int argc, char **argv);
 

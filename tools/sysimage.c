@@ -16,6 +16,8 @@ static const struct si_tool_command commands[] = {
     {"build full", "build a full update tarball from a tree or tarball", si_cmd_build_full},
     {"build delta", "build a delta update tarball between two trees/tarballs", si_cmd_build_delta},
     {"apply", "apply update tarballs to a directory", si_cmd_apply},
+    {"image", "write a factory disk image of a published build (.bmap, zstd)", cmd_image},
+    {"flash-media", "write provisioning media for the recovery's flash mode", cmd_flash_media},
     {"publish", "add a version to a static server tree; edit channels", cmd_publish},
     {NULL, NULL, NULL},
 };

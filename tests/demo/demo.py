@@ -1,34 +1,41 @@
 #!/usr/bin/env python3
-"""sysimage demo: the product's main job, end to end, in plain words.
+"""sysimage demo: a real device, from a blank disk to an update and a factory
+reset, every step a real boot under QEMU (TCG).
 
-    /usr/bin/python3 tests/demo/demo.py [--workdir DIR] [--keys DIR] [--timeout S]
+    /usr/bin/python3 tests/demo/demo.py [--workdir DIR] [--keys DIR] [--firmware efi|bios] [--timeout S]
 
 (`make demo` builds what it needs first and runs this.)
 
-1. Two versions of a sample OS for the qemu-x86_64 board
-   (images/qemu-x86_64/sample-os.sh) are built into WORKDIR/os/v1 and v2.
-2. `sysimage publish` puts build 1, then build 2 (with a delta 1 -> 2) into
-   WORKDIR/repo for channel `stable`, signed with the development keys.
-3. A real nginx serves the repo over HTTPS on 127.0.0.1 with a demo CA
-   made by openssl (tests/integration/nginx_server.py).
-4. A device: a board disk image (tests/qemu/sihw.py) whose system partition
-   is blank. Its normal OS is played by the host: `sysimage-stub` runs with a
-   client.ini whose cache directory and boot control are host files standing
-   for the device's cache partition (`/recovery/`) and misc block; the demo
-   copies them into the disk image before each reboot and back after it, and
-   the installed build comes from the system partition's
-   /etc/sysimage/version.json.
-   Round 1, first install: check, stage (full image of build 1), reboot into
-   the recovery (QEMU, TCG); the system partition must equal build 1.
-   Round 2, update: the stub sees build 1, stages the delta to build 2, the
-   recovery patches the system in place; the system must equal build 2.
-   Round 3, factory reset: userdata wiped, system partition untouched.
-5. A summary with timings. Exit status 0 only when every check passed.
+1. A demo CA (openssl) and a real nginx serving the update repo over HTTPS
+   on the host's 127.0.0.1 (the device reaches it at 10.0.2.2 through QEMU
+   user networking).
+2. Two builds of the BusyBox sample OS for the qemu-x86_64 board
+   (images/qemu-x86_64/sample-os.sh): Debian's cloud kernel and an initrd in
+   /boot, an init that mounts the board's layout and confirms its boots to
+   GRUB, and sysimage-stub configured for that nginx, with the demo CA and the
+   archive-master in the image.
+3. `sysimage publish` puts build 1 into the repo, signed with the dev keys.
+4. A blank board disk (images/board.py reading images/qemu-x86_64/board.json):
+   GPT, GRUB for UEFI and BIOS with the board's grub.cfg, the recovery image,
+   an empty system partition. The factory stages build 1 for it (the host's
+   sysimage-stub, --build 0) into its cache partition and sets the recovery
+   request in misc.
+5. Power on (OVMF by default): GRUB finds no system and boots the recovery,
+   which installs build 1 and reboots; GRUB boots Normal; build 1 runs.
+6. Build 2 is published (full + delta 1 -> 2). On the device's serial
+   console: `sysimage-stub check`, `stage` (the delta, from nginx),
+   `reboot-recovery`: GRUB boots the recovery, which patches the system and
+   reboots into build 2; `sysimage-stub status` reports build 2 and the result.
+7. `reboot`, and "Factory reset" is chosen on GRUB's menu with the key `f`
+   over the serial console: userdata is wiped, build 2 comes back.
+8. Checks read back from the disk image: the system partition equals build 2,
+   misc and GRUB's counters are back to normal.
+Everything the device prints is shown (prefixed `|`). Exit status 0 only when
+every check passed.
 """
 import argparse
 import json
 import os
-import pathlib
 import re
 import shlex
 import shutil
@@ -36,24 +43,21 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "qemu"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import nginx_server  # noqa: E402
+import devloop  # noqa: E402
 import sihw  # noqa: E402
 import treecmp  # noqa: E402
 
 BIN = os.path.join(ROOT, "build", "bin")
 SYSIMAGE = os.path.join(BIN, "sysimage")
 STUB = os.path.join(BIN, "sysimage-stub")
-SAMPLE_OS = os.path.join(ROOT, "images", "qemu-x86_64", "sample-os.sh")
-BOARD = "qemu-x86_64"
-CHANNEL = "stable"
-MACHINE_ID = "5d1e0c0ffee0d15ea5eba5eba11c0de5"
+BOARD = devloop.BOARD
+CHANNEL = devloop.CHANNEL
 
 
 class DemoFailure(Exception):
@@ -143,110 +147,6 @@ class _Step:
         return False
 
 
-# ---------------------------------------------------------------- the device
-class Device:
-    """The board disk plus the host-side files the stub uses in its place:
-    cache/recovery (the cache partition's /recovery), misc.img (the misc
-    block), version.json (the system's /etc/sysimage/version.json)."""
-
-    def __init__(self, d, keys, url, ca):
-        self.d = d
-        self.disk = os.path.join(d, "disk.img")
-        self.cache = os.path.join(d, "cache", "recovery")
-        self.state = os.path.join(d, "state")
-        self.misc = os.path.join(d, "misc.img")
-        self.version = os.path.join(d, "version.json")
-        self.config = os.path.join(d, "client.ini")
-        self.logs = os.path.join(d, "logs")
-        for p in (self.cache, self.state, self.logs):
-            os.makedirs(p, exist_ok=True)
-        with open(os.path.join(d, "machine-id"), "w") as f:
-            f.write(MACHINE_ID + "\n")
-        with open(self.config, "w") as f:
-            f.write(f"""# sysimage-stub configuration of the demo device.
-# cache_dir and boot_control are host files standing for the device's cache
-# partition (/cache/recovery) and its misc partition; the demo copies them
-# into the disk image before each reboot into the recovery and back after it.
-[service]
-base = {url}
-channel = {CHANNEL}
-device = {BOARD}
-
-[system]
-cache_dir = {self.cache}
-state_dir = {self.state}
-machine_id = {os.path.join(d, "machine-id")}
-version_file = {self.version}
-boot_control = {self.misc}
-
-[trust]
-archive_master = {os.path.join(keys, "archive-master.keyring")}
-ca_file = {ca}
-
-[network]
-connect_timeout = 10
-low_speed_time = 30
-retries = 3
-""")
-
-    def stub(self, *args, **kw):
-        return run([STUB, "--config", self.config, *args], **kw)
-
-    # -- disk image <-> host files
-    def _misc_offset(self):
-        return sihw.partitions(self.disk)["misc"].start
-
-    def pull(self):
-        """The normal OS boots: host files := the disk's cache, misc and version."""
-        for n in os.listdir(self.cache):
-            os.unlink(os.path.join(self.cache, n))
-        for n in sihw.list_dir(self.disk, "cache", "/recovery"):
-            data = sihw.read_file(self.disk, "cache", f"/recovery/{n}")
-            if data is not None:
-                with open(os.path.join(self.cache, n), "wb") as f:
-                    f.write(data)
-        with open(self.disk, "rb") as f:
-            f.seek(self._misc_offset())
-            block = f.read(sihw.GRUBENV_SIZE)
-        with open(self.misc, "wb") as f:
-            f.write(block)
-        v = self.system_file("/etc/sysimage/version.json")
-        if v is None:
-            if os.path.exists(self.version):
-                os.unlink(self.version)
-        else:
-            with open(self.version, "wb") as f:
-                f.write(v)
-
-    def push(self):
-        """The normal OS reboots: the disk's cache and misc := host files."""
-        have = set(sihw.list_dir(self.disk, "cache", "/recovery"))
-        want = sorted(os.listdir(self.cache))
-        gone = [f"rm /recovery/{n}" for n in sorted(have - set(want))]
-        if gone:
-            subprocess.run(["debugfs", "-w", "-f", "-", f"{self.disk}?offset="
-                            f"{sihw.partitions(self.disk)['cache'].start}"],
-                           input="\n".join(gone) + "\n", text=True, capture_output=True, check=True)
-        if want:
-            sihw.write_files(self.disk, "cache", "/recovery",
-                             {n: pathlib.Path(self.cache, n) for n in want})
-        with open(self.misc, "rb") as f:
-            block = f.read()
-        if len(block) != sihw.GRUBENV_SIZE:
-            raise DemoFailure(f"{rel(self.misc)}: {len(block)} bytes, not a GRUB environment block")
-        with open(self.disk, "r+b") as f:
-            f.seek(self._misc_offset())
-            f.write(block)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def system_file(self, path):
-        try:
-            return sihw.read_file(self.disk, "system", path)
-        except sihw.HarnessError:
-            return None
-
-
 def short(text):
     """Long SHA-256 hex digests in file names shortened for reading."""
     return re.sub(r"([0-9a-f]{8})[0-9a-f]{56}", r"\1…", text)
@@ -285,11 +185,40 @@ def describe_changes(a, b):
     return out
 
 
-def publish(steps, repo, keys, trees, v):
-    run([SYSIMAGE, "publish", "--repo", repo, "--keys", keys, "--channel", CHANNEL,
-         "--device", BOARD, "--version", str(v), "--tree", trees[v],
-         "--description", f"sample OS build {v}"])
-    with open(os.path.join(repo, CHANNEL, BOARD, "index.json")) as f:
+
+
+# ---------------------------------------------------------------- the console
+class Console:
+    """Shows what the device prints, line by line, prefixed with `|`: escape
+    sequences removed, GRUB's full-screen menu folded into its lines."""
+
+    def __init__(self):
+        self.partial = b""
+        self.last = None
+
+    def __call__(self, chunk):
+        data = self.partial + chunk
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if cut < 0:
+            self.partial = data
+            return
+        self.partial = data[cut + 1:]
+        text = sihw.ANSI_RE.sub(b"", data[:cut + 1]).decode(errors="replace")
+        for piece in re.split(r"[\r\n]+| {4,}", text):
+            piece = piece.strip()
+            if not piece or re.fullmatch(r"[+|-]+", piece) or piece == self.last or "@@" in piece:
+                continue
+            piece = re.sub(r"^\+-+\+\|*\+-+\+", "", piece).strip()
+            if not piece:
+                continue
+            self.last = piece
+            say("  | " + short(piece))
+
+
+def publish(steps, server, tree, v):
+    run([SYSIMAGE, "publish", "--repo", server.repo, "--keys", server.keys, "--channel", CHANNEL,
+         "--device", BOARD, "--version", str(v), "--tree", tree, "--description", f"sample OS build {v}"])
+    with open(os.path.join(server.repo, CHANNEL, BOARD, "index.json")) as f:
         index = json.load(f)
     say(f"  /{CHANNEL}/{BOARD}/index.json (generated_at {index['global']['generated_at']}):")
     for img in index["images"]:
@@ -304,123 +233,32 @@ def publish(steps, repo, keys, trees, v):
         f"{t} {b} -> {n}" if b else f"{t} {n}" for t, n, b in sorted(want, key=str)))
 
 
-# ---------------------------------------------------------------- checks
-def system_tree_diff(dev, tree, build):
-    """Differences between the disk's system partition and tree, plus the
-    version.json the published version tarball adds (build `build`).
-    Returns (problems, number of paths compared, what was compared)."""
-    version = dev.system_file("/etc/sysimage/version.json")
-    problems = []
-    if version is None:
-        problems.append("etc/sysimage/version.json missing")
-    else:
-        try:
-            doc = json.loads(version)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict) or doc.get("build") != build or doc.get("channel") != CHANNEL:
-            problems.append(f"etc/sysimage/version.json is {version!r}, not build {build} "
-                            f"of {CHANNEL}")
-    expected = treecmp.snapshot(tree)
-    if sihw.can_mount():
-        with sihw.mounted_ro(dev.disk, "system") as mnt:
-            actual = treecmp.snapshot(mnt)
-        how = "type, mode, owner, size, content, xattrs, link targets, hardlinks"
-    else:  # debugfs rdump: owners need root, hardlinks come back as copies
-        tmp = tempfile.mkdtemp(prefix="si-demo-system-")
-        try:
-            sihw.read_tree(dev.disk, "system", tmp)
-            actual = treecmp.snapshot(tmp)
-        finally:
-            shutil.rmtree(tmp)
-        for snap in (expected, actual):
-            for r in snap.values():
-                for k in ("uid", "gid", "links"):
-                    r.pop(k, None)
-                r["mode"] &= 0o777  # rdump drops setuid/setgid/sticky bits
-        how = ("type, permission bits, size, content, link targets (without root: read with debugfs "
-               "rdump, owners, special mode bits and hardlinks not compared)")
-    for p in (b"lost+found", b"etc/sysimage/version.json"):
-        actual.pop(p, None)
-        for k in list(actual):
-            if k.startswith(b"lost+found/"):
-                actual.pop(k)
-    problems += treecmp.diff(expected, actual)
-    return problems, len(expected), how
+def shell(m, steps, command, timeout):
+    say(f"  device# {command}")
+    rc, out = m.shell(command, timeout)
+    steps.check(rc == 0, f"`{command}` on the device exits 0 (got {rc})")
+    return out
 
 
-def boot_recovery(dev, steps, label, mode="update", timeout=300):
-    log = os.path.join(dev.logs, f"{label}-serial.log")
-    say(f"  the device reboots into the recovery: QEMU (TCG), 96 MiB, one virtio disk "
-        f"(sysimage.mode={mode})")
-    say(f"  $ tests/qemu/boot-recovery {rel(dev.disk)} --mode {mode} --log {rel(log)}")
-    r = sihw.boot_recovery(dev.disk, mode=mode, timeout=timeout, log=log)
-    say(f"  QEMU stopped after {r.seconds:.1f} s: {r.reason}"
-        + (f", result code {r.result}" if r.result is not None else ""))
-    if r.reason != "debug-exit":
-        tail = r.log_text().strip().split("\n")[-15:]
-        indent("\n".join(tail), "    | ")
-    res = sihw.read_last_result(dev.disk)
-    if res is not None:
-        say("  /cache/recovery/last_result.json: " + json.dumps(res, sort_keys=True))
-    last_log = sihw.read_file(dev.disk, "cache", "/recovery/last_log")
-    if last_log:
-        say("  /cache/recovery/last_log:")
-        indent(short(last_log.decode(errors="replace")), "    | ", limit=30)
-    steps.check(r.reason == "debug-exit" and r.result == 0,
-                f"the recovery reported success (exit code {r.result}, {r.reason}; serial log {rel(log)})")
-    steps.check(res is not None and res.get("result") == 0,
-                "last_result.json on the cache partition says result 0")
-    env = sihw.read_misc_env(dev.disk)
-    steps.check(env is not None and env.get("recovery_request") == "0",
-                f"the boot control is back to normal boot (misc: {env})")
-    steps.boots.append((label, r.seconds))
-    return res
-
-
-def stage_and_boot(dev, steps, round_label, build_arg):
-    extra = ["--build", str(build_arg)] if build_arg is not None else []
-    dev.stub("check", *extra)
-    dev.stub("stage", *extra)
-    cmdfile = os.path.join(dev.cache, "sysimage_command")
-    steps.check(os.path.exists(cmdfile), "the stub staged the update and wrote the command file")
-    staged = sorted(os.listdir(dev.cache))
-    keyrings = [n for n in staged if n.endswith(".keyring")]
-    updates = [n for n in staged if n.endswith((".tar.zst", ".tar.xz"))]
-    others = [n for n in staged if n not in keyrings and n not in updates and not n.endswith(".sig")]
-    say(f"  now in the cache ({rel(dev.cache)}), each download verified by the stub:")
-    say(f"    keyrings: {', '.join(keyrings)} (+ .sig)")
-    for n in updates:
-        say(f"    update:   {short(n)} {human(os.path.getsize(os.path.join(dev.cache, n)))} (+ .sig)")
-    say(f"    also:     {', '.join(others)}")
-    with open(cmdfile) as f:
-        command = f.read()
-    say("  the command file for the recovery (/cache/recovery/sysimage_command):")
-    indent(short(command), "    > ")
-    dev.stub("reboot-recovery", "--no-reboot")
-    env = sihw.parse_grubenv(open(dev.misc, "rb").read())
-    steps.check(env is not None and env.get("recovery_request") == "1",
-                f"the stub set recovery_request=1 in the boot control ({env})")
-    say("  copying the cache files and the misc block into the disk image (what the device's "
-        "own partitions would hold)")
-    dev.push()
-    res = boot_recovery(dev, steps, round_label)
-    dev.pull()
-    return command, res
+def status(m, steps, timeout):
+    out = shell(m, steps, "sysimage-stub status --json", timeout)
+    return json.loads(out[out.index("{"):])
 
 
 # ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=os.path.join(ROOT, "build", "demo"),
-                    help="where trees, repo, TLS files, nginx and the device go (default build/demo; "
-                         "emptied first)")
+                    help="where trees, repo, TLS files, nginx and the device go (default build/demo; emptied first)")
     ap.add_argument("--keys", default=os.environ.get("SI_KEYS") or os.path.join(ROOT, "keys", "dev"),
                     help="key hierarchy (default keys/dev, the one built into the recovery)")
-    ap.add_argument("--timeout", type=float, default=300, help="seconds per recovery boot (default 300)")
+    ap.add_argument("--firmware", choices=("efi", "bios"), default="efi",
+                    help="efi: OVMF (default); bios: SeaBIOS; the same disk boots both")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per boot step (default 300)")
     a = ap.parse_args()
     work = os.path.abspath(a.workdir)
     keys = os.path.abspath(a.keys)
+    T = a.timeout
 
     def on_term(signum, frame):
         raise KeyboardInterrupt  # unwinds: QEMU killed, nginx stopped, summary
@@ -429,10 +267,12 @@ def main():
 
     t_start = time.monotonic()
     steps = Steps()
-    ng = None
+    server = None
+    machine = None
     failed = None
-    say("sysimage demo: build, publish, serve, then update a device three times through its recovery")
-    say(f"  work dir {rel(work)}, keys {rel(keys)}, board {BOARD}, channel {CHANNEL}")
+    marks = []
+    say("sysimage demo: a QEMU device from a blank disk to build 2 and a factory reset, through GRUB and its recovery")
+    say(f"  work dir {rel(work)}, keys {rel(keys)}, board {BOARD}, channel {CHANNEL}, firmware {a.firmware}")
     try:
         for need in (SYSIMAGE, STUB, os.path.join(keys, "archive-master.keyring"),
                      os.path.join(keys, "image-signing.key"),
@@ -443,136 +283,125 @@ def main():
         if os.path.isdir(work):
             shutil.rmtree(work)
         os.makedirs(work)
-        trees = {v: os.path.join(work, "os", f"v{v}") for v in (1, 2)}
-        repo = os.path.join(work, "repo")
 
-        # ------------------------------------------------------------ 1
-        with steps.step("1. Two builds of a small sample OS (BusyBox) for the qemu-x86_64 board"):
+        with steps.step("1. Serve the update repo over HTTPS: a demo CA and a real nginx"):
+            server = devloop.Server(work, keys)
+            say(f"  demo CA {rel(server.ca)}; certificate for 127.0.0.1 and 10.0.2.2")
+            say(f"  nginx (pid {server.nginx.proc.pid}) serves {rel(server.repo)} at {server.url}/")
+            say(f"  the device reaches it at {server.guest_url}/ (QEMU user networking)")
+
+        trees = {v: os.path.join(work, "os", f"v{v}") for v in (1, 2)}
+        with steps.step("2. Two builds of the BusyBox sample OS, bootable, with the stub configured for that server"):
             for v in (1, 2):
-                run([SAMPLE_OS, str(v), trees[v]])
+                devloop.device_tree(server, v, trees[v])
             snap1 = treecmp.snapshot(trees[1])
             size = sum(r.get("size", 0) for r in snap1.values())
-            say(f"  build 1: {len(snap1)} paths, {human(size)} "
-                "(busybox, /etc/os-release, users, a 2 MiB firmware blob, symlinks, a hardlink)")
+            say(f"  build 1: {len(snap1)} paths, {human(size)}: /boot/vmlinuz (Debian cloud kernel) + "
+                "/boot/initrd.img, BusyBox, /usr/bin/sysimage-stub and its libraries,")
+            say("    /etc/sysimage/{client.ini,archive-master.keyring,server-ca.pem}, /etc/init.d/rcS")
             say("  build 2 differs from build 1 in:")
-            indent("\n".join(describe_changes(treecmp.snapshot(trees[1]), treecmp.snapshot(trees[2]))),
-                   "    ")
+            indent("\n".join(describe_changes(treecmp.snapshot(trees[1]), treecmp.snapshot(trees[2]))), "    ")
 
-        # ------------------------------------------------------------ 2
-        with steps.step("2. Publish build 1, signed with the development keys"):
-            publish(steps, repo, keys, trees, 1)
-            say("  every file has a detached signature (.sig); the tree is plain static files:")
-            for dp, dn, fn in sorted(os.walk(repo)):
-                dn.sort()
-                shown = [n for n in sorted(fn) if not n.startswith(".")]
-                if shown and not dp[len(repo):].startswith("/pool"):
-                    say(f"    {dp[len(repo):] or '/'}: {', '.join(shown)}")
-            pool = [n for n in os.listdir(os.path.join(repo, "pool"))
-                    if not n.endswith(".sig") and not n.startswith(".")]
-            say(f"    /pool: {len(pool)} update files, each with its .sig")
+        with steps.step("3. Publish build 1, signed with the development keys"):
+            publish(steps, server, trees[1], 1)
 
-        # ------------------------------------------------------------ 3
-        with steps.step("3. Serve the repo over HTTPS: a demo CA (openssl) and a real nginx on 127.0.0.1"):
-            tls_dir = os.path.join(work, "tls")
-            os.makedirs(tls_dir)
-            tls = nginx_server.make_tls(tls_dir)
-            say(f"  demo CA {rel(tls[0])}, server certificate for 127.0.0.1 {rel(tls[1])}")
-            ng_dir = os.path.join(work, "nginx")
-            os.makedirs(ng_dir)
-            ng = nginx_server.Nginx(repo, ng_dir, tls)
-            say(f"  nginx (pid {ng.proc.pid}) serves {rel(repo)} at {ng.url}/ "
-                f"(config {rel(os.path.join(ng_dir, 'nginx.conf'))})")
-
-        # ------------------------------------------------------------ 4
-        with steps.step("4. A blank device: a board disk image with an empty system partition"):
-            dev = Device(os.path.join(work, "device"), keys, ng.url, tls[0])
-            layout = [(l, s, "raw" if l == "system" else k) for l, s, k in sihw.DEFAULT_LAYOUT]
-            parts = sihw.build_disk(dev.disk, layout=layout, recovery_image=sihw.RECOVERY_DIR)
-            say(f"  {rel(dev.disk)}: GPT " + ", ".join(
+        disk = os.path.join(work, "device", "disk.img")
+        os.makedirs(os.path.dirname(disk))
+        with steps.step("4. A blank device; the factory stages build 1 on it"):
+            parts = devloop.blank_disk(disk)
+            say(f"  {rel(disk)}: GPT " + ", ".join(
                 f"{l} {p.size // sihw.MIB} MiB" for l, p in sorted(parts.items(), key=lambda x: x[1].start)))
-            say("  recovery partition: build/recovery/{vmlinuz,initrd.img}; system partition: zeros "
-                "(no file system); misc: recovery_request=0")
-            sihw.write_files(dev.disk, "userdata", "/user",
-                             {"notes.txt": "Things the user keeps: updates must not touch them.\n"})
-            say("  the user's data: /data/user/notes.txt on the userdata partition")
-            dev.pull()
-            say(f"  the device's client.ini: {rel(dev.config)} (server {ng.url}, archive-master "
-                f"{rel(os.path.join(keys, 'archive-master.keyring'))}, CA {rel(tls[0])})")
-            steps.check(not os.path.exists(dev.version), "no build is installed yet")
+            say("  esp: EFI/BOOT/BOOTX64.EFI, grub/grub.cfg, grub/bootcount.env; bios: GRUB's core image "
+                "(boot.img in the MBR); recovery: vmlinuz + initrd.img; system: no file system yet")
+            names, env = devloop.provision(disk, os.path.join(work, "factory"), server, run=lambda c: run(c))
+            say(f"  staged into the disk's cache partition (/recovery/): {len(names)} files; misc: {env}")
+            steps.check(env.get("recovery_request") == "1", "the factory requested the recovery in misc")
 
-        # ------------------------------------------------------------ 5
-        with steps.step("5. Round 1, first install: the stub stages the full image of build 1"):
-            say("  (a blank device has no /etc/sysimage/version.json: the stub is told --build 0)")
-            command, res = stage_and_boot(dev, steps, "round1", 0)
-            steps.check("format system" in command, "the command file formats the system partition (full image)")
-            steps.check(res.get("to_version") == 1, f"the recovery installed build 1 ({res.get('message')})")
-            problems, n, how = system_tree_diff(dev, trees[1], 1)
+        console = Console()
+        with steps.step(f"5. Power on ({'OVMF' if a.firmware == 'efi' else 'SeaBIOS'}): GRUB -> recovery "
+                        "installs build 1 -> GRUB -> build 1"):
+            log = os.path.join(work, "device", "serial.log")
+            say(f"  $ qemu-system-x86_64 -accel tcg ... (console below, also in {rel(log)})")
+            machine = m = sihw.Machine(disk, firmware=a.firmware, log=log, echo=console)
+            m.expect(devloop.GRUB_MENU, T)
+            marks.append(("GRUB menu", m.seconds()))
+            rc = m.expect(devloop.RECOVERY_DONE, T).group(1)
+            marks.append(("recovery done (build 1 installed)", m.seconds()))
+            steps.check(rc == "0", "the recovery installed build 1 (result 0)")
+            b = m.expect(devloop.UP, T).group(1)
+            marks.append(("build 1 up", m.seconds()))
+            steps.check(b == "1", "GRUB booted Normal: build 1 is up")
+            st = status(m, steps, T)
+            steps.check(st.get("build") == 1 and (st.get("last_result") or {}).get("to_version") == 1,
+                        "sysimage-stub status on the device: build 1, last result: installed build 1")
+            shell(m, steps, "echo 'Things the user keeps.' > /home/notes.txt && sync", T)
+
+        with steps.step("6. Build 2 is published; the device stages the delta from nginx and updates"):
+            publish(steps, server, trees[2], 2)
+            t0 = m.seconds()
+            # what the commands print is on the device's console (shown with |)
+            outs = devloop.guest_update(m, T, say=lambda line: say(line), show_output=False)
+            steps.check("delta 1 -> 2" in outs["sysimage-stub check"], "the stub on the device chose the delta 1 -> 2")
+            rc = m.expect(devloop.RECOVERY_DONE, T).group(1)
+            marks.append(("recovery done (delta applied)", m.seconds()))
+            steps.check(rc == "0", "GRUB booted the recovery, which applied the delta (result 0)")
+            b = m.expect(devloop.UP, T).group(1)
+            marks.append(("build 2 up", m.seconds()))
+            steps.check(b == "2", f"GRUB booted Normal: build 2 is up ({m.seconds() - t0:.0f} s after the reboot)")
+            st = status(m, steps, T)
+            lr = st.get("last_result") or {}
+            steps.check(st.get("build") == 2 and lr.get("from_version") == 1 and lr.get("to_version") == 2,
+                        "sysimage-stub status: build 2, last result: 1 -> 2")
+            out = shell(m, steps, "cat /home/notes.txt", T)
+            steps.check(out.strip() == "Things the user keeps.", "the user's data survived the update")
+
+        with steps.step("7. Factory reset chosen on GRUB's menu (key `f` on the serial console)"):
+            say("  device# reboot")
+            m.send("reboot\n")
+            m.menu_key("f", T)
+            say("  (pressed f)")
+            m.expect(r"booting Recovery \(mode factory-reset", T)
+            rc = m.expect(devloop.RECOVERY_DONE, T).group(1)
+            marks.append(("factory reset done", m.seconds()))
+            steps.check(rc == "0", "the recovery ran the factory reset (result 0)")
+            b = m.expect(devloop.UP, T).group(1)
+            marks.append(("build 2 up after the reset", m.seconds()))
+            steps.check(b == "2", "build 2 is up again")
+            rc, _ = m.shell("test -e /home/notes.txt")
+            steps.check(rc != 0, "the user's data is gone (userdata was formatted)")
+            st = status(m, steps, T)
+            steps.check((st.get("last_result") or {}).get("mode") == "factory-reset",
+                        "sysimage-stub status: last result is the factory reset")
+            say("  device# poweroff")
+            m.send("poweroff\n")
+            m.wait(T)
+            machine = None
+
+        with steps.step("8. Checks read back from the disk image"):
+            problems, n = devloop.system_diff(disk, trees[2], 2)
             indent("\n".join(problems[:20]), "    ! ")
-            steps.check(not problems, f"the system partition equals build 1: {n} paths compared ({how}) "
-                        "+ etc/sysimage/version.json = build 1")
-            steps.check(sihw.read_file(dev.disk, "userdata", "/user/notes.txt") is not None,
-                        "the user's data is untouched")
-
-        # ------------------------------------------------------------ 6
-        with steps.step("6. Publish build 2: a full image and a delta 1 -> 2 (nginx keeps serving)"):
-            publish(steps, repo, keys, trees, 2)
-
-        # ------------------------------------------------------------ 7
-        with steps.step("7. Round 2, update: the stub sees build 1 and stages the delta to build 2"):
-            p = dev.stub("check", "--json", show=False)
-            info = json.loads(p.stdout)
-            steps.check(info.get("update_available") and info.get("target") == 2
-                        and [i.get("type") for i in info.get("path", [])] == ["delta"],
-                        f"check: build {info.get('build')} -> {info.get('target')} by "
-                        + " + ".join(f"{i.get('type')}" for i in info.get("path", [])))
-            command, res = stage_and_boot(dev, steps, "round2", None)
-            steps.check("format system" not in command, "the command file patches the system in place (no format)")
-            steps.check(res.get("from_version") == 1 and res.get("to_version") == 2,
-                        f"the recovery updated build 1 to build 2 ({res.get('message')})")
-            problems, n, how = system_tree_diff(dev, trees[2], 2)
-            indent("\n".join(problems[:20]), "    ! ")
-            steps.check(not problems, f"the system partition equals build 2: {n} paths compared ({how}) "
-                        "+ etc/sysimage/version.json = build 2")
-            steps.check(sihw.read_file(dev.disk, "userdata", "/user/notes.txt") is not None,
-                        "the user's data is untouched")
-            dev.stub("status")
-            p = dev.stub("check", show=False, check=False)
-            say("  $ sysimage-stub check  ->  " + p.stdout.strip().replace("\n", "; "))
-            steps.check(p.returncode == 100, f"check: up to date (exit {p.returncode}, 100 = nothing to install)")
-
-        # ------------------------------------------------------------ 8
-        with steps.step("8. Round 3, factory reset: userdata wiped, system untouched"):
-            steps.check(sihw.read_file(dev.disk, "userdata", "/user/notes.txt") is not None,
-                        "before: the user's data is on userdata")
-            before = sihw.partition_sha256(dev.disk, "system")
-            dev.stub("factory-reset", "--no-reboot")
-            env = sihw.parse_grubenv(open(dev.misc, "rb").read())
-            steps.check(env is not None and env.get("recovery_request") == "factory-reset",
-                        f"the stub set recovery_request=factory-reset ({env})")
-            dev.push()
-            say("  (the recovery boots in its default mode and finds recovery_request=factory-reset in the "
-                "boot control; GRUB's \"Factory reset\" entry passes sysimage.mode=factory-reset instead)")
-            res = boot_recovery(dev, steps, "round3")
-            dev.pull()
-            steps.check(res.get("mode") == "factory-reset", "the recovery ran a factory reset")
-            left = [n for n in sihw.list_dir(dev.disk, "userdata", "/") if n != "lost+found"]
-            steps.check(not left, f"userdata is empty again (left: {left or 'nothing'})")
-            steps.check(sihw.partition_sha256(dev.disk, "system") == before,
-                        "the system partition is byte for byte what it was (still build 2)")
-            dev.stub("status")
+            steps.check(not problems, f"the system partition equals build 2: {n} paths compared "
+                        "(type, permission bits, size, content, link targets; read with debugfs)")
+            env = sihw.read_misc_env(disk)
+            steps.check(env is not None and env.get("recovery_request") == "0", f"misc: normal boot ({env})")
+            count = sihw.read_bootcount(disk)
+            steps.check(count == {"recovery_boots": "0", "normal_boots": "0", "system_new": "0"},
+                        f"GRUB's counters on the ESP are back to 0 ({count})")
     except DemoFailure as e:
         failed = str(e)
         if steps.current:
             failed = f"{steps.current}: {failed}"
     except sihw.HarnessError as e:
-        failed = f"board harness: {e}"
+        failed = f"device: {e}"
     except (OSError, RuntimeError, subprocess.CalledProcessError, ValueError, KeyError) as e:
         failed = f"{type(e).__name__}: {e}"
     except KeyboardInterrupt:
         failed = "interrupted (nothing is left running)"
     finally:
-        if ng is not None:
-            ng.stop()
+        if machine is not None:
+            machine.kill()
+        if server is not None:
+            server.stop()
             say()
             say("nginx stopped")
 
@@ -582,9 +411,8 @@ def main():
     for title, secs, ok in steps.done:
         say(f"  {secs:6.1f} s  {'ok  ' if ok else 'FAIL'}  {title}")
     say(f"  {total:6.1f} s  total")
-    if steps.boots:
-        say("  recovery boots (QEMU start to power-off): " +
-            ", ".join(f"{label} {secs:.1f} s" for label, secs in steps.boots))
+    if marks:
+        say("  device clock (seconds since power on): " + ", ".join(f"{w} {s:.0f}" for w, s in marks))
     if failed:
         say(f"demo: FAILED: {failed}")
         return 1

@@ -1,7 +1,8 @@
 """A real nginx on 127.0.0.1 for the stub's integration tests and benchmark.
 
-- `make_tls(dir)`: a throw-away CA and a server certificate for 127.0.0.1 and
-  localhost, made with openssl; returns (ca_pem, cert_pem, key_pem).
+- `make_tls(dir)`: a throw-away CA and a server certificate for 127.0.0.1,
+  localhost and 10.0.2.2 (the host seen from a QEMU guest), made with openssl;
+  returns (ca_pem, cert_pem, key_pem).
 - `Nginx(root, workdir, tls)`: nginx-light as a non-daemon with its own prefix
   and configuration in workdir, serving `root` over HTTPS on a free port (Range
   requests are nginx's default for static files) and over plain HTTP on a
@@ -38,7 +39,7 @@ def make_tls(d):
     key, csr, cert = (os.path.join(d, n) for n in ("server.key", "server.csr", "server.pem"))
     ext = os.path.join(d, "san.ext")
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        f.write("subjectAltName=IP:127.0.0.1,IP:10.0.2.2,DNS:localhost\n"
                 "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                 "extendedKeyUsage=serverAuth\n")
     q = dict(check=True, capture_output=True)

@@ -18,11 +18,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "images"))
+import board as boardlib  # noqa: E402
 BUILD = os.path.join(ROOT, "build")
 RECOVERY_DIR = os.path.join(BUILD, "recovery")
 QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
@@ -32,16 +36,13 @@ TYPE_BIOS = "21686148-6449-6E6F-744E-656564454649"
 TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
-# label -> (size in MiB, content kind); the reference board's layout (DESIGN §8).
-DEFAULT_LAYOUT = [
-    ("bios", 1, "raw"),
-    ("esp", 64, "vfat"),
-    ("misc", 1, "misc"),
-    ("recovery", 64, "ext4"),
-    ("system", 256, "ext4"),
-    ("cache", 128, "ext4"),
-    ("userdata", 64, "ext4"),
-]
+# The reference board (images/qemu-x86_64/board.json, DESIGN §8): every layout
+# here comes from that file.
+BOARD = boardlib.Board("qemu-x86_64")
+_KIND = {"none": "raw", "vfat": "vfat", "grubenv": "misc", "ext4": "ext4"}
+_FS = {v: k for k, v in _KIND.items()}
+# label -> (size in MiB, content kind), "rest" resolved to its minimum.
+DEFAULT_LAYOUT = [(label, size, _KIND[fs]) for label, size, fs, _ in BOARD.layout()]
 
 GRUBENV_SIZE = 1024
 GRUBENV_SIG = b"# GRUB Environment Block\n"
@@ -51,8 +52,8 @@ class HarnessError(Exception):
     pass
 
 
-def _run(cmd, **kw):
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
+def _run(cmd, env=None, **kw):
+    env = dict(env or os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, env=env, **kw)
     if proc.returncode != 0:
         raise HarnessError(f"{' '.join(map(str, cmd))} -> {proc.returncode}\n"
@@ -178,43 +179,32 @@ def read_misc_env(disk, label="misc"):
         return parse_grubenv(f.read(GRUBENV_SIZE))
 
 
-def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_image=None):
-    """Build a board disk image (sparse) at path.
+def build_disk(path, layout=None, sizes=None, trees=None, env=None, recovery_image=None, grub=True,
+               bootcount=None, grub_timeout=3):
+    """Build a board disk image (sparse) at path, from the board definition
+    (images/board.py does the work).
 
     layout: list of (label, MiB, kind) with kind raw|vfat|misc|ext4 (default
-    DEFAULT_LAYOUT); sizes: {label: MiB} overrides; trees: {label: dir} to fill
-    ext4/vfat partitions; env: misc's GRUB environment (default
-    recovery_request=0); recovery_image: a dir with vmlinuz and initrd.img for
-    the `recovery` partition (when trees has none for it)."""
-    layout = [(l, (sizes or {}).get(l, s), k) for l, s, k in (layout or DEFAULT_LAYOUT)]
-    trees = dict(trees or {})
-    total = 2 + sum(s for _, s, _ in layout)  # 1 MiB before, GPT backup after
-    if os.path.exists(path):
-        os.unlink(path)
-    with open(path, "wb") as f:
-        f.truncate(total * MIB)
-    script = "label: gpt\n"
-    for label, size, kind in layout:
-        ptype = TYPE_BIOS if label == "bios" else TYPE_ESP if kind == "vfat" else TYPE_LINUX
-        script += f"size={size}MiB, name={label}, type={ptype}\n"
-    _run(["sfdisk", "-q", path], input=script.encode())
-    tmp = None
+    DEFAULT_LAYOUT: the board's); only the sizes and kinds may differ from the
+    board's (e.g. "raw" for a blank system). sizes: {label: MiB} overrides;
+    trees: {label: dir} to fill ext4/vfat partitions; env: misc's GRUB
+    environment (default recovery_request=0); recovery_image: a dir with
+    vmlinuz and initrd.img for the `recovery` partition (when trees has none
+    for it); grub: install GRUB for UEFI and BIOS with the board's grub.cfg;
+    bootcount: GRUB's counters file (default all zero); grub_timeout: seconds
+    the menu waits (tests that press no key use 1)."""
+    layout = layout or DEFAULT_LAYOUT
+    labels = [l for l, _, _ in layout]
+    if labels != [l for l, _, _ in DEFAULT_LAYOUT]:
+        raise HarnessError(f"layout {labels} is not the board's {[l for l, _, _ in DEFAULT_LAYOUT]}")
+    sz = {l: s for l, s, _ in layout}
+    sz.update(sizes or {})
+    kinds = {l: _FS[k] for l, _, k in layout}
     try:
-        if recovery_image and "recovery" not in trees:
-            tmp = tempfile.mkdtemp(prefix="sihw-rec-")
-            for n in ("vmlinuz", "initrd.img"):
-                shutil.copy(os.path.join(recovery_image, n), tmp)
-            trees["recovery"] = tmp
-        for label, size, kind in layout:
-            if kind == "ext4":
-                make_ext4(path, label, trees.get(label))
-            elif kind == "vfat":
-                make_vfat(path, label, trees.get(label))
-            elif kind == "misc":
-                write_misc_env(path, env if env is not None else {"recovery_request": "0"}, label)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp)
+        boardlib.build_disk(path, BOARD, sizes=sz, trees=trees, env=env, recovery_image=recovery_image,
+                            kinds=kinds, grub=grub, bootcount=bootcount, timeout=grub_timeout)
+    except boardlib.BoardError as e:
+        raise HarnessError(str(e)) from None
     return partitions(path)
 
 
@@ -471,3 +461,195 @@ class mounted_ro:
     def __exit__(self, *exc):
         self._cleanup()
         return False
+
+
+# ---------------------------------------------------------------- whole-device boots
+OVMF_CODE = BOARD.qemu.get("firmware_efi", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = BOARD.qemu.get("firmware_efi_vars", "/usr/share/OVMF/OVMF_VARS_4M.fd")
+ANSI_RE = re.compile(rb"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[=>()][0-9A-Za-z]?")
+
+
+class Machine:
+    """The whole device under QEMU: firmware (OVMF for "efi", SeaBIOS for
+    "bios"), GRUB from the disk, then whatever GRUB boots; reboots stay in the
+    same QEMU process, as on hardware. The serial console is QEMU's stdio:
+    everything the device prints goes to `log` (raw) and to an in-memory
+    buffer that expect() searches; send() types on it (GRUB menu keys, shell
+    commands). With net=True a virtio NIC on QEMU user networking (the host's
+    127.0.0.1 is 10.0.2.2 in the guest).
+
+    kill() is a power cut that keeps every write QEMU made (cache=writeback:
+    the host page cache holds them; a guest crash rather than a power loss).
+    drive=VolatileDisk(...).qemu_drive() (volatile_disk.py) gives the guest a
+    disk with a volatile write cache: a kill followed by its close(keep_cache=
+    False) also loses what the guest had not flushed."""
+
+    def __init__(self, disk, firmware="efi", log="serial.log", mem=None, net=True, disk_format="raw",
+                 cache="writeback", extra_args=(), echo=None, drive=None):
+        self.disk, self.firmware, self.log = disk, firmware, log
+        self.echo = echo  # called with every chunk of console bytes (e.g. to show them)
+        self.buf = bytearray()
+        self.pos = 0
+        self.lock = threading.Lock()
+        mem = mem or BOARD.qemu.get("memory_mib", 192)
+        cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(mem), "-nodefaults",
+               "-display", "none", "-monitor", "none",
+               "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+               "-drive", drive or f"file={disk},if=virtio,format={disk_format},cache={cache}"]
+        self.vars = None
+        if firmware == "efi":
+            fd, self.vars = tempfile.mkstemp(prefix="sihw-ovmf-vars-", suffix=".fd")
+            os.close(fd)
+            shutil.copy(OVMF_VARS, self.vars)
+            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={self.vars}"]
+        elif firmware != "bios":
+            raise HarnessError(f"firmware {firmware!r}: efi or bios")
+        if net:
+            cmd += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
+        cmd += list(extra_args)
+        self.cmd = cmd
+        self.logf = open(log, "wb")
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                b = os.read(fd, 4096)
+            except OSError:
+                break
+            if not b:
+                break
+            self.logf.write(b)
+            self.logf.flush()
+            with self.lock:
+                self.buf += b
+            if self.echo:
+                self.echo(b)
+
+    def seconds(self):
+        return time.monotonic() - self.start
+
+    def text(self, since=0):
+        with self.lock:
+            raw = bytes(self.buf[since:])
+        return ANSI_RE.sub(b"", raw).decode(errors="replace")
+
+    def expect(self, pattern, timeout=120, fail=None):
+        """Wait until pattern (regex, searched in the console output after
+        the previous match, escape sequences removed) appears; returns the
+        match. fail: a regex that, when it appears first, fails at once."""
+        rx = re.compile(pattern)
+        frx = re.compile(fail) if fail else None
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text()  # the whole console, escape sequences removed
+            m = rx.search(text, self.pos)
+            if m:
+                self.pos = m.end()
+                return m
+            if frx and frx.search(text, self.pos):
+                raise HarnessError(f"console: {fail!r} before {pattern!r}; last output:\n{text[-2000:]}")
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                raise HarnessError(f"QEMU exited ({self.proc.returncode}) before {pattern!r}; last output:\n"
+                                   f"{self.text()[-2000:]}\n{self.proc.stderr.read().decode(errors='replace')}")
+            if time.monotonic() > deadline:
+                raise HarnessError(f"timeout ({timeout} s) waiting for {pattern!r}; last output:\n{text[-2000:]}")
+            time.sleep(0.05)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def shell(self, command, timeout=120):
+        """Run a command in the device's shell (the OS's console); returns
+        (exit status, output)."""
+        self.send(f"echo '@@'beg'@@'; {command}; echo \"@@rc=$?\"'@@'\n")
+        m = self.expect(r"(?s)@@beg@@\r?\n(.*?)@@rc=(\d+)@@", timeout)
+        return int(m.group(2)), m.group(1).replace("\r", "").strip("\n")
+
+    def menu_key(self, key, timeout=180):
+        """Wait for GRUB's menu and press a hotkey (n, r, f)."""
+        self.expect(r"Factory reset", timeout)
+        self.send(key)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.close()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait(self, timeout=60):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.close()
+        return self.proc.returncode
+
+    def close(self):
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.reader.join(5)
+        if not self.logf.closed:
+            self.logf.close()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.vars and os.path.exists(self.vars):
+            os.unlink(self.vars)
+            self.vars = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+
+def kernel_dir():
+    """The unpacked cloud kernel package in build/kernel (initramfs/build.sh
+    fetches it with `make recovery-image`)."""
+    kc = os.path.join(BUILD, "kernel")
+    cands = sorted(d for d in os.listdir(kc) if d.startswith("linux-image-") and d.endswith("-cloud-amd64")) \
+        if os.path.isdir(kc) else []
+    if not cands:
+        raise HarnessError("no cloud kernel in build/kernel: run `make recovery-image`")
+    return os.path.join(kc, cands[-1])
+
+
+def device_os(version, out, server_url=None, ca_file=None, archive_master=None, channel="stable", extra_env=None):
+    """The bootable BusyBox sample OS (images/qemu-x86_64/sample-os.sh) of a
+    build, with the cloud kernel, its initrd and the stub. extra_env: more
+    of sample-os.sh's variables (SI_AB, SI_RECOVERY_BIN, SI_BROKEN_INIT)."""
+    env = dict(os.environ, SI_KERNEL_DIR=kernel_dir(), SI_STUB=os.path.join(BUILD, "bin", "sysimage-stub"),
+               SI_CHANNEL=channel, **(extra_env or {}))
+    for k, v in (("SI_SERVER_URL", server_url), ("SI_CA_FILE", ca_file), ("SI_ARCHIVE_MASTER", archive_master)):
+        if v:
+            env[k] = v
+    _run([os.path.join(ROOT, "images", "qemu-x86_64", "sample-os.sh"), str(version), out], env=env)
+    return out
+
+
+def read_bootcount(disk):
+    """GRUB's counters file on the ESP as a dict (mtools)."""
+    p = _part(disk, "esp")
+    out = _run(["mtype", "-i", f"{disk}@@{p.start}", "::/" + BOARD.boot["env_file"]]).stdout
+    return parse_grubenv(out)

@@ -1,0 +1,207 @@
+"""The recovery's flash mode on the host (`sysimage-recovery flash --media DIR
+--target FILE`): the same code as under sysimage.mode=flash, with the media's
+`flash` partition read back from a `sysimage flash-media` stick and the
+internal disk an image file. A blank disk becomes the board's disk (GPT,
+every ext4 clean, system = the build); every refusal leaves the target byte
+for byte as it was (sha256 before and after) and names what is wrong:
+tampered file, tampered job, media for another board, disk too small, a disk
+that is not blank without the job's consent. An interrupted flash (misc
+still marked) is provisioned again without consent. The QEMU run of the same
+mode is tests/qemu/test_flash.py."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, RECOVERY, run, sysimage
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "qemu"))
+sys.path.insert(0, os.path.join(ROOT, "images"))
+import board as boardlib  # noqa: E402
+import sihw  # noqa: E402
+
+KEYS = os.path.join(ROOT, "keys", "dev")  # the recovery's built-in archive-master is keys/dev's
+BOARD_FILE = os.path.join(ROOT, "images", "qemu-x86_64", "board.json")
+IMAGES = os.path.join(ROOT, "images")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(os.path.join(KEYS, "archive-master.keyring")),
+                       reason="keys/dev missing: make keys"),
+    pytest.mark.skipif(not os.path.exists(RECOVERY), reason="sysimage-recovery not built"),
+    pytest.mark.skipif(not shutil.which("mcopy") or not shutil.which("grub-mkimage"),
+                       reason="mtools / grub-common not installed (scripts/deps.sh)"),
+]
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def read_media(stick, dest):
+    """The `flash` partition of a stick, copied out with debugfs."""
+    p = sihw.partitions(stick)["flash"]
+    os.makedirs(dest)
+    run(["debugfs", "-R", f"rdump / {dest}", f"{stick}?offset={p.start}"], check=True)
+    return dest
+
+
+def make_media(d, repo, out, *extra, images=IMAGES, board="qemu-x86_64"):
+    proc = sysimage("flash-media", "--board", board, "--images", images, "--repo", repo, "--channel", "stable",
+                    "--keys", KEYS, "--archive-master", os.path.join(KEYS, "archive-master.keyring"),
+                    "--recovery", str(d / "recovery"), "--out", out, *extra)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("flash")
+    tree = d / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_text("flashed\n")
+    (tree / "boot").mkdir()
+    (tree / "boot" / "vmlinuz").write_bytes(b"kernel\n" * 100)
+    os.symlink("hostname", tree / "etc" / "name-link")
+    repo = str(d / "repo")
+    sysimage("publish", "--repo", repo, "--keys", KEYS, "--channel", "stable", "--device", "qemu-x86_64",
+             "--version", "3", "--tree", tree, check=True)
+    rec = d / "recovery"
+    rec.mkdir()
+    (rec / "vmlinuz").write_bytes(b"recovery kernel\n" * 500)
+    (rec / "initrd.img").write_bytes(os.urandom(32 * 1024))
+    stick = make_media(d, repo, str(d / "stick.img"))
+    return {"dir": d, "repo": repo, "stick": stick, "root": read_media(stick, str(d / "m"))}
+
+
+def flash(root, target):
+    return run([RECOVERY, "flash", "--board", BOARD_FILE, "--media", root, "--target", target])
+
+
+def blank(path, mib=600):
+    with open(path, "wb") as f:
+        f.truncate(mib << 20)
+    return path
+
+
+def result(root):
+    with open(os.path.join(root, "flash", "flash-result.json")) as f:
+        return json.load(f)
+
+
+def test_flash_provisions_a_blank_disk(media, tmp_path):
+    disk = blank(str(tmp_path / "disk.img"))
+    proc = flash(media["root"], disk)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "target is blank" in proc.stdout
+    parts = sihw.partitions(disk)
+    want = boardlib.Board("qemu-x86_64").layout(disk_mib=600)
+    assert [p.label for p in sorted(parts.values(), key=lambda p: p.number)] == [l for l, *_ in want]
+    for label, _, fs, _ in want:
+        if fs == "ext4":
+            assert run(["e2fsck", "-fn", f"{disk}?offset={parts[label].start}"]).returncode == 0, label
+    assert sihw.read_file(disk, "system", "/etc/hostname") == b"flashed\n"
+    assert json.loads(sihw.read_file(disk, "system", "/etc/sysimage/version.json"))["build"] == 3
+    assert sihw.read_file(disk, "recovery", "/vmlinuz") == (media["dir"] / "recovery" / "vmlinuz").read_bytes()
+    assert sihw.read_misc_env(disk) == {"recovery_request": "0"}
+    assert sihw.read_bootcount(disk) == {"recovery_boots": "0", "normal_boots": "0", "system_new": "0"}
+    r = result(media["root"])
+    assert r["result"] == 0 and r["build"] == 3, r
+
+
+def refused(root, target, code, needle):
+    before = sha(target)
+    proc = flash(root, target)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert needle in proc.stdout, proc.stdout
+    assert "writing" not in proc.stdout
+    assert sha(target) == before, "the target was written"
+    r = result(root)
+    assert r["result"] == code and needle in r["message"], r
+
+
+def copy_media(media, tmp_path):
+    root = str(tmp_path / "media")
+    shutil.copytree(media["root"], root, symlinks=True)
+    return root
+
+
+def test_refuses_a_disk_that_is_not_blank(media, tmp_path):
+    disk = blank(str(tmp_path / "used.img"))
+    with open(disk, "r+b") as f:
+        f.seek(0)
+        f.write(b"somebody's data")
+    refused(copy_media(media, tmp_path), disk, 27, "is not blank and the flash job does not consent")
+
+
+def test_refuses_tampered_media(media, tmp_path):
+    disk = blank(str(tmp_path / "disk.img"))
+    root = copy_media(media, tmp_path)
+    pool = os.path.join(root, "repo", "pool")
+    full = [n for n in os.listdir(pool) if "rootfs-full" in n and not n.endswith(".sig")][0]
+    with open(os.path.join(pool, full), "r+b") as f:
+        f.seek(64)
+        b = f.read(1)
+        f.seek(64)
+        f.write(bytes([b[0] ^ 0x10]))
+    refused(root, disk, 12, "sha256")
+    root2 = copy_media(media, tmp_path / "2")
+    with open(os.path.join(root2, "flash", "flash.json"), "r+") as f:
+        text = f.read().replace('"blank-only"', '"erase"')
+        f.seek(0)
+        f.write(text)
+        f.truncate()
+    refused(root2, disk, 7, "flash.json")
+    root3 = copy_media(media, tmp_path / "3")
+    with open(os.path.join(root3, "flash", "esp.img"), "r+b") as f:
+        f.seek(4096)
+        f.write(b"x")
+    refused(root3, disk, 12, "esp.img")
+
+
+def test_refuses_a_disk_too_small(media, tmp_path):
+    disk = blank(str(tmp_path / "small.img"), 300)
+    refused(copy_media(media, tmp_path), disk, 24, "needs a disk of at least 580 MiB")
+
+
+def test_refuses_media_for_another_board(media, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(os.path.join(IMAGES, "qemu-x86_64"), images / "other-board")
+    bj = images / "other-board" / "board.json"
+    bj.write_text(bj.read_text().replace('"board": "qemu-x86_64"', '"board": "other-board"'))
+    # the same device model's build, laid out for another board
+    stick = make_media(media["dir"], media["repo"], str(tmp_path / "other.img"), "--device", "qemu-x86_64",
+                       images=str(images), board="other-board")
+    root = read_media(stick, str(tmp_path / "m"))
+    disk = blank(str(tmp_path / "disk.img"))
+    refused(root, disk, 18, "made for board 'other-board'")
+
+
+def test_consent_erases_and_an_interrupted_flash_is_redone(media, tmp_path):
+    disk = blank(str(tmp_path / "disk.img"))
+    assert flash(media["root"], disk).returncode == 0
+    # an interrupted flash: misc still says so (the marker is written right
+    # after the partition table and cleared last)
+    env = sihw.read_misc_env(disk)
+    sihw.write_misc_env(disk, dict(env, sysimage_flash="incomplete", system_incomplete="1"))
+    proc = flash(media["root"], disk)
+    assert proc.returncode == 0, proc.stdout
+    assert "interrupted flash" in proc.stdout
+    assert sihw.read_misc_env(disk) == {"recovery_request": "0"}
+    # consent: a stick made with --erase provisions a used disk
+    stick = make_media(media["dir"], media["repo"], str(tmp_path / "erase.img"), "--erase")
+    root = read_media(stick, str(tmp_path / "m"))
+    with open(disk, "r+b") as f:
+        f.seek(0)
+        f.write(b"used")
+    proc = flash(root, disk)
+    assert proc.returncode == 0, proc.stdout
+    assert "consents to erasing it" in proc.stdout
+    assert sihw.read_file(disk, "system", "/etc/hostname") == b"flashed\n"
