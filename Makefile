@@ -37,8 +37,6 @@ LIBFDISK_A    := $(B)/libfdisk/lib/libfdisk.a
 LIBS_RECOVERY := -static -Wl,--gc-sections -L$(B)/libfdisk/lib -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lfdisk -lblkid -luuid -lmbedcrypto -lpthread
 LIBS_STUB     := -lcurl -lmbedcrypto
-# lib/patch.c calls libzstd itself (binary deltas), not only through libarchive.
-LIBS_HOST     += -lzstd
 
 LIB_SRC      := $(sort $(wildcard lib/*.c))
 TOOL_SRC     := $(sort $(wildcard tools/*.c))
