@@ -166,6 +166,7 @@ unit-bins: $(UNIT_BINS)
 # root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
 	$(MAKE) all unit-bins recovery-image deb
+	scripts/check-deps.sh
 	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
 
 # The Debian 12 normal OS's update loop (tests/qemu/test_debian.py): needs root

@@ -41,35 +41,6 @@ static const char usage_text[] =
     "  1-30  an error: the si_result code (1 usage, 7 bad signature, 9 keyring expired,\n"
     "        11 blacklisted, 12 checksum, 23 network, 24 no space, 25 stale index, ...)\n";
 
-void stub_print_json_line(cJSON *obj)
-{
-    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
-    if (text) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-    }
-    free(text);
-    cJSON_Delete(obj);
-}
-
-int stub_fail(const si_err *err, bool json)
-{
-    const char *msg = err->msg[0] ? err->msg : si_result_message(err->code);
-    fprintf(stderr, "sysimage-stub: %s\n", msg);
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        if (o && (!cJSON_AddStringToObject(o, "error", si_result_name(err->code)) ||
-                  !cJSON_AddNumberToObject(o, "code", (double)err->code) ||
-                  !cJSON_AddStringToObject(o, "message", msg))) {
-            cJSON_Delete(o);
-            o = NULL;
-        }
-        stub_print_json_line(o);
-    }
-    return err->code ? (int)err->code : SI_ERR_INTERNAL;
-}
-
 static bool parse_i64(const char *s, int64_t *out)
 {
     char *end;

@@ -215,9 +215,93 @@ static const struct {
     si_board_fs fs;
 } required_parts[] = {
     {"bios", SI_BOARD_FS_NONE},     {"esp", SI_BOARD_FS_VFAT},    {"misc", SI_BOARD_FS_GRUBENV},
-    {"recovery", SI_BOARD_FS_EXT4}, {"system", SI_BOARD_FS_EXT4}, {"cache", SI_BOARD_FS_EXT4},
-    {"userdata", SI_BOARD_FS_EXT4},
+    {"recovery", SI_BOARD_FS_EXT4}, {"cache", SI_BOARD_FS_EXT4}, {"userdata", SI_BOARD_FS_EXT4},
 };
+
+const char *si_board_system_label(const si_board *b)
+{
+    return b->nslots ? b->slots[0] : "system";
+}
+
+/* "slots": absent (the one `system` partition) or two different ext4
+ * partitions of the board. */
+static si_result parse_slots(const cJSON *d, si_board *b, si_err *err)
+{
+    const cJSON *slots = NULL;
+    bool present = false;
+    si_result rc = si_json_get_array(d, "", "slots", false, &slots, &present, err);
+    if (rc != SI_OK)
+        return rc;
+    if (!present)
+        return SI_OK;
+    if (cJSON_GetArraySize(slots) != 2)
+        return si_err_set(err, SI_ERR_PARSE, "slots: a list of two partition labels is needed");
+    for (int i = 0; i < 2; i++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(slots, i));
+        if (!s || !valid_label(s))
+            return si_err_set(err, SI_ERR_PARSE, "slots[%d]: expected a partition label", i);
+        const si_board_part *bp = si_board_part_find(b, s);
+        if (!bp || bp->fs != SI_BOARD_FS_EXT4)
+            return si_err_set(err, SI_ERR_PARSE, "slots[%d]: '%s' is not an ext4 partition of the board", i,
+                              s);
+        snprintf(b->slots[i], sizeof(b->slots[i]), "%s", s);
+    }
+    if (strcmp(b->slots[0], b->slots[1]) == 0)
+        return si_err_set(err, SI_ERR_PARSE, "slots: '%s' twice (two different partitions are needed)",
+                          b->slots[0]);
+    b->nslots = 2;
+    return SI_OK;
+}
+
+/* boot.env_defaults: an object of GRUB variables (strings or integers),
+ * checked by formatting the block it gives. */
+static si_result parse_env_defaults(const cJSON *boot, si_board *b, si_err *err)
+{
+    si_grubenv_init(&b->env_defaults);
+    const cJSON *o = NULL;
+    bool present = false;
+    si_result rc = si_json_get_object(boot, "boot", "env_defaults", false, &o, &present, err);
+    if (rc != SI_OK)
+        return rc;
+    if (!present) {
+        static const char *const dflt[] = {"recovery_boots", "normal_boots", "system_new"};
+        for (size_t i = 0; i < 3; i++)
+            if ((rc = si_grubenv_set(&b->env_defaults, dflt[i], "0", err)) != SI_OK)
+                return rc;
+        return SI_OK;
+    }
+    const cJSON *v;
+    cJSON_ArrayForEach(v, o)
+    {
+        char num[32];
+        const char *val = NULL;
+        if (cJSON_IsString(v)) {
+            val = v->valuestring;
+        } else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble &&
+                   v->valuedouble >= -1e15 && v->valuedouble <= 1e15) {
+            snprintf(num, sizeof(num), "%lld", (long long)v->valuedouble);
+            val = num;
+        } else {
+            return si_err_set(err, SI_ERR_PARSE, "boot.env_defaults.%.64s: a string or an integer is needed",
+                              v->string ? v->string : "?");
+        }
+        if (si_grubenv_get(&b->env_defaults, v->string ? v->string : ""))
+            return si_err_set(err, SI_ERR_PARSE, "boot.env_defaults.%.64s: given twice", v->string);
+        if ((rc = si_grubenv_set(&b->env_defaults, v->string ? v->string : "", val, err)) != SI_OK)
+            break;
+    }
+    char block[SI_GRUBENV_SIZE];
+    if (rc == SI_OK)
+        rc = si_grubenv_format(&b->env_defaults, block, err);
+    if (rc != SI_OK) {
+        /* a bad board file whatever grubenv calls it */
+        si_err_prefix(err, "boot.env_defaults");
+        if (err)
+            err->code = SI_ERR_PARSE;
+        return SI_ERR_PARSE;
+    }
+    return SI_OK;
+}
 
 static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
 {
@@ -278,6 +362,14 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
             return si_err_set(err, SI_ERR_PARSE, "partitions: the board needs a partition '%s' with fs %s",
                               required_parts[i].label, si_board_fs_name(required_parts[i].fs));
     }
+    if ((rc = parse_slots(d, b, err)) != SI_OK)
+        return rc;
+    if (!b->nslots) {
+        const si_board_part *sys = si_board_part_find(b, "system");
+        if (!sys || sys->fs != SI_BOARD_FS_EXT4)
+            return si_err_set(err, SI_ERR_PARSE,
+                              "partitions: the board needs a partition 'system' with fs ext4 (or \"slots\")");
+    }
     if (sum > b->default_size_mib)
         return si_err_set(err, SI_ERR_PARSE,
                           "disk.default_size_mib: %llu MiB is less than the partitions' %llu MiB",
@@ -306,6 +398,8 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         SI_OK)
         return rc;
     b->max_unconfirmed_boots = (int)v;
+    if ((rc = parse_env_defaults(boot, b, err)) != SI_OK)
+        return rc;
     if ((rc = parse_grub_image(boot, "efi", &b->efi, err)) != SI_OK ||
         (rc = parse_grub_image(boot, "bios", &b->bios, err)) != SI_OK)
         return rc;
@@ -431,57 +525,93 @@ void si_board_grub_prefix(const si_board *b, char *out, size_t outlen)
     snprintf(out, outlen, "(hd0,gpt%u)/grub", si_board_part_number(b, "esp"));
 }
 
+/* Append text to the output buffer, growing it. */
+static bool out_put(char **o, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (*n + len + 1 > *cap) {
+        size_t c = (*cap + len + 1) * 2;
+        char *p = realloc(*o, c);
+        if (!p)
+            return false;
+        *o = p;
+        *cap = c;
+    }
+    memcpy(*o + *n, s, len);
+    *n += len;
+    return true;
+}
+
+/* The value of template variable name[0..len) into val; false when unknown. */
+static bool grub_var(const si_board *b, int timeout, const char *name, size_t len, char *val, size_t cap)
+{
+#define IS(lit) (len == sizeof(lit) - 1 && memcmp(name, lit, len) == 0)
+    unsigned num = 0;
+    if (IS("ESP") || IS("MISC") || IS("RECOVERY") || IS("SYSTEM"))
+        num = si_board_part_number(b, IS("ESP") ? "esp" : IS("MISC") ? "misc" : IS("RECOVERY") ? "recovery" : "system");
+    else if (b->nslots && (IS("SLOT_A") || IS("SLOT_B")))
+        num = si_board_part_number(b, b->slots[name[5] == 'B']);
+    else if (b->nslots && (IS("SLOT_A_LABEL") || IS("SLOT_B_LABEL"))) {
+        snprintf(val, cap, "%s", b->slots[name[5] == 'B']);
+        return true;
+    } else if (IS("MAX_RECOVERY_BOOTS") || IS("MAX_UNCONFIRMED_BOOTS") || IS("TIMEOUT")) {
+        snprintf(val, cap, "%d", IS("TIMEOUT") ? timeout : IS("MAX_RECOVERY_BOOTS") ? b->max_recovery_boots
+                                                                                   : b->max_unconfirmed_boots);
+        return true;
+    } else if (len > 5 && memcmp(name, "PART_", 5) == 0) {
+        for (size_t i = 0; i < b->nparts && !num; i++) {
+            const char *l = b->parts[i].label;
+            if (strlen(l) != len - 5)
+                continue;
+            size_t k = 0;
+            while (k < len - 5 && toupper((unsigned char)l[k]) == name[5 + k])
+                k++;
+            if (k == len - 5)
+                num = (unsigned)i + 1;
+        }
+    }
+#undef IS
+    if (!num)
+        return false;
+    snprintf(val, cap, "%u", num);
+    return true;
+}
+
 si_result si_board_render_grub_cfg(const si_board *b, const char *tmpl, size_t len, int timeout,
                                    char **out, si_err *err)
 {
-    struct {
-        const char *name;
-        long value;
-    } vars[] = {
-        {"ESP", si_board_part_number(b, "esp")},
-        {"MISC", si_board_part_number(b, "misc")},
-        {"RECOVERY", si_board_part_number(b, "recovery")},
-        {"SYSTEM", si_board_part_number(b, "system")},
-        {"MAX_RECOVERY_BOOTS", b->max_recovery_boots},
-        {"MAX_UNCONFIRMED_BOOTS", b->max_unconfirmed_boots},
-        {"TIMEOUT", timeout},
-    };
-    /* Each @NAME@ (>= 3 bytes) becomes at most 11 digits. */
-    size_t cap = len * 4 + 64;
+    size_t cap = len + 64, n = 0;
     char *o = malloc(cap);
     if (!o)
         return si_err_set(err, SI_ERR_NOMEM, "grub.cfg: out of memory");
-    size_t n = 0;
     for (size_t i = 0; i < len;) {
         if (tmpl[i] == '\0') {
             free(o);
             return si_err_set(err, SI_ERR_PARSE, "%s: NUL byte at offset %zu", b->config, i);
         }
-        if (tmpl[i] != '@') {
-            o[n++] = tmpl[i++];
-            continue;
-        }
         size_t j = i + 1;
-        while (j < len && (isupper((unsigned char)tmpl[j]) || tmpl[j] == '_'))
+        while (tmpl[i] == '@' && j < len && (isupper((unsigned char)tmpl[j]) || tmpl[j] == '_'))
             j++;
-        if (j == i + 1 || j >= len || tmpl[j] != '@') {
-            o[n++] = tmpl[i++];
+        if (tmpl[i] != '@' || j == i + 1 || j >= len || tmpl[j] != '@') {
+            if (!out_put(&o, &n, &cap, tmpl + i, 1))
+                goto nomem;
+            i++;
             continue;
         }
-        size_t k;
-        for (k = 0; k < sizeof(vars) / sizeof(vars[0]); k++)
-            if (strlen(vars[k].name) == j - i - 1 && memcmp(vars[k].name, tmpl + i + 1, j - i - 1) == 0)
-                break;
-        if (k == sizeof(vars) / sizeof(vars[0])) {
-            si_err_set(err, SI_ERR_PARSE, "%s: unknown variable @%.*s@", b->config, (int)(j - i - 1),
-                       tmpl + i + 1);
+        char val[SI_BOARD_LABEL_MAX + 16];
+        if (!grub_var(b, timeout, tmpl + i + 1, j - i - 1, val, sizeof(val))) {
+            si_err_set(err, SI_ERR_PARSE, "%s: unknown variable @%.*s@", b->config,
+                       (int)(j - i - 1 > 64 ? 64 : j - i - 1), tmpl + i + 1);
             free(o);
             return SI_ERR_PARSE;
         }
-        n += (size_t)snprintf(o + n, cap - n, "%ld", vars[k].value);
+        if (!out_put(&o, &n, &cap, val, strlen(val)))
+            goto nomem;
         i = j + 1;
     }
     o[n] = '\0';
     *out = o;
     return SI_OK;
+nomem:
+    free(o);
+    return si_err_set(err, SI_ERR_NOMEM, "grub.cfg: out of memory");
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "grubenv.h"
 #include "result.h"
 
 #define SI_BOARD_MAX_BYTES (64 * 1024)
@@ -70,6 +71,14 @@ typedef struct si_board {
     si_board_grub_image efi;
     si_board_grub_image bios;
     char console[SI_BOARD_NAME_MAX];
+    /* boot.env_defaults: the ESP counters file a new disk starts with
+     * (default recovery_boots=0, normal_boots=0, system_new=0). Numbers are
+     * kept as their decimal text; the block is checked to fit 1024 bytes. */
+    si_grubenv env_defaults;
+    /* "slots": an A/B board (docs/ab.md) names its two system partitions
+     * (nslots 2, slot a first); 0 for a board with the one `system`. */
+    size_t nslots;
+    char slots[2][SI_BOARD_LABEL_MAX + 1];
 } si_board;
 
 /* One partition placed on a disk: byte offsets, 1-based GPT number. */
@@ -93,6 +102,9 @@ const si_board_part *si_board_part_find(const si_board *b, const char *label);
 /* 1-based GPT number of label, 0 when absent. */
 unsigned si_board_part_number(const si_board *b, const char *label);
 const char *si_board_fs_name(si_board_fs fs);
+/* The partition a factory image installs the build into: `system`, or slot a
+ * on an A/B board. */
+const char *si_board_system_label(const si_board *b);
 
 /* Smallest disk for the board (every "rest" at its min_mib), bytes. */
 uint64_t si_board_min_disk_bytes(const si_board *b);
@@ -104,9 +116,12 @@ uint64_t si_board_default_disk_bytes(const si_board *b);
 si_result si_board_layout(const si_board *b, uint64_t disk_bytes, si_board_extent *out,
                           si_err *err);
 
-/* grub.cfg from the template text: @ESP@, @MISC@, @RECOVERY@, @SYSTEM@,
- * @MAX_RECOVERY_BOOTS@, @MAX_UNCONFIRMED_BOOTS@, @TIMEOUT@ replaced; any other
- * @NAME@ is SI_ERR_PARSE. malloc'd, NUL-terminated. */
+/* grub.cfg from the template text (as images/board.py renders it): @ESP@,
+ * @MISC@, @RECOVERY@, @SYSTEM@ (when the board has one), @PART_<LABEL>@ for
+ * every partition, on an A/B board @SLOT_A@/@SLOT_B@ (numbers) and
+ * @SLOT_A_LABEL@/@SLOT_B_LABEL@ (labels), @MAX_RECOVERY_BOOTS@,
+ * @MAX_UNCONFIRMED_BOOTS@, @TIMEOUT@ replaced; any other @NAME@ is
+ * SI_ERR_PARSE. malloc'd, NUL-terminated. */
 si_result si_board_render_grub_cfg(const si_board *b, const char *tmpl, size_t len, int timeout,
                                    char **out, si_err *err);
 /* GRUB's prefix: "(hd0,gptN)/grub" with N the ESP's number. */

@@ -796,7 +796,8 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
         archive_write_free(w);
         return NULL;
     }
-    if (si_tar_writer_set_compression(w, opts, tmp, err) != SI_OK) {
+    if (si_tar_writer_set_compression(w, opts ? opts->compression : SI_COMP_ZSTD,
+                                      opts ? opts->level : 0, tmp, err) != SI_OK) {
         archive_write_free(w);
         return NULL;
     }

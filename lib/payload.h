@@ -8,8 +8,8 @@
 #include <stdbool.h>
 
 #include "result.h"
+#include "tarformat.h"
 
-typedef enum si_compression { SI_COMP_ZSTD, SI_COMP_XZ, SI_COMP_NONE } si_compression;
 
 typedef struct si_build_opts {
     si_compression compression;   /* default SI_COMP_ZSTD */

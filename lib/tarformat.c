@@ -19,11 +19,9 @@ struct archive *si_tar_reader_new(void)
     return a;
 }
 
-si_result si_tar_writer_set_compression(struct archive *w, const si_build_opts *opts,
+si_result si_tar_writer_set_compression(struct archive *w, si_compression comp, int level,
                                         const char *out, si_err *err)
 {
-    si_compression comp = opts ? opts->compression : SI_COMP_ZSTD;
-    int level = opts ? opts->level : 0;
     const char *fname = NULL;
     int r;
     switch (comp) {

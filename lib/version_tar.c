@@ -50,7 +50,8 @@ si_result si_version_build_tarball(const si_version *v, const char *out,
         r = si_err_set(err, SI_ERR_INTERNAL, "%s: %s", out, archive_error_string(a));
         goto fail;
     }
-    r = si_tar_writer_set_compression(a, opts, out, err);
+    r = si_tar_writer_set_compression(a, opts ? opts->compression : SI_COMP_ZSTD,
+                                      opts ? opts->level : 0, out, err);
     if (r != SI_OK)
         goto fail;
     if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {

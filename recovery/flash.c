@@ -209,6 +209,11 @@ static si_result verify_media(flasher *f, si_err *err)
     si_result rc = si_board_load(f->o->board_file, &f->board, err);
     if (rc != SI_OK)
         return si_err_prefix(err, "this recovery's board file");
+    if (f->board.nslots)
+        return si_err_set(err, SI_ERR_UNSUPPORTED,
+                          "board %s is an A/B board (slots %s, %s): flash mode does not write A/B disks; "
+                          "write its factory image with `sysimage image` (docs/flashing.md)",
+                          f->board.name, f->board.slots[0], f->board.slots[1]);
     char repo[CAP];
     media_path(f, "repo", repo, sizeof(repo));
     si_keyring *am = NULL;

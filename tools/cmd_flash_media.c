@@ -163,6 +163,11 @@ static si_result build_media(build_ctx *c, si_err *err)
     si_result rc = ik_prepare(c, err);
     if (rc != SI_OK)
         return rc;
+    if (c->board.nslots)
+        return si_err_set(err, SI_ERR_UNSUPPORTED,
+                          "board %s is an A/B board (slots %s, %s): the recovery's flash mode does not "
+                          "write A/B disks; use `sysimage image` (docs/flashing.md)",
+                          c->board.name, c->board.slots[0], c->board.slots[1]);
     char keypath[PATH_CAP];
     snprintf(keypath, sizeof(keypath), "%.4000s/image-signing.key", o->keys);
     si_key *signer = NULL;

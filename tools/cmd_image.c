@@ -3,7 +3,8 @@
  * (lib/localrepo), then writes, on a sparse file: the board's GPT (libfdisk),
  * GRUB for UEFI (ESP: BOOTX64.EFI, grub.cfg, counters) and BIOS (core image
  * in `bios`, boot.img in the MBR), the recovery image on `recovery`, the
- * build's full image on `system` (libext2fs, lib/ext4tar), a clean
+ * build's full image on `system` (slot a on an A/B board, the other slot an
+ * empty ext4; libext2fs, lib/ext4tar), a clean
  * boot-control block on `misc`, empty `cache` and `userdata`; then a .bmap
  * and, optionally, a zstd-compressed copy. Same inputs, same bytes: UUIDs,
  * GUIDs and timestamps are derived from the build.
@@ -53,7 +54,8 @@ static const char usage[] =
     "                      --archive-master FILE [--recovery DIR] [--size MIB]\n"
     "                      [--compress zstd] [--images DIR] [--timeout S]\n\n"
     "Write a factory disk image of a published build: GPT of the board, GRUB for\n"
-    "UEFI and BIOS, the recovery image, the build's full image on `system`, a clean\n"
+    "UEFI and BIOS, the recovery image, the build's full image on `system` (slot a\n"
+    "of an A/B board, docs/ab.md), a clean\n"
     "boot-control block on `misc`, empty `cache` and `userdata`. The repository is\n"
     "verified as a device verifies it (keyrings, channels.json, index.json, each\n"
     "file's size, sha256 and signature) before anything is written. Output: the\n"
@@ -103,7 +105,7 @@ static si_result ext4_part(build_ctx *c, const char *label, si_ext4tar_stats *st
         snprintf(i, sizeof(i), "%s/initrd.img", c->o->recovery);
         const char *names[] = {"vmlinuz", "initrd.img"}, *srcs[] = {k, i};
         rc = si_ext4_add_files(path, names, srcs, 2, c->timestamp, st, err);
-    } else if (strcmp(label, "system") == 0) {
+    } else if (strcmp(label, si_board_system_label(&c->board)) == 0) {
         rc = si_ext4_from_tarballs(path, (const char *const *)c->rb.paths, c->rb.nfiles, c->timestamp,
                                    st, err);
     }
@@ -236,7 +238,7 @@ static si_result build(build_ctx *c, si_err *err)
         if (p->fs != SI_BOARD_FS_EXT4)
             continue;
         si_ext4tar_stats *st = strcmp(p->label, "recovery") == 0 ? &rst
-                               : strcmp(p->label, "system") == 0 ? &sst
+                               : strcmp(p->label, si_board_system_label(&c->board)) == 0 ? &sst
                                                                  : NULL;
         if ((rc = ext4_part(c, p->label, st, err)) != SI_OK)
             return rc;

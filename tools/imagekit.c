@@ -326,13 +326,9 @@ si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_
         }
     }
     if (rc == SI_OK) {
-        si_grubenv env;
-        si_grubenv_init(&env);
+        /* the board's boot.env_defaults (lib/board) */
         char block[SI_GRUBENV_SIZE];
-        if ((rc = si_grubenv_set(&env, "recovery_boots", "0", err)) == SI_OK &&
-            (rc = si_grubenv_set(&env, "normal_boots", "0", err)) == SI_OK &&
-            (rc = si_grubenv_set(&env, "system_new", "0", err)) == SI_OK &&
-            (rc = si_grubenv_format(&env, block, err)) == SI_OK) {
+        if ((rc = si_grubenv_format(&c->board.env_defaults, block, err)) == SI_OK) {
             char envpath[SI_BOARD_PATH_MAX];
             snprintf(envpath, sizeof(envpath), "%s", c->board.env_file);
             for (char *s = envpath; rc == SI_OK && (s = strchr(s, '/')); s++) {
@@ -438,12 +434,13 @@ si_result ik_prepare(build_ctx *c, si_err *err)
         return rc;
     if (c->timestamp <= 0)
         c->timestamp = 1;
-    const si_board_extent *sys = ik_extent(c, "system");
+    const si_board_extent *sys = ik_extent(c, si_board_system_label(&c->board));
     if (data > sys->size)
         return si_err_set(err, SI_ERR_NO_SPACE,
                           "build %" PRId64 ": %" PRIu64 " MiB of files do not fit the %" PRIu64
-                          " MiB system partition of %s",
-                          c->rb.version, data / SI_MIB_BYTES, sys->size / SI_MIB_BYTES, c->board.name);
+                          " MiB %s partition of %s",
+                          c->rb.version, data / SI_MIB_BYTES, sys->size / SI_MIB_BYTES, sys->part->label,
+                          c->board.name);
     {
         si_sha256 h;
         si_sha256_init(&h);

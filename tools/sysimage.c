@@ -22,25 +22,6 @@ static const struct si_tool_command commands[] = {
     {NULL, NULL, NULL},
 };
 
-int si_tool_fail(const struct si_err *err)
-{
-    fprintf(stderr, "sysimage: %s\n", err->msg[0] ? err->msg : si_result_message(err->code));
-    return (int)err->code;
-}
-
-int si_tool_wants_help(int argc, char **argv, const char *usage)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs(usage, stdout);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fputs("usage: sysimage COMMAND [ARGS...]\n\n"

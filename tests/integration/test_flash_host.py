@@ -81,8 +81,8 @@ def media(tmp_path_factory):
     return {"dir": d, "repo": repo, "stick": stick, "root": read_media(stick, str(d / "m"))}
 
 
-def flash(root, target):
-    return run([RECOVERY, "flash", "--board", BOARD_FILE, "--media", root, "--target", target])
+def flash(root, target, board_file=BOARD_FILE):
+    return run([RECOVERY, "flash", "--board", board_file, "--media", root, "--target", target])
 
 
 def blank(path, mib=600):
@@ -116,9 +116,9 @@ def test_flash_provisions_a_blank_disk(media, tmp_path):
     assert r["result"] == 0 and r["build"] == 3, r
 
 
-def refused(root, target, code, needle):
+def refused(root, target, code, needle, board_file=BOARD_FILE):
     before = sha(target)
-    proc = flash(root, target)
+    proc = flash(root, target, board_file)
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert needle in proc.stdout, proc.stdout
     assert "writing" not in proc.stdout
@@ -182,6 +182,14 @@ def test_refuses_media_for_another_board(media, tmp_path):
     root = read_media(stick, str(tmp_path / "m"))
     disk = blank(str(tmp_path / "disk.img"))
     refused(root, disk, 18, "made for board 'other-board'")
+
+
+def test_an_ab_recovery_refuses_to_flash(media, tmp_path):
+    """A recovery whose board is the A/B one: flash mode does not write A/B
+    disks (docs/flashing.md), said before the target is touched."""
+    disk = blank(str(tmp_path / "disk.img"), 900)
+    refused(copy_media(media, tmp_path), disk, 18, "is an A/B board",
+            board_file=os.path.join(IMAGES, "qemu-x86_64-ab", "board.json"))
 
 
 def test_consent_erases_and_an_interrupted_flash_is_redone(media, tmp_path):

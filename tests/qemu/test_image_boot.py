@@ -4,7 +4,8 @@ and BIOS (SeaBIOS), with nothing else done to it, and then updates itself like
 any device: the stub in the guest stages build 2 from nginx, GRUB boots the
 recovery, which installs it, and build 2 comes up.
 
-Boots: one UEFI run (build 1, update, build 2) and one BIOS run (build 1)."""
+Boots: one UEFI run (build 1, update, build 2), one BIOS run (build 1) and one
+BIOS run of the A/B board's image (build 1 from slot a)."""
 import os
 import shutil
 import subprocess
@@ -90,3 +91,29 @@ def test_bios_boots_the_build(factory, tmp_path):
         assert st["build"] == 1 and st["recovery_request"] == "0", st
         m.send("poweroff\n")
         m.wait(60)
+
+
+def test_ab_image_boots_slot_a(tmp_path):
+    """The A/B board's factory image (docs/ab.md): GRUB boots slot a, the
+    good slot of the env_defaults, and build 1 comes up there (BIOS, one boot)."""
+    srv = devloop.Server(str(tmp_path), KEYS)
+    try:
+        ab = {"SI_AB": "1", "SI_RECOVERY_BIN": os.path.join(BIN, "sysimage-recovery")}
+        tree = devloop.device_tree(srv, 1, str(tmp_path / "os1"), ab)
+        devloop.publish(srv, tree, 1)
+        disk = str(tmp_path / "ab.img")
+        proc = subprocess.run([os.path.join(BIN, "sysimage"), "image", "--board", "qemu-x86_64-ab",
+                               "--device", "qemu-x86_64", "--repo", srv.repo, "--channel", devloop.CHANNEL,
+                               "--build", "1", "--archive-master", os.path.join(KEYS, "archive-master.keyring"),
+                               "--recovery", sihw.RECOVERY_DIR, "--timeout", "1", "--out", disk],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with sihw.Machine(disk, firmware="bios", net=False, log=str(tmp_path / "serial.log")) as m:
+            m.expect(r"booting slot a \(active a, on trial 0", BOOT)
+            assert m.expect(devloop.UP, BOOT).group(1) == "1"
+            rc, out = m.shell("sysimage-stub status")
+            assert rc == 0 and "slot:             a (good slot a)" in out, out
+            m.send("poweroff\n")
+            m.wait(60)
+    finally:
+        srv.stop()

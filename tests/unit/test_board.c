@@ -16,10 +16,12 @@
 #define REF "images/qemu-x86_64/board.json"
 #define MIB SI_MIB_BYTES
 
-static char *ref_text(size_t *len)
+#define AB "images/qemu-x86_64-ab/board.json"
+
+static char *file_text(const char *path, size_t *len)
 {
     char *buf = NULL;
-    assert_int_equal(si_read_file(REF, SI_BOARD_MAX_BYTES, &buf, len), 0);
+    assert_int_equal(si_read_file(path, SI_BOARD_MAX_BYTES, &buf, len), 0);
     return buf;
 }
 
@@ -107,10 +109,11 @@ static void test_render(void **state)
 
 /* Replace the first `from` in the reference text by `to`; parse; expect
  * code and a message containing `want`. */
-static void refuse(const char *from, const char *to, si_result code, const char *want)
+static void refuse_in(const char *path, const char *from, const char *to, si_result code,
+                      const char *want)
 {
     size_t len = 0;
-    char *ref = ref_text(&len);
+    char *ref = file_text(path, &len);
     char *at = strstr(ref, from);
     assert_non_null(at);
     size_t n = len - strlen(from) + strlen(to);
@@ -130,6 +133,11 @@ static void refuse(const char *from, const char *to, si_result code, const char 
     assert_int_equal(b.nparts, 0); /* nothing half-filled */
     free(doc);
     free(ref);
+}
+
+static void refuse(const char *from, const char *to, si_result code, const char *want)
+{
+    refuse_in(REF, from, to, code, want);
 }
 
 static void test_refusals(void **state)
@@ -164,6 +172,73 @@ static void test_refusals(void **state)
     refuse("{", "[", SI_ERR_PARSE, "board.json");
 }
 
+/* The A/B board: two slots instead of `system`, its env_defaults, the
+ * @SLOT_*@ and @PART_<LABEL>@ substitutions of images/board.py. */
+static void test_ab_board(void **state)
+{
+    (void)state;
+    si_board b;
+    si_err err;
+    assert_int_equal(si_board_load(REF, &b, &err), SI_OK);
+    assert_int_equal(b.nslots, 0);
+    assert_string_equal(si_board_system_label(&b), "system");
+    /* no env_defaults: the recovery-mode counters */
+    assert_int_equal(b.env_defaults.count, 3);
+    assert_string_equal(si_grubenv_get(&b.env_defaults, "normal_boots"), "0");
+
+    assert_int_equal(si_board_load(AB, &b, &err), SI_OK);
+    assert_int_equal(b.nslots, 2);
+    assert_string_equal(b.slots[0], "system_a");
+    assert_string_equal(b.slots[1], "system_b");
+    assert_string_equal(si_board_system_label(&b), "system_a");
+    assert_int_equal(si_board_part_number(&b, "system"), 0);
+    assert_int_equal(b.env_defaults.count, 7);
+    assert_string_equal(si_grubenv_get(&b.env_defaults, "ab_active"), "a");
+    assert_string_equal(si_grubenv_get(&b.env_defaults, "ab_tries"), "0");
+    assert_string_equal(si_grubenv_get(&b.env_defaults, "ab_try"), "");
+    assert_null(si_grubenv_get(&b.env_defaults, "normal_boots"));
+
+    const char t[] = "@SLOT_A@ @SLOT_B@ @SLOT_A_LABEL@ @SLOT_B_LABEL@ @PART_CACHE@ @PART_SYSTEM_B@ @ESP@";
+    char *out = NULL;
+    assert_int_equal(si_board_render_grub_cfg(&b, t, strlen(t), 1, &out, &err), SI_OK);
+    assert_string_equal(out, "5 6 system_a system_b 7 6 2");
+    free(out);
+    const char nosys[] = "@SYSTEM@", nopart[] = "@PART_NOPE@";
+    assert_int_equal(si_board_render_grub_cfg(&b, nosys, strlen(nosys), 1, &out, &err), SI_ERR_PARSE);
+    assert_int_equal(si_board_render_grub_cfg(&b, nopart, strlen(nopart), 1, &out, &err), SI_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "@PART_NOPE@"));
+    /* the board's template renders without leftovers */
+    char *tmpl = NULL;
+    size_t len = 0;
+    assert_int_equal(si_read_file("images/qemu-x86_64-ab/grub.cfg.in", 1 << 20, &tmpl, &len), 0);
+    assert_int_equal(si_board_render_grub_cfg(&b, tmpl, len, 3, &out, &err), SI_OK);
+    assert_non_null(strstr(out, "set slot_a=(hd0,gpt5)"));
+    assert_non_null(strstr(out, "set slot_b=(hd0,gpt6)"));
+    free(out);
+    free(tmpl);
+    /* the reference board has no slots to substitute */
+    assert_int_equal(si_board_load(REF, &b, &err), SI_OK);
+    assert_int_equal(si_board_render_grub_cfg(&b, "@SLOT_A@", 8, 1, &out, &err), SI_ERR_PARSE);
+}
+
+static void test_ab_refusals(void **state)
+{
+    (void)state;
+    refuse_in(AB, "\"system_b\"\n    ]", "\"system_a\"\n    ]", SI_ERR_PARSE, "'system_a' twice");
+    refuse_in(AB, "\"system_b\"\n    ]", "\"cache\", \"userdata\"\n    ]", SI_ERR_PARSE,
+              "two partition labels");
+    refuse_in(AB, "\"system_b\"\n    ]", "\"nope\"\n    ]", SI_ERR_PARSE,
+              "'nope' is not an ext4 partition");
+    refuse_in(AB, "\"system_b\"\n    ]", "\"misc\"\n    ]", SI_ERR_PARSE,
+              "'misc' is not an ext4 partition");
+    refuse_in(AB, "\"slots\"", "\"no_slots\"", SI_ERR_PARSE, "partition 'system' with fs ext4");
+    refuse_in(AB, "\"ab_tries\": 0", "\"ab_tries\": 0.5", SI_ERR_PARSE,
+              "boot.env_defaults.ab_tries: a string or an integer");
+    refuse_in(AB, "\"ab_tries\": 0", "\"ab tries\": 0", SI_ERR_PARSE, "boot.env_defaults");
+    refuse_in(AB, "\"ab_tries\": 0", "\"ab_tries\": [0]", SI_ERR_PARSE, "a string or an integer");
+    refuse_in(AB, "\"env_defaults\": {", "\"env_defaults\": 7, \"x\": {", SI_ERR_PARSE, "env_defaults");
+}
+
 static void test_path(void **state)
 {
     (void)state;
@@ -181,7 +256,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_board), cmocka_unit_test(test_layout),
         cmocka_unit_test(test_render),          cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_path),            cmocka_unit_test(test_ab_board),
+        cmocka_unit_test(test_ab_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
