@@ -9,6 +9,8 @@
  * place. The whole target is synced once at the end (syncfs). */
 #include "apply.h"
 #include "layout.h"
+#include "patch.h"
+#include "sha256.h"
 #include "tarformat.h"
 
 #include <archive.h>
@@ -20,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -28,11 +32,26 @@
 #define READ_CHUNK (128 * 1024)
 #define PREFIX "system/"
 #define PREFIX_LEN 7
+#define PATCH_PREFIX SI_LAYOUT_PATCH_PREFIX
+#define PATCH_PREFIX_LEN 6
+/* free space kept beyond a patched file's size (extent blocks, directory) */
+#define PATCH_SPACE_MARGIN (4u << 20)
 #define XATTR_LIST_MAX_BYTES 65536
 #define REMOVED_LINE_MAX (PATH_MAX + PREFIX_LEN + 2)
 
 struct dirtime {
     char *path;
+    struct timespec mtime;
+};
+
+/* One line of a delta's `patched` member and what the target holds there. */
+struct patchent {
+    char *rel;
+    uint8_t old_sha[32], new_sha[32];
+    bool is_new;              /* already the result (re-apply after a power cut) */
+    dev_t dev;                /* the file checked, to trust the check later */
+    ino_t ino;
+    off_t size;
     struct timespec mtime;
 };
 
@@ -48,6 +67,9 @@ struct applier {
     int in;                   /* its fd */
     unsigned char *inbuf;
     unsigned char *zbuf;      /* zeros for partition holes */
+    struct patchent *pe;      /* the current tarball's `patched` list, sorted */
+    size_t npe;
+    si_patch_dec *dec;
 };
 
 static si_result map_errno(int e)
@@ -120,11 +142,15 @@ si_result si_empty_dir(const char *dir, si_err *err)
 
 /* ------------------------------------------------------------ paths */
 
-/* A relative path: non-empty, no empty, "." or ".." components. */
+/* A relative path: non-empty, no empty, "." or ".." components, no control
+ * bytes (a newline would make `removed` ambiguous: docs/formats.md). */
 static int rel_path_ok(const char *p)
 {
     if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
         return 0;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return 0;
     const char *c = p;
     for (;;) {
         const char *s = strchr(c, '/');
@@ -742,6 +768,352 @@ static si_result apply_partition(struct applier *ap, struct archive *a, struct a
     return rc;
 }
 
+/* ------------------------------------------------------------ patches */
+
+static int patchent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct patchent *)a)->rel, ((const struct patchent *)b)->rel);
+}
+
+static void patches_clear(struct applier *ap)
+{
+    for (size_t i = 0; i < ap->npe; i++)
+        free(ap->pe[i].rel);
+    free(ap->pe);
+    ap->pe = NULL;
+    ap->npe = 0;
+}
+
+/* Open system/<rel> of the target read-only, a regular file, no symlink
+ * anywhere. */
+static si_result open_installed(struct applier *ap, const char *member, const char *rel, int *fd,
+                                struct stat *st, si_err *err)
+{
+    int pfd;
+    const char *base;
+    si_result rc = open_parent(ap, member, rel, false, &pfd, &base, err);
+    if (rc == SI_ERR_NOT_FOUND)
+        return si_err_set(err, SI_ERR_CHECKSUM,
+                          "%s: %s: the file this delta patches is missing: the system was "
+                          "modified, install a full image", ap->file, member);
+    if (rc != SI_OK)
+        return rc;
+    *fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ELOOP)
+            return si_err_set(err, SI_ERR_CHECKSUM,
+                              "%s: %s: the file this delta patches is %s: the system was "
+                              "modified, install a full image", ap->file, member,
+                              e == ENOENT ? "missing" : "a symlink");
+        return si_err_set(err, SI_ERR_APPLY, "%s: %s: open: %s", ap->file, member, strerror(e));
+    }
+    if (fstat(*fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return si_err_set(err, SI_ERR_CHECKSUM,
+                          "%s: %s: the path this delta patches is not a regular file: the system "
+                          "was modified, install a full image", ap->file, member);
+    }
+    return SI_OK;
+}
+
+/* Check one line of `patched`: the installed file must be the old content
+ * (or already the new one: re-apply after a power cut). */
+static si_result check_patched_line(struct applier *ap, const char *line, si_err *err)
+{
+    uint8_t o[32], n[32];
+    const char *member;
+    si_result rc = si_patch_list_line_parse(line, o, n, &member, err);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "%s", ap->file);
+    char rel[PATH_MAX];
+    if (system_rel(member, rel, sizeof(rel)) < 0 || !rel[0])
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: patched: unsafe entry '%s'", ap->file,
+                          member);
+    int fd;
+    struct stat st;
+    rc = open_installed(ap, member, rel, &fd, &st, err);
+    if (rc != SI_OK)
+        return rc;
+    uint8_t got[32];
+    int r = si_sha256_fd(fd, got, NULL);
+    close(fd);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s: read: %s", ap->file, member, strerror(-r));
+    bool is_new = memcmp(got, n, 32) == 0;
+    if (!is_new && memcmp(got, o, 32) != 0) {
+        char hg[65], ho[65];
+        si_hex_encode(got, 32, hg);
+        si_hex_encode(o, 32, ho);
+        return si_err_set(err, SI_ERR_CHECKSUM,
+                          "%s: %s: the installed file (sha256 %.16s…) is not the one this delta "
+                          "patches (%.16s…): the system was modified, install a full image",
+                          ap->file, member, hg, ho);
+    }
+    if (ap->npe % 64 == 0) {
+        struct patchent *pe = realloc(ap->pe, (ap->npe + 64) * sizeof(*pe));
+        if (!pe)
+            return si_err_set(err, SI_ERR_NOMEM, "out of memory (patched)");
+        ap->pe = pe;
+    }
+    struct patchent *e = &ap->pe[ap->npe];
+    if (!(e->rel = strdup(rel)))
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (patched)");
+    memcpy(e->old_sha, o, 32);
+    memcpy(e->new_sha, n, 32);
+    e->is_new = is_new;
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->size = st.st_size;
+    e->mtime = st.st_mtim;
+    ap->npe++;
+    return SI_OK;
+}
+
+/* The `patched` member: every file the delta patches is checked before
+ * anything is written. */
+static si_result apply_patched_list(struct applier *ap, struct archive *a, si_err *err)
+{
+    char *line = malloc(REMOVED_LINE_MAX + 131);
+    if (!line)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (patched)");
+    size_t ll = 0;
+    si_result rc = SI_OK;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: %s", ap->file,
+                            archive_error_string(a));
+            break;
+        }
+        const char *p = buf;
+        for (size_t i = 0; i < len && rc == SI_OK; i++) {
+            if (p[i] == '\n') {
+                line[ll] = '\0';
+                if (ll)
+                    rc = check_patched_line(ap, line, err);
+                ll = 0;
+            } else if (p[i] == '\0') {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: NUL byte in a line", ap->file);
+            } else if (ll == REMOVED_LINE_MAX + 130) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: line too long", ap->file);
+            } else {
+                line[ll++] = p[i];
+            }
+        }
+        if (rc != SI_OK)
+            break;
+    }
+    if (rc == SI_OK && ll) {
+        line[ll] = '\0';
+        rc = check_patched_line(ap, line, err);
+    }
+    free(line);
+    if (rc == SI_OK && ap->npe > 1) {
+        qsort(ap->pe, ap->npe, sizeof(*ap->pe), patchent_cmp);
+        for (size_t i = 0; i + 1 < ap->npe; i++)
+            if (strcmp(ap->pe[i].rel, ap->pe[i + 1].rel) == 0)
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: system/%s listed twice",
+                                ap->file, ap->pe[i].rel);
+    }
+    return rc;
+}
+
+/* Decode the member's patch into fd (new_size bytes, mapped), with the
+ * installed file mapped as the prefix. */
+static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, int outfd,
+                              const char *member, si_err *err)
+{
+    si_patch_dec *d = ap->dec;
+    si_patch_dec_reset(d, member);
+    uint8_t empty[1]; /* the output of an empty result (never written) */
+    void *old = NULL, *out = NULL;
+    size_t oldlen = 0, outlen = 0;
+    si_result rc = SI_OK;
+    la_int64_t pos = 0;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", ap->file, member,
+                            archive_error_string(a));
+            break;
+        }
+        if (off != pos) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: a patch member cannot be sparse",
+                            ap->file, member);
+            break;
+        }
+        pos += (la_int64_t)len;
+        const uint8_t *p = buf;
+        while (rc == SI_OK && len) {
+            size_t used;
+            rc = si_patch_dec_feed(d, p, len, &used, err);
+            p += used;
+            len -= used;
+            if (rc != SI_OK || si_patch_dec_state(d) != SI_PATCH_NEED_TARGET)
+                continue;
+            const si_patch_header *h = si_patch_dec_header(d);
+            struct stat st;
+            if (fstat(oldfd, &st) < 0 || (uint64_t)st.st_size != h->old_size) {
+                rc = si_err_set(err, SI_ERR_CHECKSUM,
+                                "%s: %s: the installed file has not the size the patch needs",
+                                ap->file, member);
+                break;
+            }
+            oldlen = (size_t)h->old_size;
+            outlen = (size_t)h->new_size;
+            if (oldlen && (old = mmap(NULL, oldlen, PROT_READ, MAP_PRIVATE, oldfd, 0)) ==
+                              MAP_FAILED) {
+                old = NULL;
+                rc = si_err_set(err, SI_ERR_APPLY, "%s: mmap of the installed file: %s", member,
+                                strerror(errno));
+                break;
+            }
+            /* A full disk must be an error here, not a SIGBUS while writing
+             * through the mapping. No posix_fallocate: its unwritten extents
+             * are not flushed by ext4 on the rename that replaces the old
+             * file (auto_da_alloc covers delayed allocation only), so a power
+             * cut could leave the new name with zeros; written through the
+             * page cache like every other member, the data is ordered before
+             * the rename. */
+            struct statvfs sv;
+            if (fstatvfs(outfd, &sv) == 0 &&
+                (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)outlen + PATCH_SPACE_MARGIN) {
+                rc = si_err_set(err, SI_ERR_NO_SPACE, "%s: %zu bytes needed, %llu free", member,
+                                outlen, (unsigned long long)sv.f_bavail * sv.f_frsize);
+                break;
+            }
+            if (ftruncate(outfd, (off_t)outlen) < 0) {
+                rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member,
+                                strerror(errno));
+                break;
+            }
+            if (outlen && (out = mmap(NULL, outlen, PROT_READ | PROT_WRITE, MAP_SHARED, outfd,
+                                      0)) == MAP_FAILED) {
+                out = NULL;
+                rc = si_err_set(err, SI_ERR_APPLY, "%s: mmap of the new file: %s", member,
+                                strerror(errno));
+                break;
+            }
+            rc = si_patch_dec_set_target(d, old, out ? out : (void *)empty, err);
+        }
+        if (rc != SI_OK)
+            break;
+    }
+    if (rc == SI_OK)
+        rc = si_patch_dec_finish(d, err);
+    if (out && munmap(out, outlen) < 0 && rc == SI_OK)
+        rc = si_err_set(err, SI_ERR_APPLY, "%s: munmap: %s", member, strerror(errno));
+    if (old)
+        munmap(old, oldlen);
+    return rc;
+}
+
+static struct patchent *find_patchent(struct applier *ap, const char *rel)
+{
+    struct patchent key = {.rel = (char *)rel};
+    return ap->npe ? bsearch(&key, ap->pe, ap->npe, sizeof(*ap->pe), patchent_cmp) : NULL;
+}
+
+/* patch/<path>: rebuild system/<path> from the installed file and the
+ * patch, under the temporary name; its sha256 is checked before the rename.
+ * A file that already is the result only gets its metadata. */
+static si_result apply_patch_member(struct applier *ap, struct archive *a,
+                                    struct archive_entry *ae, const char *member, si_err *err)
+{
+    char rel[PATH_MAX], sysname[PATH_MAX + PREFIX_LEN + 1];
+    const char *p = member + PATCH_PREFIX_LEN;
+    if (strlen(p) >= PATH_MAX)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%.64s…': path too long", ap->file,
+                          member);
+    snprintf(sysname, sizeof(sysname), PREFIX "%s", p);
+    if (system_rel(sysname, rel, sizeof(rel)) < 0 || !rel[0])
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path", ap->file,
+                          member);
+    if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: must be a regular file", ap->file,
+                          member);
+    struct patchent *e = find_patchent(ap, rel);
+    if (!e)
+        return si_err_set(err, SI_ERR_PARSE, "%s: %s: not listed in the delta's `patched` member",
+                          ap->file, member);
+    int oldfd;
+    struct stat st;
+    si_result rc = open_installed(ap, sysname, rel, &oldfd, &st, err);
+    if (rc != SI_OK)
+        return rc;
+    bool same = st.st_dev == e->dev && st.st_ino == e->ino && st.st_size == e->size &&
+                st.st_mtim.tv_sec == e->mtime.tv_sec && st.st_mtim.tv_nsec == e->mtime.tv_nsec;
+    if (!same) {
+        /* changed since the check (only a hostile delta does that): check again */
+        uint8_t got[32];
+        int r = si_sha256_fd(oldfd, got, NULL);
+        if (r < 0 || lseek(oldfd, 0, SEEK_SET) < 0) {
+            close(oldfd);
+            return si_err_set(err, SI_ERR_IO, "%s: read: %s", sysname, strerror(r < 0 ? -r : errno));
+        }
+        e->is_new = memcmp(got, e->new_sha, 32) == 0;
+        if (!e->is_new && memcmp(got, e->old_sha, 32) != 0) {
+            close(oldfd);
+            return si_err_set(err, SI_ERR_CHECKSUM,
+                              "%s: %s: changed during the apply: not the file this delta patches",
+                              ap->file, sysname);
+        }
+    }
+    if (e->is_new) {
+        /* re-apply after a power cut: the data is there, the metadata may not be */
+        rc = meta_fd(ae, oldfd, true, sysname, err);
+        close(oldfd);
+        return rc;
+    }
+    int pfd;
+    const char *base;
+    rc = open_parent(ap, sysname, rel, false, &pfd, &base, err);
+    if (rc == SI_OK)
+        rc = clear_tmp(ap, pfd, sysname, err);
+    if (rc != SI_OK) {
+        close(oldfd);
+        return rc;
+    }
+    int fd = openat(pfd, TMP_NAME, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        close(oldfd);
+        return si_err_set(err, map_errno(errno), "%s: create: %s", sysname, strerror(errno));
+    }
+    rc = decode_patch(ap, a, oldfd, fd, member, err);
+    close(oldfd);
+    if (rc == SI_OK) {
+        const si_patch_header *h = si_patch_dec_header(ap->dec);
+        if (memcmp(h->old_sha256, e->old_sha, 32) != 0 || memcmp(h->new_sha256, e->new_sha, 32) != 0)
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: digests differ from the `patched` list",
+                            ap->file, member);
+    }
+    if (rc == SI_OK)
+        rc = meta_fd(ae, fd, true, sysname, err);
+    if (close(fd) < 0 && rc == SI_OK)
+        rc = si_err_set(err, map_errno(errno), "%s: close: %s", sysname, strerror(errno));
+    if (rc != SI_OK) {
+        unlinkat(pfd, TMP_NAME, 0);
+        return rc;
+    }
+    /* open_parent may have been re-run by decode (it is not): pfd is still the cached parent */
+    rc = replace(ap, pfd, base, sysname, err);
+    if (rc == SI_OK)
+        e->is_new = true;
+    return rc;
+}
+
 /* ------------------------------------------------------------ tarballs */
 
 static la_ssize_t src_read(struct archive *a, void *cd, const void **buf)
@@ -800,10 +1172,11 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
     si_result rc = SI_OK;
     if (archive_read_open(a, ap, NULL, src_read, NULL) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
-    bool first = true;
+    bool first = true, after_patched = false;
     char rel[PATH_MAX];
     char label[SI_LAYOUT_LABEL_MAX + 1];
     si_member_kind kind;
+    patches_clear(ap);
     while (rc == SI_OK) {
         struct archive_entry *ae;
         int r = archive_read_next_header(a, &ae);
@@ -818,10 +1191,21 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
             rc = si_err_set(err, SI_ERR_PARSE, "%s: member without a name", file);
             break;
         }
-        if (strcmp(name, "removed") == 0) {
+        bool was_patched = false;
+        if (strcmp(name, SI_LAYOUT_PATCHED) == 0) {
             if (!first)
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: 'removed' must be the first member",
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: 'patched' must be the first member",
                                 file);
+            else if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+                rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'patched' is not a regular file",
+                                file);
+            else
+                rc = apply_patched_list(ap, a, err);
+            was_patched = true;
+        } else if (strcmp(name, SI_LAYOUT_REMOVED) == 0) {
+            if (!first && !after_patched)
+                rc = si_err_set(err, SI_ERR_PARSE,
+                                "%s: 'removed' must be the first member (after 'patched')", file);
             else if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
                 rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'removed' is not a regular file",
                                 file);
@@ -832,6 +1216,11 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
             si_err_prefix(err, "%s", file);
         } else if (kind == SI_MEMBER_PARTITION) {
             rc = apply_partition(ap, a, ae, name, label, err);
+        } else if (kind == SI_MEMBER_PATCH) {
+            if (!ap->dec && !(ap->dec = si_patch_dec_new()))
+                rc = si_err_set(err, SI_ERR_NOMEM, "out of memory (patch decoder)");
+            else
+                rc = apply_patch_member(ap, a, ae, name, err);
         } else if (system_rel(name, rel, sizeof(rel)) == 0) {
             rc = apply_system_member(ap, a, ae, name, rel, err);
         } else {
@@ -839,7 +1228,9 @@ static si_result apply_one(struct applier *ap, const char *file, si_err *err)
                             file, name);
         }
         first = false;
+        after_patched = was_patched;
     }
+    patches_clear(ap);
     si_result r2 = set_dirtimes(ap, rc == SI_OK ? err : NULL);
     if (rc == SI_OK)
         rc = r2;
@@ -886,5 +1277,6 @@ si_result si_apply_files(const si_apply_opts *opts, const char *const *files, si
     free(ap.inbuf);
     free(ap.zbuf);
     free(ap.dt);
+    si_patch_dec_free(ap.dec);
     return rc;
 }

@@ -48,6 +48,14 @@ si_result si_layout_check_member_name(const char *name, si_member_kind *kind, ch
         *kind = SI_MEMBER_REMOVED;
         return SI_OK;
     }
+    if (strcmp(name, SI_LAYOUT_PATCHED) == 0) {
+        *kind = SI_MEMBER_PATCHED;
+        return SI_OK;
+    }
+    if (strncmp(name, SI_LAYOUT_PATCH_PREFIX, strlen(SI_LAYOUT_PATCH_PREFIX)) == 0) {
+        *kind = SI_MEMBER_PATCH;
+        return SI_OK;
+    }
     if (strcmp(name, SI_LAYOUT_SYSTEM) == 0 ||
         strncmp(name, SI_LAYOUT_SYSTEM_PREFIX, strlen(SI_LAYOUT_SYSTEM_PREFIX)) == 0) {
         *kind = SI_MEMBER_SYSTEM;
@@ -56,7 +64,8 @@ si_result si_layout_check_member_name(const char *name, si_member_kind *kind, ch
     size_t pl = strlen(SI_LAYOUT_PART_PREFIX), sl = strlen(SI_LAYOUT_PART_SUFFIX);
     if (strncmp(name, SI_LAYOUT_PART_PREFIX, pl) != 0)
         return si_err_set(err, SI_ERR_UNSAFE_PATH,
-                          "member '%.200s' is outside system/, removed and partitions/", name);
+                          "member '%.200s' is outside system/, patch/, removed, patched and "
+                          "partitions/", name);
     const char *n = name + pl;
     size_t len = strlen(n);
     if (len <= sl || strcmp(n + len - sl, SI_LAYOUT_PART_SUFFIX) != 0 ||

@@ -1,7 +1,10 @@
 /* layout.h - the update-file layout, defined once (docs/formats.md,
  * "Update files"). Members of an update tarball are:
  *   system/<path>           into the system partition at <path>
- *   removed                 (deltas, first member) paths deleted before extraction
+ *   patched                 (deltas with patches, first member) the files patched,
+ *                           with the sha256 of their old and new content
+ *   removed                 (deltas, first or after patched) paths deleted before extraction
+ *   patch/<path>            binary patch of system/<path> (lib/patch.h)
  *   partitions/<label>.img  written raw to the partition with GPT label <label>
  * A label written raw is 1..59 bytes of [A-Za-z0-9._-], not starting with '.',
  * and never one of SI_LAYOUT_NEVER_RAW (system, userdata, cache, misc): those
@@ -19,6 +22,8 @@
 #define SI_LAYOUT_SYSTEM "system"
 #define SI_LAYOUT_SYSTEM_PREFIX "system/"
 #define SI_LAYOUT_REMOVED "removed"
+#define SI_LAYOUT_PATCHED "patched"
+#define SI_LAYOUT_PATCH_PREFIX "patch/"
 #define SI_LAYOUT_PART_PREFIX "partitions/"
 #define SI_LAYOUT_PART_SUFFIX ".img"
 #define SI_LAYOUT_LABEL_MAX 59
@@ -27,6 +32,8 @@ typedef enum si_member_kind {
     SI_MEMBER_SYSTEM,     /* "system" or "system/..." */
     SI_MEMBER_REMOVED,    /* "removed" */
     SI_MEMBER_PARTITION,  /* "partitions/<label>.img" */
+    SI_MEMBER_PATCHED,    /* "patched" */
+    SI_MEMBER_PATCH,      /* "patch/<path>" (the path is checked by lib/apply) */
 } si_member_kind;
 
 /* Partitions an update never writes raw. */

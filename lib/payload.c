@@ -15,6 +15,7 @@
 #include "payload.h"
 #include "tarformat.h"
 
+#include "patch.h"
 #include "sha256.h"
 
 #include <archive.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -63,14 +65,35 @@ struct ment {
     bool has_hash;
     bool ship;           /* delta: goes into the output */
     unsigned char hash[32];
+    size_t root;         /* the path whose member/file carries the group's data */
+    /* deltas */
+    size_t old_idx;      /* new side: the same path in the old manifest, or SIZE_MAX */
+    bool in_removed;     /* old side: listed in `removed` unless patched */
+    bool need_data;      /* tarball side: data spooled for a patch */
+    bool patch;          /* new side: shipped as patch/<path> */
+    bool data_differs;   /* new side: regular file whose content is not the old one's */
+    int64_t spool_off;   /* tarball side: offset of the spooled data */
+    int64_t patch_off, patch_len;
+    unsigned char old_sha[32], new_sha[32];
 };
 
 struct manifest {
     const char *src;     /* the path given by the caller */
     bool is_tree;
+    int layout;          /* tarball sources: enum layout */
     struct ment *e;
     size_t n, cap;
 };
+
+struct spool;
+static si_result emit_patch(struct archive *w, struct archive_entry *ae, const struct ment *m,
+                            const struct spool *ps, const char *out, unsigned char *buf,
+                            si_err *err);
+
+static bool opts_no_patches(const si_build_opts *o)
+{
+    return o && o->whole_files;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -146,6 +169,9 @@ static bool rel_path_ok(const char *p)
 {
     if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
         return false;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
     const char *c = p;
     while (*c) {
         const char *s = strchr(c, '/');
@@ -159,6 +185,28 @@ static bool rel_path_ok(const char *p)
             return false;
     }
     return true;
+}
+
+static bool name_ok(const char *n)
+{
+    for (const unsigned char *c = (const unsigned char *)n; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
+/* n with control bytes as \xNN, for messages. */
+static const char *printable(const char *n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)n; *c && o + 5 < outsz; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", *c);
+        else
+            out[o++] = (char)*c;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 /* ------------------------------------------------------------ hashing */
@@ -339,10 +387,17 @@ static si_result walk_tree(struct manifest *mf, int dfd, const char *rel, dev_t 
     }
     si_result rc = SI_OK;
     struct dirent *de;
+    char shown[4 * NAME_MAX + 1];
     while (rc == SI_OK && (errno = 0, de = readdir(d))) {
         const char *name = de->d_name;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
+        if (!name_ok(name)) {
+            rc = si_err_set(err, SI_ERR_UNSAFE_PATH,
+                            "%s/%s: a name with a control character (newline, tab, ...) is "
+                            "refused: '%s'", mf->src, rel, printable(name, shown, sizeof(shown)));
+            break;
+        }
         char path[PATH_MAX];
         int pl = snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "", name);
         if (pl < 0 || (size_t)pl >= sizeof(path)) {
@@ -412,7 +467,7 @@ static si_result walk_tree(struct manifest *mf, int dfd, const char *rel, dev_t 
 static si_result group_tree_hardlinks(struct manifest *mf, si_err *err)
 {
     for (size_t i = 0; i < mf->n; i++)
-        mf->e[i].leader = i;
+        mf->e[i].leader = mf->e[i].root = i;
     size_t nl = 0;
     for (size_t i = 0; i < mf->n; i++)
         nl += mf->e[i].ino != 0;
@@ -439,7 +494,7 @@ static si_result group_tree_hardlinks(struct manifest *mf, si_err *err)
             }
             struct ment *o = &mf->e[tab[s]];
             if (o->ino == m->ino && o->dev == m->dev) {
-                m->leader = tab[s];
+                m->leader = m->root = tab[s];
                 break;
             }
         }
@@ -468,23 +523,38 @@ static struct archive *open_tar_reader(const char *path, si_err *err)
     return a;
 }
 
-/* Strip "./" and the system/ prefix; rel gets "" for the system/ dir. */
-static si_result member_rel(const char *tarpath, const char *name, char *rel, size_t relsz,
-                            si_err *err)
+/* Which kind of tarball a source is, decided on its first member: a full
+ * tarball of sysimage (members system/..., "./" prefixes allowed) or a plain
+ * rootfs tarball (etc/..., ./etc/..., "./" for the root) as debootstrap,
+ * mkosi, Buildroot and Yocto write them. */
+enum layout { LAYOUT_UNKNOWN, LAYOUT_SYSTEM, LAYOUT_ROOTFS };
+
+/* Strip "./" and, in a system/ tarball, the system/ prefix; rel gets "" for
+ * the root directory (system/, ./ or .). */
+static si_result member_rel(const char *tarpath, enum layout *layout, const char *name, char *rel,
+                            size_t relsz, si_err *err)
 {
     if (!name)
         return si_err_set(err, SI_ERR_PARSE, "%s: member without a name", tarpath);
     const char *p = name;
     while (p[0] == '.' && p[1] == '/')
         p += 2;
-    if (strcmp(p, "system") == 0 || strcmp(p, PREFIX) == 0) {
+    if (*layout == LAYOUT_UNKNOWN)
+        *layout = strcmp(p, "system") == 0 || strncmp(p, PREFIX, PREFIX_LEN) == 0 ? LAYOUT_SYSTEM
+                                                                                  : LAYOUT_ROOTFS;
+    if (*layout == LAYOUT_SYSTEM) {
+        if (strcmp(p, "system") == 0 || strcmp(p, PREFIX) == 0) {
+            rel[0] = '\0';
+            return SI_OK;
+        }
+        if (strncmp(p, PREFIX, PREFIX_LEN) != 0)
+            return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member '%s' is not under system/",
+                              tarpath, name);
+        p += PREFIX_LEN;
+    } else if (!*p || strcmp(p, ".") == 0) {
         rel[0] = '\0';
         return SI_OK;
     }
-    if (strncmp(p, PREFIX, PREFIX_LEN) != 0)
-        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member '%s' is not under system/",
-                          tarpath, name);
-    p += PREFIX_LEN;
     size_t len = strlen(p);
     while (len && p[len - 1] == '/')
         len--;
@@ -493,7 +563,9 @@ static si_result member_rel(const char *tarpath, const char *name, char *rel, si
     memcpy(rel, p, len);
     rel[len] = '\0';
     if (!rel_path_ok(rel))
-        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path", tarpath, name);
+        return si_err_set(err, SI_ERR_UNSAFE_PATH,
+                          "%s: member '%s': unsafe path (empty, '.' or '..' component, absolute, "
+                          "or a control character)", tarpath, name);
     return SI_OK;
 }
 
@@ -580,7 +652,7 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
             break;
         }
         const char *name = archive_entry_pathname(ae);
-        rc = member_rel(mf->src, name, rel, sizeof(rel), err);
+        rc = member_rel(mf->src, (enum layout *)&mf->layout, name, rel, sizeof(rel), err);
         if (rc != SI_OK)
             break;
         if (!rel[0])
@@ -593,7 +665,7 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
         const char *hl = archive_entry_hardlink(ae);
         if (hl) {
             char hrel[PATH_MAX];
-            rc = member_rel(mf->src, hl, hrel, sizeof(hrel), err);
+            rc = member_rel(mf->src, (enum layout *)&mf->layout, hl, hrel, sizeof(hrel), err);
             if (rc != SI_OK)
                 break;
             if (!hrel[0]) {
@@ -674,6 +746,7 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
         if (lead[root[i]] == SIZE_MAX)
             lead[root[i]] = i;
         mf->e[i].leader = lead[root[i]];
+        mf->e[i].root = root[i];
         if (root[i] != i) {
             mf->e[i].size = r->size;
             memcpy(mf->e[i].hash, r->hash, 32);
@@ -928,12 +1001,14 @@ static si_result copy_tar_member(struct archive *a, struct archive *w, struct ar
 /* Stream a tarball source into w: every member, or only the shipped ones
  * of mf (delta). */
 static si_result copy_tar(const char *src, struct archive *w, struct manifest *mf,
-                          const char *out, unsigned char *buf, si_err *err)
+                          const struct spool *ps, const char *out, unsigned char *buf,
+                          si_err *err)
 {
     struct archive *a = open_tar_reader(src, err);
     if (!a)
         return err ? err->code : SI_ERR_IO;
     si_result rc = SI_OK;
+    enum layout layout = LAYOUT_UNKNOWN;
     struct archive_entry *ae;
     char rel[PATH_MAX], hrel[PATH_MAX];
     for (;;) {
@@ -944,14 +1019,14 @@ static si_result copy_tar(const char *src, struct archive *w, struct manifest *m
             rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", src, archive_error_string(a));
             break;
         }
-        rc = member_rel(src, archive_entry_pathname(ae), rel, sizeof(rel), err);
+        rc = member_rel(src, &layout, archive_entry_pathname(ae), rel, sizeof(rel), err);
         if (rc != SI_OK)
             break;
         if (!rel[0])
             continue;
         const char *hl = archive_entry_hardlink(ae);
         if (hl) {
-            rc = member_rel(src, hl, hrel, sizeof(hrel), err);
+            rc = member_rel(src, &layout, hl, hrel, sizeof(hrel), err);
             if (rc != SI_OK)
                 break;
         }
@@ -965,6 +1040,27 @@ static si_result copy_tar(const char *src, struct archive *w, struct manifest *m
              * to the unchanged path already in the target */
             if (!m->ship)
                 continue;
+            if (m->patch) {
+                struct archive_entry *pe = archive_entry_clone(ae);
+                if (!pe) {
+                    rc = nomem(err, "entry");
+                    break;
+                }
+                archive_entry_copy_uname(pe, NULL);
+                archive_entry_copy_gname(pe, NULL);
+                archive_entry_unset_atime(pe);
+                archive_entry_unset_ctime(pe);
+                archive_entry_unset_birthtime(pe);
+                archive_entry_set_fflags(pe, 0, 0);
+                archive_entry_acl_clear(pe);
+                rc = dedupe_entry_xattrs(pe, err);
+                if (rc == SI_OK)
+                    rc = emit_patch(w, pe, m, ps, out, buf, err);
+                archive_entry_free(pe);
+                if (rc != SI_OK)
+                    break;
+                continue;
+            }
         }
         int mode = archive_entry_mode(ae);
         if (!hl && !S_ISREG(mode) && !S_ISDIR(mode) && !S_ISLNK(mode) && !S_ISCHR(mode) &&
@@ -1057,7 +1153,7 @@ si_result si_build_full(const char *from, const char *out, const si_build_opts *
         for (size_t i = 0; i < mf.n && rc == SI_OK; i++)
             rc = emit_tree_entry(w, &mf, &mf.e[i], out, buf, err);
     } else {
-        rc = copy_tar(from, w, NULL, out, buf, err);
+        rc = copy_tar(from, w, NULL, NULL, out, buf, err);
     }
     rc = finish_writer(w, tmp, out, rc, err);
     manifest_free(&mf);
@@ -1156,6 +1252,18 @@ static si_result entry_changed(struct manifest *mo, struct ment *o, struct manif
                                struct ment *n, bool *changed, si_err *err)
 {
     *changed = true;
+    if (S_ISREG(o->mode) && S_ISREG(n->mode)) {
+        /* patches are only for new content: an identical file may still have
+         * to become a new inode (hardlink group change), which a patch whose
+         * result is already in place would not do */
+        bool eq = o->size == n->size;
+        if (eq && o->size > 0) {
+            si_result rc = content_equal(mo, o, mn, n, &eq, err);
+            if (rc != SI_OK)
+                return rc;
+        }
+        n->data_differs = !eq;
+    }
     if (o->mode != n->mode || o->uid != n->uid || o->gid != n->gid || o->rdev != n->rdev)
         return SI_OK;
     if (!xattrs_equal(o, n))
@@ -1164,18 +1272,8 @@ static si_result entry_changed(struct manifest *mo, struct ment *o, struct manif
         return SI_OK;
     if (path_cmp(mo->e[o->leader].path, mn->e[n->leader].path) != 0)
         return SI_OK;
-    if (S_ISREG(o->mode)) {
-        if (o->size != n->size)
-            return SI_OK;
-        bool eq = true;
-        if (o->size > 0) {
-            si_result rc = content_equal(mo, o, mn, n, &eq, err);
-            if (rc != SI_OK)
-                return rc;
-        }
-        if (!eq)
-            return SI_OK;
-    }
+    if (S_ISREG(o->mode) && n->data_differs)
+        return SI_OK;
     *changed = false;
     return SI_OK;
 }
@@ -1185,12 +1283,13 @@ struct strbuf {
     size_t len, cap;
 };
 
-static bool sb_add(struct strbuf *sb, const char *s)
+/* Append "<pre>system/<path>\n". */
+static bool sb_add_raw(struct strbuf *sb, const char *pre, const char *s)
 {
-    size_t l = strlen(s);
-    if (sb->len + l + PREFIX_LEN + 2 > sb->cap) {
+    size_t l = strlen(s), pl = strlen(pre);
+    if (sb->len + pl + l + PREFIX_LEN + 2 > sb->cap) {
         size_t cap = sb->cap ? sb->cap * 2 : 4096;
-        while (cap < sb->len + l + PREFIX_LEN + 2)
+        while (cap < sb->len + pl + l + PREFIX_LEN + 2)
             cap *= 2;
         char *p = realloc(sb->p, cap);
         if (!p)
@@ -1198,11 +1297,338 @@ static bool sb_add(struct strbuf *sb, const char *s)
         sb->p = p;
         sb->cap = cap;
     }
-    memcpy(sb->p + sb->len, PREFIX, PREFIX_LEN);
-    memcpy(sb->p + sb->len + PREFIX_LEN, s, l);
-    sb->len += PREFIX_LEN + l;
+    memcpy(sb->p + sb->len, pre, pl);
+    memcpy(sb->p + sb->len + pl, PREFIX, PREFIX_LEN);
+    memcpy(sb->p + sb->len + pl + PREFIX_LEN, s, l);
+    sb->len += pl + PREFIX_LEN + l;
     sb->p[sb->len++] = '\n';
     return true;
+}
+
+static bool sb_add(struct strbuf *sb, const char *s)
+{
+    return sb_add_raw(sb, "", s);
+}
+
+/* A list member (`removed`, `patched`): regular file, root, 0644, mtime 0. */
+static si_result write_list_member(struct archive *w, const char *name, const struct strbuf *sb,
+                                   const char *out, si_err *err)
+{
+    struct archive_entry *ae = archive_entry_new();
+    if (!ae)
+        return nomem(err, "entry");
+    archive_entry_copy_pathname(ae, name);
+    archive_entry_set_filetype(ae, AE_IFREG);
+    archive_entry_set_perm(ae, 0644);
+    archive_entry_set_uid(ae, 0);
+    archive_entry_set_gid(ae, 0);
+    archive_entry_set_mtime(ae, 0, 0);
+    archive_entry_set_size(ae, (la_int64_t)sb->len);
+    si_result rc = write_header(w, ae, out, err);
+    if (rc == SI_OK && sb->len)
+        rc = write_data(w, sb->p, sb->len, out, err);
+    archive_entry_free(ae);
+    return rc;
+}
+
+/* ------------------------------------------------------------ delta patches
+ *
+ * A changed regular file whose old version is a regular file too is shipped
+ * as patch/<path> (zstd patch-from, lib/patch.h) when the patch is smaller
+ * than the file. Contents come from the trees (mapped) or, for tarball
+ * sources, from a spool file that one extra pass over the tarball fills with
+ * the members a patch needs. Patches are spooled too, then copied into the
+ * output in member order; the `patched` member lists them first. */
+
+struct spool {
+    FILE *f;
+    int fd;
+    int64_t len;
+};
+
+static si_result spool_open(struct spool *sp, si_err *err)
+{
+    sp->f = tmpfile();
+    if (!sp->f)
+        return si_err_set(err, SI_ERR_IO, "temporary file: %s", strerror(errno));
+    sp->fd = fileno(sp->f);
+    sp->len = 0;
+    return SI_OK;
+}
+
+static void spool_close(struct spool *sp)
+{
+    if (sp->f)
+        fclose(sp->f);
+    sp->f = NULL;
+}
+
+static si_result spool_put(struct spool *sp, const void *buf, size_t len, si_err *err)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = pwrite(sp->fd, p, len, sp->len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return si_err_set(err, SI_ERR_IO, "temporary file: %s",
+                              w < 0 ? strerror(errno) : "short write");
+        p += w;
+        len -= (size_t)w;
+        sp->len += w;
+    }
+    return SI_OK;
+}
+
+/* Copy the data of the tarball members marked need_data into sp, each at a
+ * page-aligned offset (so it can be mapped), holes as zeros. */
+static si_result spool_tar(struct manifest *mf, struct spool *sp, si_err *err)
+{
+    struct archive *a = open_tar_reader(mf->src, err);
+    if (!a)
+        return err ? err->code : SI_ERR_IO;
+    long pg = sysconf(_SC_PAGESIZE);
+    enum layout layout = LAYOUT_UNKNOWN;
+    si_result rc = SI_OK;
+    struct archive_entry *ae;
+    char rel[PATH_MAX];
+    while (rc == SI_OK) {
+        int r = archive_read_next_header(a, &ae);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", mf->src, archive_error_string(a));
+            break;
+        }
+        rc = member_rel(mf->src, &layout, archive_entry_pathname(ae), rel, sizeof(rel), err);
+        if (rc != SI_OK || !rel[0] || archive_entry_hardlink(ae))
+            continue;
+        struct ment *m = manifest_find(mf, rel);
+        if (!m || !m->need_data)
+            continue;
+        sp->len = (sp->len + pg - 1) / pg * pg;
+        m->spool_off = sp->len;
+        int64_t pos = 0;
+        for (;;) {
+            const void *buf;
+            size_t len;
+            la_int64_t off;
+            r = archive_read_data_block(a, &buf, &len, &off);
+            if (r == ARCHIVE_EOF)
+                break;
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", mf->src, archive_error_string(a));
+                break;
+            }
+            if (off < pos || off > m->size || (int64_t)len > m->size - off) {
+                rc = si_err_set(err, SI_ERR_PARSE, "%s: system/%s: data block outside the member",
+                                mf->src, rel);
+                break;
+            }
+            while (rc == SI_OK && pos < off) {
+                size_t z = (size_t)(off - pos) < IOBUF ? (size_t)(off - pos) : IOBUF;
+                rc = spool_put(sp, zeros, z, err);
+                pos += (int64_t)z;
+            }
+            if (rc == SI_OK)
+                rc = spool_put(sp, buf, len, err);
+            pos += (int64_t)len;
+            if (rc != SI_OK)
+                break;
+        }
+        while (rc == SI_OK && pos < m->size) {
+            size_t z = (size_t)(m->size - pos) < IOBUF ? (size_t)(m->size - pos) : IOBUF;
+            rc = spool_put(sp, zeros, z, err);
+            pos += (int64_t)z;
+        }
+    }
+    archive_read_free(a);
+    return rc;
+}
+
+struct blob {
+    void *map;
+    size_t len;
+    const void *p;
+};
+
+/* The content of m (a data carrier): its tree file or its spooled data. */
+static si_result blob_map(const struct manifest *mf, const struct spool *sp, const struct ment *m,
+                          struct blob *b, si_err *err)
+{
+    memset(b, 0, sizeof(*b));
+    b->len = (size_t)m->size;
+    if (!b->len)
+        return SI_OK;
+    if (!mf->is_tree) {
+        b->map = mmap(NULL, b->len, PROT_READ, MAP_PRIVATE, sp->fd, m->spool_off);
+        if (b->map == MAP_FAILED) {
+            b->map = NULL;
+            return si_err_set(err, SI_ERR_IO, "temporary file: mmap: %s", strerror(errno));
+        }
+        b->p = b->map;
+        return SI_OK;
+    }
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof(full), "%s/%s", mf->src, m->path);
+    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size != m->size) {
+        close(fd);
+        return si_err_set(err, SI_ERR_IO, "%s: file changed while reading", full);
+    }
+    b->map = mmap(NULL, b->len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (b->map == MAP_FAILED) {
+        b->map = NULL;
+        return si_err_set(err, SI_ERR_IO, "%s: mmap: %s", full, strerror(errno));
+    }
+    b->p = b->map;
+    return SI_OK;
+}
+
+static void blob_unmap(struct blob *b)
+{
+    if (b->map)
+        munmap(b->map, b->len);
+    b->map = NULL;
+}
+
+static bool patch_candidate(const struct manifest *mo, const struct manifest *mn,
+                            const struct ment *n)
+{
+    if (!n->ship || n->old_idx == SIZE_MAX || !S_ISREG(n->mode) || !n->data_differs)
+        return false;
+    if (n->root != (size_t)(n - mn->e) || (mn->is_tree && n->leader != n->root))
+        return false; /* not the member that carries the data */
+    const struct ment *o = &mo->e[n->old_idx];
+    if (!S_ISREG(o->mode))
+        return false;
+    const struct ment *od = &mo->e[o->root];
+    return od->size > 0 && n->size > 0 && (uint64_t)od->size <= SI_PATCH_MAX_BYTES &&
+           (uint64_t)n->size <= SI_PATCH_MAX_BYTES;
+}
+
+/* Decide which changed files are shipped as patches; spool the patches. */
+static si_result make_patches(struct manifest *mo, struct manifest *mn, struct spool *ps,
+                              si_err *err)
+{
+    struct spool os = {0}, ns = {0};
+    size_t ncand = 0;
+    for (size_t k = 0; k < mn->n; k++) {
+        struct ment *n = &mn->e[k];
+        if (!patch_candidate(mo, mn, n))
+            continue;
+        ncand++;
+        n->need_data = true;
+        mo->e[mo->e[n->old_idx].root].need_data = true;
+    }
+    if (!ncand)
+        return SI_OK;
+    si_result rc = SI_OK;
+    if (!mo->is_tree && (rc = spool_open(&os, err)) == SI_OK)
+        rc = spool_tar(mo, &os, err);
+    if (rc == SI_OK && !mn->is_tree && (rc = spool_open(&ns, err)) == SI_OK)
+        rc = spool_tar(mn, &ns, err);
+    for (size_t k = 0; k < mn->n && rc == SI_OK; k++) {
+        struct ment *n = &mn->e[k];
+        if (!n->need_data)
+            continue;
+        const struct ment *od = &mo->e[mo->e[n->old_idx].root];
+        struct blob ob, nb;
+        rc = blob_map(mo, &os, od, &ob, err);
+        if (rc != SI_OK)
+            break;
+        rc = blob_map(mn, &ns, n, &nb, err);
+        if (rc != SI_OK) {
+            blob_unmap(&ob);
+            break;
+        }
+        uint8_t *pb = NULL;
+        size_t pl = 0;
+        rc = si_patch_make(ob.p, ob.len, nb.p, nb.len, SI_PATCH_LEVEL, &pb, &pl, err);
+        blob_unmap(&ob);
+        if (rc != SI_OK) {
+            blob_unmap(&nb);
+            break;
+        }
+        /* worth it when smaller than the file shipped whole (compressed),
+         * counting the two digests the `patched` line adds */
+        size_t whole = (int64_t)pl < n->size ? si_patch_whole_estimate(nb.p, nb.len, 3) : 0;
+        if (whole == SIZE_MAX)
+            rc = nomem(err, "patch estimate");
+        if (rc == SI_OK && pl + 64 < whole) {
+            si_patch_header h;
+            rc = si_patch_header_parse(pb, pl, &h, err);
+            if (rc == SI_OK) {
+                n->patch = true;
+                n->patch_off = ps->len;
+                n->patch_len = (int64_t)pl;
+                memcpy(n->old_sha, h.old_sha256, 32);
+                memcpy(n->new_sha, h.new_sha256, 32);
+                rc = spool_put(ps, pb, pl, err);
+            }
+        }
+        blob_unmap(&nb);
+        free(pb);
+    }
+    spool_close(&os);
+    spool_close(&ns);
+    return rc;
+}
+
+/* Write patch/<path> for m: metadata of ae (the new file's), data from the
+ * patch spool. */
+static si_result emit_patch(struct archive *w, struct archive_entry *ae, const struct ment *m,
+                            const struct spool *ps, const char *out, unsigned char *buf,
+                            si_err *err)
+{
+    char name[PATH_MAX + 16];
+    snprintf(name, sizeof(name), "patch/%s", m->path);
+    archive_entry_copy_pathname(ae, name);
+    archive_entry_sparse_clear(ae);
+    archive_entry_set_size(ae, m->patch_len);
+    si_result rc = write_header(w, ae, out, err);
+    int64_t pos = 0;
+    while (rc == SI_OK && pos < m->patch_len) {
+        size_t n = (size_t)(m->patch_len - pos) < IOBUF ? (size_t)(m->patch_len - pos) : IOBUF;
+        ssize_t r = pread(ps->fd, buf, n, m->patch_off + pos);
+        if (r <= 0)
+            return si_err_set(err, SI_ERR_IO, "temporary file: %s",
+                              r < 0 ? strerror(errno) : "short read");
+        rc = write_data(w, buf, (size_t)r, out, err);
+        pos += r;
+    }
+    return rc;
+}
+
+/* The `patched` member: one line per patch, in output order. */
+static si_result emit_patched_list(struct archive *w, const struct manifest *mn, const char *out,
+                                   si_err *err)
+{
+    struct strbuf sb = {0};
+    si_result rc = SI_OK;
+    size_t n = 0;
+    for (size_t k = 0; k < mn->n && rc == SI_OK; k++) {
+        const struct ment *m = &mn->e[k];
+        if (!m->patch)
+            continue;
+        n++;
+        char line[64 + 1 + 64 + 2];
+        si_hex_encode(m->old_sha, 32, line);
+        line[64] = ' ';
+        si_hex_encode(m->new_sha, 32, line + 65);
+        line[129] = ' ';
+        line[130] = '\0';
+        if (!sb_add_raw(&sb, line, m->path))
+            rc = nomem(err, "patched list");
+    }
+    if (rc == SI_OK && n)
+        rc = write_list_member(w, "patched", &sb, out, err);
+    free(sb.p);
+    return rc;
 }
 
 si_result si_build_delta(const char *from_old, const char *to_new, const char *out,
@@ -1218,19 +1644,20 @@ si_result si_build_delta(const char *from_old, const char *to_new, const char *o
     memset(&mo, 0, sizeof(mo));
     memset(&mn, 0, sizeof(mn));
     struct strbuf removed = {0};
+    struct spool ps = {0};
     unsigned char *buf = NULL;
     struct archive *w = NULL;
     rc = read_manifest(&mo, from_old, true, err);
     if (rc == SI_OK)
         rc = read_manifest(&mn, to_new, true, err);
+    for (size_t k = 0; k < mn.n; k++)
+        mn.e[k].old_idx = SIZE_MAX;
     /* merge-join the sorted manifests */
     size_t i = 0, j = 0;
     while (rc == SI_OK && (i < mo.n || j < mn.n)) {
         int c = i >= mo.n ? 1 : j >= mn.n ? -1 : path_cmp(mo.e[i].path, mn.e[j].path);
         if (c < 0) {
-            if (!sb_add(&removed, mo.e[i].path))
-                rc = nomem(err, "removed list");
-            i++;
+            mo.e[i++].in_removed = true;
         } else if (c > 0) {
             mn.e[j++].ship = true;
         } else {
@@ -1238,54 +1665,61 @@ si_result si_build_delta(const char *from_old, const char *to_new, const char *o
             rc = entry_changed(&mo, &mo.e[i], &mn, &mn.e[j], &changed, err);
             if (rc == SI_OK && changed) {
                 mn.e[j].ship = true;
+                mn.e[j].old_idx = i;
                 /* a directory that stays a directory keeps its contents:
                  * its new metadata is applied in place */
-                if (!(S_ISDIR(mo.e[i].mode) && S_ISDIR(mn.e[j].mode)) &&
-                    !sb_add(&removed, mo.e[i].path))
-                    rc = nomem(err, "removed list");
+                if (!(S_ISDIR(mo.e[i].mode) && S_ISDIR(mn.e[j].mode)))
+                    mo.e[i].in_removed = true;
             }
             i++;
             j++;
         }
     }
+    if (rc == SI_OK && !opts_no_patches(opts) && (rc = spool_open(&ps, err)) == SI_OK)
+        rc = make_patches(&mo, &mn, &ps, err);
+    /* a patched file stays in place: the patch needs it */
+    for (size_t k = 0; k < mn.n && rc == SI_OK; k++)
+        if (mn.e[k].patch)
+            mo.e[mn.e[k].old_idx].in_removed = false;
+    for (size_t k = 0; k < mo.n && rc == SI_OK; k++)
+        if (mo.e[k].in_removed && !sb_add(&removed, mo.e[k].path))
+            rc = nomem(err, "removed list");
     if (rc == SI_OK && !(buf = malloc(IOBUF)))
         rc = nomem(err, "buffer");
     if (rc == SI_OK && !(w = open_writer(tmp, opts, err)))
         rc = err ? err->code : SI_ERR_IO;
-    if (rc == SI_OK) {
-        struct archive_entry *ae = archive_entry_new();
-        if (!ae)
-            rc = nomem(err, "entry");
-        else {
-            archive_entry_copy_pathname(ae, "removed");
-            archive_entry_set_filetype(ae, AE_IFREG);
-            archive_entry_set_perm(ae, 0644);
-            archive_entry_set_uid(ae, 0);
-            archive_entry_set_gid(ae, 0);
-            archive_entry_set_mtime(ae, 0, 0);
-            archive_entry_set_size(ae, (la_int64_t)removed.len);
-            rc = write_header(w, ae, out, err);
-            if (rc == SI_OK && removed.len)
-                rc = write_data(w, removed.p, removed.len, out, err);
-            archive_entry_free(ae);
-        }
-    }
+    if (rc == SI_OK)
+        rc = emit_patched_list(w, &mn, out, err);
+    if (rc == SI_OK)
+        rc = write_list_member(w, "removed", &removed, out, err);
     if (rc == SI_OK) {
         if (mn.is_tree) {
             for (size_t k = 0; k < mn.n && rc == SI_OK; k++) {
                 struct ment *m = &mn.e[k];
                 if (!m->ship)
                     continue;
+                if (m->patch) {
+                    struct archive_entry *ae = archive_entry_new();
+                    if (!ae) {
+                        rc = nomem(err, "entry");
+                        break;
+                    }
+                    fill_entry(ae, &mn, m);
+                    rc = emit_patch(w, ae, m, &ps, out, buf, err);
+                    archive_entry_free(ae);
+                    continue;
+                }
                 /* a hardlink whose leader is unchanged links to the path
                  * already in the target */
                 rc = emit_tree_entry(w, &mn, m, out, buf, err);
             }
         } else {
-            rc = copy_tar(to_new, w, &mn, out, buf, err);
+            rc = copy_tar(to_new, w, &mn, &ps, out, buf, err);
         }
     }
     if (w)
         rc = finish_writer(w, tmp, out, rc, err);
+    spool_close(&ps);
     free(removed.p);
     free(buf);
     manifest_free(&mo);

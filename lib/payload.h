@@ -5,6 +5,8 @@
 #ifndef SI_PAYLOAD_H
 #define SI_PAYLOAD_H
 
+#include <stdbool.h>
+
 #include "result.h"
 #include "tarformat.h"
 
@@ -12,6 +14,7 @@
 typedef struct si_build_opts {
     si_compression compression;   /* default SI_COMP_ZSTD */
     int level;                    /* 0 = library default */
+    bool whole_files;             /* deltas: no patch/ members, changed files shipped whole */
 } si_build_opts;
 
 /* from: a directory (OS tree) or a full tarball (members system/...). */

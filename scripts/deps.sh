@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config clang
  python3 python3-pytest python3-pytest-xdist nginx-light openssl ca-certificates
  qemu-system-x86 busybox-static cpio kmod zstd xz-utils
  e2fsprogs mtools dosfstools fdisk grub-common debootstrap dpkg-dev attr time
- grub-efi-amd64-bin grub-pc-bin ovmf seabios lintian bmap-tools"
+ grub-efi-amd64-bin grub-pc-bin ovmf seabios lintian bmap-tools
+ bsdiff xdelta3"
 missing=
 for p in $PKGS; do
     s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

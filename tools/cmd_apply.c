@@ -4,42 +4,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "apply.h"
 #include "commands.h"
+#include "progress.h"
 #include "result.h"
 
 static const char usage[] =
     "usage: sysimage apply --target DIR [--format] [--partition NAME=PATH]... FILE...\n\n"
     "Apply update tarballs (full or delta) in order to the tree in DIR, the way the\n"
     "recovery does: `removed` first, files replaced atomically, hostile members\n"
-    "refused, DIR synced once at the end. Progress goes to stderr.\n\n"
+    "refused, DIR synced once at the end. Progress goes to stderr: one updating\n"
+    "line on a terminal, otherwise a line every 10 percent or 5 seconds.\n\n"
     "  --target DIR          the system tree to update\n"
     "  --format              empty DIR first (full images)\n"
     "  --partition NAME=PATH write member partitions/NAME.img raw to PATH\n"
     "  --quiet               no progress output\n";
 
-struct progress {
-    int last;
-    struct timespec start;
-};
-
 static void on_progress(uint64_t done, uint64_t total, void *ctx)
 {
-    struct progress *p = ctx;
-    int pct = total ? (int)(done * 100 / total) : 100;
-    if (pct == p->last)
-        return;
-    p->last = pct;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double el = (double)(now.tv_sec - p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9;
-    double eta = done ? el * (double)(total - done) / (double)done : 0;
-    fprintf(stderr, "\rapply: %3d%% (%llu/%llu bytes) eta %.0fs ", pct, (unsigned long long)done,
-            (unsigned long long)total, eta);
-    if (pct == 100)
-        fputc('\n', stderr);
+    si_progress_update(ctx, done, total);
 }
 
 int si_cmd_apply(int argc, char **argv)
@@ -89,8 +73,8 @@ int si_cmd_apply(int argc, char **argv)
         return SI_ERR_USAGE;
     }
     o.partitions = parts;
-    struct progress p = {.last = -1};
-    clock_gettime(CLOCK_MONOTONIC, &p.start);
+    si_progress p;
+    si_progress_init(&p, stderr, "apply", -1);
     if (!quiet) {
         o.progress = on_progress;
         o.progress_ctx = &p;
@@ -99,10 +83,8 @@ int si_cmd_apply(int argc, char **argv)
     si_result rc = si_apply_files(&o, (const char *const *)argv + optind, (size_t)(argc - optind),
                                   &err);
     free(parts);
-    if (rc != SI_OK) {
-        if (!quiet && p.last >= 0 && p.last < 100)
-            fputc('\n', stderr);
+    si_progress_end(&p);
+    if (rc != SI_OK)
         return si_tool_fail(&err);
-    }
     return SI_OK;
 }

@@ -14,7 +14,8 @@ static const char full_usage[] =
     "Build a full update tarball: every path of the OS tree (or of a full tarball)\n"
     "as system/<path>, sorted, numeric owners, modes, mtimes, xattrs, hardlinks,\n"
     "device nodes and sparse files, pax format.\n\n"
-    "  --from PATH   OS tree (directory) or full tarball (members system/...)\n"
+    "  --from PATH   OS tree (directory), full tarball (members system/...) or\n"
+    "                rootfs tarball (members etc/..., ./etc/...)\n"
     "  --out FILE    output tarball (written atomically)\n"
     "  --zstd        zstd compression (default; levels 1..19)\n"
     "  --xz          xz compression (levels 0..9; above 6 needs over 64 MiB to unpack)\n"
@@ -22,15 +23,19 @@ static const char full_usage[] =
     "  --level N     compression level (default: the compressor's)\n";
 
 static const char delta_usage[] =
-    "usage: sysimage build delta --from OLD --to NEW --out FILE [--zstd|--xz] [--level N]\n\n"
-    "Build a delta update tarball from OLD to NEW (trees or full tarballs): first\n"
-    "the member `removed` (deleted and modified paths), then every added or modified\n"
-    "path. A change is any difference of type, mode, owner, size, content, xattrs,\n"
-    "link target, device number or hardlink grouping; mtime-only changes are not\n"
-    "shipped.\n\n"
-    "  --from OLD    base tree or full tarball\n"
-    "  --to NEW      new tree or full tarball\n"
-    "  --out FILE    output tarball (written atomically)\n"
+    "usage: sysimage build delta --from OLD --to NEW --out FILE [--zstd|--xz] [--level N]\n"
+    "                           [--whole-files]\n\n"
+    "Build a delta update tarball from OLD to NEW (trees, full tarballs or rootfs\n"
+    "tarballs): first `patched` (files shipped as binary patches, with the sha256\n"
+    "of the old and new content), then `removed` (deleted and replaced paths), then\n"
+    "every added or modified path; a modified regular file is a zstd patch against\n"
+    "its old version (patch/<path>) when that beats the file compressed. A change is\n"
+    "any difference of type, mode, owner, size, content, xattrs, link target,\n"
+    "device number or hardlink grouping; mtime-only changes are not shipped.\n\n"
+    "  --from OLD       base tree or tarball\n"
+    "  --to NEW         new tree or tarball\n"
+    "  --out FILE       output tarball (written atomically)\n"
+    "  --whole-files    no patches: modified files are shipped whole\n"
     "  --zstd | --xz | --none, --level N   as for `build full`\n";
 
 static int parse(int argc, char **argv, bool delta, const char **from, const char **to,
@@ -40,10 +45,12 @@ static int parse(int argc, char **argv, bool delta, const char **from, const cha
         {"from", required_argument, NULL, 'f'}, {"to", required_argument, NULL, 't'},
         {"out", required_argument, NULL, 'o'},  {"zstd", no_argument, NULL, 'z'},
         {"xz", no_argument, NULL, 'x'},         {"none", no_argument, NULL, 'n'},
-        {"level", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
+        {"level", required_argument, NULL, 'l'}, {"whole-files", no_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     o->compression = SI_COMP_ZSTD;
     o->level = 0;
+    o->whole_files = false;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -60,6 +67,13 @@ static int parse(int argc, char **argv, bool delta, const char **from, const cha
         case 'z': o->compression = SI_COMP_ZSTD; break;
         case 'x': o->compression = SI_COMP_XZ; break;
         case 'n': o->compression = SI_COMP_NONE; break;
+        case 'w':
+            if (!delta) {
+                fprintf(stderr, "sysimage build full: --whole-files is for deltas\n");
+                return SI_ERR_USAGE;
+            }
+            o->whole_files = true;
+            break;
         case 'l': {
             char *end;
             long v = strtol(optarg, &end, 10);

@@ -304,9 +304,9 @@ static si_result device_member_ok(const char *path, struct archive_entry *e, si_
     si_result r = si_layout_check_member_name(n, &kind, NULL, 0, err);
     if (r != SI_OK)
         return si_err_prefix(err, "%s: device tarball", path);
-    if (kind == SI_MEMBER_REMOVED)
+    if (kind == SI_MEMBER_REMOVED || kind == SI_MEMBER_PATCHED || kind == SI_MEMBER_PATCH)
         return si_err_set(err, SI_ERR_UNSAFE_PATH,
-                          "%s: member 'removed' belongs to deltas, not to a device tarball", path);
+                          "%s: member '%s' belongs to deltas, not to a device tarball", path, n);
     if (kind == SI_MEMBER_PARTITION && archive_entry_filetype(e) != AE_IFREG)
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' is not a regular file",
                           path, n);

@@ -7,7 +7,10 @@ Debian mirror (read from /etc/apt/sources.list.d/*.sources or
 packages installed by apt-get in a chroot (also cached). Prints the sizes and
 build times of full and delta images, the apply throughput and peak RSS of
 `sysimage apply` next to `zstd -dc | tar -x` and `xz -dc | tar -x` of the same
-tarballs, and whether the delta applied to v1 reproduces v2 exactly."""
+tarballs, and whether the delta applied to v1 reproduces v2 exactly; a verified
+full install (`sysimage verify` + `sysimage apply --format`) into a fresh ext4
+against `zstd -dc | tar -x` + sync, Ubuntu's `xz -dc | tar -x` + sync and
+`mkfs.ext4 -d`, as time ratios. bench_deltas.py compares delta sizes."""
 import glob
 import os
 import re
@@ -132,21 +135,62 @@ def main():
         dt, rss = timed([SYSIMAGE, "build", *args, "--out", f(out), comp])
         print(f"| {label} | {comp[2:]} | {mib(os.path.getsize(f(out))):.2f} | {dt:.2f} | {rss:.1f} |")
 
-    print("\n| apply of full v1 | time (s) | MiB/s of tree data | peak RSS (MiB) |")
-    print("|---|---|---|---|")
+    # A verified full install into a freshly made ext4 (loop device) against
+    # the unverified pipelines and mkfs.ext4 -d: time ratios (< 1: ours faster).
+    sh([SYSIMAGE, "keygen", f("bench")], stdout=subprocess.DEVNULL)
+    sh([SYSIMAGE, "keygen", f("bench-master")], stdout=subprocess.DEVNULL)
+    sh([SYSIMAGE, "keyring", "create", "--type", "image-signing", "--sign-with",
+        f("bench-master.key"), f("bench.keyring"), f("bench.pub")], stdout=subprocess.DEVNULL)
+    for t in ("full1.tar.zst", "full1.tar.xz"):
+        sh([SYSIMAGE, "sign", "--key", f("bench.key"), f(t)])
+    img, mnt = f("ext4.img"), f("mnt")
+    os.makedirs(mnt, exist_ok=True)
+    img_mib = int(mib(raw) * 2) + 256
+
+    def fresh_ext4():
+        subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+        if os.path.exists(img):
+            os.unlink(img)
+        sh(["truncate", "-s", f"{img_mib}M", img])
+        sh(["mkfs.ext4", "-q", "-F", img])
+        sh(["mount", "-o", "loop", img, mnt])
+
     tar_x = "tar --numeric-owner --xattrs --xattrs-include='*' -xpf - -C {d} && sync -f {d}"
-    runs = [("sysimage apply (zstd)", [SYSIMAGE, "apply", "--quiet", "--format", "--target",
-                                       "{d}", f("full1.tar.zst")], False),
-            ("zstd -dc | tar -x (+ sync)", "zstd -dc " + f("full1.tar.zst") + " | " + tar_x, True),
-            ("sysimage apply (xz)", [SYSIMAGE, "apply", "--quiet", "--format", "--target",
-                                     "{d}", f("full1.tar.xz")], False),
-            ("xz -dc | tar -x (+ sync)", "xz -dc " + f("full1.tar.xz") + " | " + tar_x, True)]
-    for label, cmd, shell in runs:
-        d = f("apply-target")
-        fresh(d)
-        cmd = cmd.format(d=d) if shell else [c.format(d=d) for c in cmd]
-        dt, rss = timed(cmd, shell=shell)
-        print(f"| {label} | {dt:.2f} | {mib(raw) / dt:.0f} | {rss:.1f} |")
+    verify = f"{SYSIMAGE} verify --keyring {f('bench.keyring')} {{t}} >/dev/null"
+    runs = [("verified: sysimage verify + apply --format (zstd)",
+             verify.format(t=f("full1.tar.zst")) + f" && {SYSIMAGE} apply --quiet --format "
+             "--target {d} " + f("full1.tar.zst")),
+            ("verified: sysimage verify + apply --format (xz)",
+             verify.format(t=f("full1.tar.xz")) + f" && {SYSIMAGE} apply --quiet --format "
+             "--target {d} " + f("full1.tar.xz")),
+            ("unverified: zstd -dc | tar -x + sync", "zstd -dc " + f("full1.tar.zst") + " | " + tar_x),
+            ("Ubuntu's pipeline: xz -dc | tar -x + sync", "xz -dc " + f("full1.tar.xz") + " | " + tar_x)]
+    times = {}
+    print("\n| full install of v1 into a fresh ext4 | time (s) | MiB/s of tree data | peak RSS (MiB) |")
+    print("|---|---|---|---|")
+    try:
+        for label, cmd in runs:
+            fresh_ext4()
+            dt, rss = timed(cmd.format(d=mnt), shell=True)
+            times[label] = dt
+            print(f"| {label} | {dt:.2f} | {mib(raw) / dt:.0f} | {rss:.1f} |")
+            if label.startswith("verified") and "zstd" in label:
+                d = treecmp.diff(V1, mnt)
+                ok = "identical" if not d else f"{len(d)} DIFFERENCES"
+        subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+        os.unlink(img)
+        sh(["truncate", "-s", f"{img_mib}M", img])
+        dt, rss = timed(f"mkfs.ext4 -q -F -d {V1} {img} && sync -f {img}", shell=True)
+        times["mkfs.ext4 -d (+ sync)"] = dt
+        print(f"| mkfs.ext4 -d v1 (+ sync) | {dt:.2f} | {mib(raw) / dt:.0f} | {rss:.1f} |")
+    finally:
+        subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+    ours = times[runs[0][0]]
+    print(f"\nverified install (zstd) result vs v1: {ok}")
+    print("verified full install (zstd) time as a ratio of (target in brackets):")
+    print(f"- unverified zstd -dc | tar -x + sync: {ours / times[runs[2][0]]:.2f}× (≤ 1.0)")
+    print(f"- Ubuntu's xz -dc | tar -x + sync: {ours / times[runs[3][0]]:.2f}× (≤ 0.33)")
+    print(f"- mkfs.ext4 -d: {ours / times['mkfs.ext4 -d (+ sync)']:.2f}×")
 
     d = f("delta-target")
     shutil.rmtree(d, ignore_errors=True)

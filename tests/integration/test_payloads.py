@@ -465,5 +465,10 @@ def test_progress_on_stderr(trees, tmp_path):
     target.mkdir()
     r = sysimage("apply", "--format", "--target", str(target), out)
     assert r.returncode == 0, r.stderr
-    size = os.path.getsize(out)
-    assert f"100% ({size}/{size} bytes)" in r.stderr
+    size = os.path.getsize(out) / (1 << 20)
+    # not a terminal: plain lines (every 10 % or 5 s), no carriage returns
+    assert "\r" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert 1 <= len(lines) <= 12, lines
+    assert lines[-1] == f"apply: 100% ({size:.1f} of {size:.1f} MiB)"
+    assert all(l.startswith("apply: ") and "%" in l for l in lines)

@@ -9,7 +9,8 @@ special modes (setuid, sticky), a FIFO and device nodes (as root), empty
 files and directories, and etc/sysimage/version.json = {"build": B}.
 
 mutate(src, dest, seed, build) makes the next version from a copy of src:
-about a third of the content changes (files rewritten, big files replaced,
+about a third of the content changes (files rewritten, big files replaced or
+binary-updated (shipped as patches),
 files, directories and links removed and added, type changes, mode, owner,
 xattr and hardlink-grouping changes), so that a delta between the two is a
 real one.
@@ -188,14 +189,24 @@ def mutate(src, dest, seed=2, build=2):
         with open(P(p), "wb") as f:  # in place: hardlinked names follow
             f.write(_content(rng, n))
         changes += 1
-    # replace four big files, remove one, add one
-    for p in bigs[:4]:
+    # replace two big files, remove one, add one
+    for p in bigs[:2]:
         _write(P(p), rng.randbytes(os.path.getsize(P(p)) + rng.randint(-MIB, MIB)))
         changes += 1
     if len(bigs) > 5:
         os.unlink(P(bigs[5]))
         changes += 1
     _write(P("usr/lib/big/new-blob.bin"), rng.randbytes(7 * MIB + 12345))
+    # two big files get a binary update (a few bytes changed here and there,
+    # like a rebuilt library): the delta ships them as patches, which the
+    # recovery applies in 96 MiB (docs/payloads.md)
+    for p in bigs[2:4]:
+        with open(P(p), "r+b") as f:
+            size = os.path.getsize(P(p))
+            for _ in range(20):
+                f.seek(rng.randrange(0, size - 64))
+                f.write(rng.randbytes(rng.randint(1, 64)))
+        changes += 1
     # remove ~5% of the small files and a whole directory
     for p in rng.sample(small, len(small) // 20):
         if os.path.lexists(P(p)):

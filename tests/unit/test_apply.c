@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "apply.h"
+#include "payload.h"
 
 static char dir[64];
 static char target[128], outside[128], tarpath[128];
@@ -309,6 +310,164 @@ static void empty_dir_does_not_follow_symlinks(void **state)
     assert_int_equal(si_empty_dir("/nonexistent-si-dir", &err), SI_ERR_IO);
 }
 
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static void sh(const char *fmt, const char *a, const char *b)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void reset_target(const char *from)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s' '%s'", target, from, target);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Members of a tarball, newline-joined. */
+static void members(const char *path, char *out, size_t sz)
+{
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_all(a);
+    assert_int_equal(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
+    struct archive_entry *e;
+    out[0] = '\0';
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        strncat(out, archive_entry_pathname(e), sz - strlen(out) - 2);
+        strncat(out, "\n", sz - strlen(out) - 1);
+    }
+    archive_read_free(a);
+}
+
+static void same_file(const char *a, const char *b)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Binary patches: round trip, re-apply, stale temporary file, a modified
+ * system refused before anything is written. */
+static void patch_members(void **state)
+{
+    (void)state;
+    char oldt[160], newt[160], delta[160], p[256], q[256];
+    snprintf(oldt, sizeof(oldt), "%s/p-old", dir);
+    snprintf(newt, sizeof(newt), "%s/p-new", dir);
+    snprintf(delta, sizeof(delta), "%s/p-delta.tar", dir);
+    sh("mkdir -p %s/lib %s/lib", oldt, newt);
+    size_t n = 400000;
+    unsigned char *b = malloc(n);
+    uint32_t seed = 7;
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        b[i] = (unsigned char)(seed >> 20);
+    }
+    snprintf(p, sizeof(p), "%s/lib/libc.so.6", oldt);
+    write_file(p, b, n, 0755);
+    snprintf(p, sizeof(p), "%s/gone", oldt);
+    write_file(p, "old file", 8, 0644);
+    memcpy(b + 1000, "a security fix", 14);
+    b[300000] ^= 1;
+    snprintf(p, sizeof(p), "%s/lib/libc.so.6", newt);
+    write_file(p, b, n - 100, 0700);
+    free(b);
+    si_build_opts o = {.compression = SI_COMP_NONE};
+    si_err err = {0};
+    assert_int_equal(si_build_delta(oldt, newt, delta, &o, &err), SI_OK);
+    char names[1024];
+    members(delta, names, sizeof(names));
+    assert_string_equal(names, "patched\nremoved\npatch/lib/libc.so.6\n");
+    struct stat st;
+    assert_int_equal(stat(delta, &st), 0);
+    assert_true(st.st_size < 20000); /* the patch, not the 400 kB file */
+
+    si_apply_opts ao = {.target_dir = target};
+    const char *files[] = {delta};
+    snprintf(p, sizeof(p), "%s/lib/libc.so.6", target);
+    snprintf(q, sizeof(q), "%s/lib/libc.so.6", newt);
+    for (int round = 0; round < 3; round++) {
+        if (round != 1)
+            reset_target(oldt);
+        if (round == 2) {
+            /* a power cut left a temporary file next to the target */
+            char t[256];
+            snprintf(t, sizeof(t), "%s/lib/.sysimage-tmp", target);
+            write_file(t, "partial", 7, 0600);
+        }
+        assert_int_equal(si_apply_files(&ao, files, 1, &err), SI_OK);
+        same_file(p, q);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        char g[256];
+        snprintf(g, sizeof(g), "%s/gone", target);
+        assert_int_equal(access(g, F_OK), -1);
+        snprintf(g, sizeof(g), "%s/lib/.sysimage-tmp", target);
+        assert_int_equal(access(g, F_OK), -1);
+    }
+    /* a modified system: refused before `removed` deletes anything */
+    reset_target(oldt);
+    FILE *f = fopen(p, "r+b");
+    fputc('!', f);
+    fclose(f);
+    assert_int_equal(si_apply_files(&ao, files, 1, &err), SI_ERR_CHECKSUM);
+    assert_non_null(strstr(err.msg, "system/lib/libc.so.6"));
+    assert_non_null(strstr(err.msg, "modified"));
+    char g[256];
+    snprintf(g, sizeof(g), "%s/gone", target);
+    assert_int_equal(access(g, F_OK), 0);
+    /* missing file: the same */
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(si_apply_files(&ao, files, 1, &err), SI_ERR_CHECKSUM);
+    assert_int_equal(access(g, F_OK), 0);
+    /* a patch member that `patched` does not announce */
+    const struct mem stray[] = {{"patch/gone", 'f', "SIPATCH1", 0644}};
+    write_tar(tarpath, stray, 1);
+    assert_int_equal(apply(false, NULL, 0, &err), SI_ERR_PARSE);
+    assert_non_null(strstr(err.msg, "patch/gone"));
+    /* `patched` after other members */
+    const struct mem late[] = {{"removed", 'f', "", 0644}, {"system/a", 'f', "a", 0644},
+                               {"patched", 'f', "", 0644}};
+    write_tar(tarpath, late, 3);
+    assert_int_equal(apply(false, NULL, 0, &err), SI_ERR_PARSE);
+}
+
+/* Issue 10 finding 7: names with control bytes are refused, so a directory
+ * named "x\nsystem" can never make `removed` delete unrelated paths. */
+static void control_bytes_refused(void **state)
+{
+    (void)state;
+    const struct mem cases[][1] = {
+        {{"system/x\nsystem/etc", 'f', "x", 0}},
+        {{"system/tab\there", 'f', "x", 0}},
+        {{"system/esc\033", 'd', NULL, 0}},
+        {{"removed", 'f', "system/x\tsystem\n", 0}},
+        {{"system/l", 'h', "system/a\nb", 0}},
+    };
+    char etc[200];
+    snprintf(etc, sizeof(etc), "%s/etc", target);
+    mkdir(etc, 0755);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_tar(tarpath, cases[i], 1);
+        si_err err = {0};
+        si_result rc = apply(false, NULL, 0, &err);
+        if (rc != SI_ERR_UNSAFE_PATH)
+            fail_msg("case %zu: rc %d: %s", i, rc, err.msg);
+        assert_int_equal(access(etc, F_OK), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +477,8 @@ int main(void)
         cmocka_unit_test(partitions_mapped_and_unmapped),
         cmocka_unit_test(garbage_and_missing_input),
         cmocka_unit_test(empty_dir_does_not_follow_symlinks),
+        cmocka_unit_test(patch_members),
+        cmocka_unit_test(control_bytes_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

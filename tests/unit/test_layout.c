@@ -29,6 +29,10 @@ static void member_names(void **state)
     assert_int_equal(si_layout_check_member_name("system/etc/x", &k, NULL, 0, &err), SI_OK);
     assert_int_equal(k, SI_MEMBER_SYSTEM);
     assert_int_equal(si_layout_check_member_name("system", &k, NULL, 0, &err), SI_OK);
+    assert_int_equal(si_layout_check_member_name("patched", &k, NULL, 0, &err), SI_OK);
+    assert_int_equal(k, SI_MEMBER_PATCHED);
+    assert_int_equal(si_layout_check_member_name("patch/usr/lib/x.so", &k, NULL, 0, &err), SI_OK);
+    assert_int_equal(k, SI_MEMBER_PATCH);
     assert_int_equal(si_layout_check_member_name("partitions/boot.img", &k, label, sizeof(label),
                                                  &err), SI_OK);
     assert_int_equal(k, SI_MEMBER_PARTITION);
@@ -36,7 +40,7 @@ static void member_names(void **state)
     const char *bad[] = {"partitions/misc.img", "partitions/system.img", "partitions/userdata.img",
                          "partitions/cache.img", "partitions/.x.img", "partitions/a/b.img",
                          "partitions/boot", "partitions/.img", "etc/passwd", "systemd/x",
-                         "partitions/b\nx.img", "./system/x", "removed2"};
+                         "partitions/b\nx.img", "./system/x", "removed2", "patched2", "patch"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(&err, 0, sizeof(err));
         assert_int_equal(si_layout_check_member_name(bad[i], &k, label, sizeof(label), &err),

@@ -178,9 +178,10 @@ static void bad_inputs(void **state)
     assert_int_equal(si_build_full(oldt, out, &o, &err), SI_ERR_USAGE);
     assert_int_equal(si_build_full(NULL, out, NULL, &err), SI_ERR_USAGE);
 
-    /* tarball inputs: members outside system/ and unsafe names */
-    const char *bad[] = {"etc/passwd", "system/../x", "system/a/./b"};
-    const si_result want[] = {SI_ERR_UNSUPPORTED, SI_ERR_UNSAFE_PATH, SI_ERR_UNSAFE_PATH};
+    /* tarball inputs: unsafe names (a first member outside system/ makes
+     * it a rootfs tarball: see rootfs_tarballs) */
+    const char *bad[] = {"system/x\nsystem/etc", "system/../x", "system/a/./b"};
+    const si_result want[] = {SI_ERR_UNSAFE_PATH, SI_ERR_UNSAFE_PATH, SI_ERR_UNSAFE_PATH};
     char tar[160];
     snprintf(tar, sizeof(tar), "%s/in.tar", dir);
     for (size_t i = 0; i < 3; i++) {
@@ -211,12 +212,130 @@ static void bad_inputs(void **state)
     assert_int_equal(access(tmp, F_OK), -1);
 }
 
+
+struct tm_ {
+    const char *name;
+    char kind; /* f d h */
+    const char *data;
+};
+
+static void write_rootfs(const char *path, const struct tm_ *m, size_t n)
+{
+    struct archive *w = archive_write_new();
+    archive_write_set_format_pax(w);
+    archive_write_add_filter_gzip(w);
+    assert_int_equal(archive_write_open_filename(w, path), ARCHIVE_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, m[i].name);
+        archive_entry_set_uid(e, 123);
+        archive_entry_set_gid(e, 456);
+        archive_entry_set_mtime(e, 1600000000, 0);
+        if (m[i].kind == 'd') {
+            archive_entry_set_filetype(e, AE_IFDIR);
+            archive_entry_set_perm(e, 0750);
+        } else {
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_perm(e, 04755);
+            archive_entry_xattr_add_entry(e, "user.tag", "v", 1);
+            if (m[i].kind == 'h')
+                archive_entry_set_hardlink(e, m[i].data);
+            else
+                archive_entry_set_size(e, (la_int64_t)strlen(m[i].data));
+        }
+        assert_int_equal(archive_write_header(w, e), ARCHIVE_OK);
+        if (m[i].kind == 'f')
+            archive_write_data(w, m[i].data, strlen(m[i].data));
+        archive_entry_free(e);
+    }
+    archive_write_close(w);
+    archive_write_free(w);
+}
+
+/* Issue 11: rootfs tarballs (./etc/..., etc/...) as build input, owners,
+ * modes, xattrs and hardlinks kept. */
+static void rootfs_tarballs(void **state)
+{
+    (void)state;
+    char t1[160], t2[160];
+    snprintf(t1, sizeof(t1), "%s/rootfs1.tar.gz", dir);
+    snprintf(t2, sizeof(t2), "%s/rootfs2.tar.gz", dir);
+    const struct tm_ r1[] = {{"./", 'd', NULL}, {"./etc/", 'd', NULL},
+                             {"./etc/passwd", 'f', "root:x:0:0"}, {"./etc/hl", 'h', "./etc/passwd"},
+                             {"./usr/", 'd', NULL}, {"./usr/bin/", 'd', NULL},
+                             {"./usr/bin/sh", 'f', "shell v1"}};
+    const struct tm_ r2[] = {{"etc/", 'd', NULL}, {"etc/passwd", 'f', "root:x:0:0"},
+                             {"etc/hl", 'h', "etc/passwd"}, {"usr/", 'd', NULL},
+                             {"usr/bin/", 'd', NULL}, {"usr/bin/sh", 'f', "shell v2"}};
+    write_rootfs(t1, r1, sizeof(r1) / sizeof(r1[0]));
+    write_rootfs(t2, r2, sizeof(r2) / sizeof(r2[0]));
+    si_build_opts o = {.compression = SI_COMP_NONE};
+    si_err err = {0};
+    assert_int_equal(si_build_full(t1, out, &o, &err), SI_OK);
+    char names[1024];
+    list_members(out, names, sizeof(names), NULL, 0);
+    assert_string_equal(names, "system/etc/\nsystem/etc/passwd\nsystem/etc/hl=>system/etc/passwd\n"
+                               "system/usr/\nsystem/usr/bin/\nsystem/usr/bin/sh\n");
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    assert_int_equal(archive_read_open_filename(a, out, 10240), ARCHIVE_OK);
+    struct archive_entry *e;
+    int seen = 0;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        assert_int_equal(archive_entry_uid(e), 123);
+        assert_int_equal(archive_entry_gid(e), 456);
+        if (strcmp(archive_entry_pathname(e), "system/usr/bin/sh") == 0) {
+            seen++;
+            assert_int_equal(archive_entry_perm(e), 04755);
+            const char *n;
+            const void *v;
+            size_t l;
+            assert_true(archive_entry_xattr_reset(e) >= 1); /* pax: SCHILY + LIBARCHIVE */
+            assert_int_equal(archive_entry_xattr_next(e, &n, &v, &l), ARCHIVE_OK);
+            assert_string_equal(n, "user.tag");
+        }
+    }
+    archive_read_free(a);
+    assert_int_equal(seen, 1);
+    /* a delta between the two styles: only usr/bin/sh changed */
+    assert_int_equal(si_build_delta(t1, t2, out, &o, &err), SI_OK);
+    char removed[256];
+    list_members(out, names, sizeof(names), removed, sizeof(removed));
+    assert_string_equal(names, "removed\nsystem/usr/bin/sh\n");
+    assert_string_equal(removed, "system/usr/bin/sh\n");
+    /* an absolute member is refused */
+    const struct tm_ abs_[] = {{"/etc/passwd", 'f', "x"}};
+    write_rootfs(t1, abs_, 1);
+    assert_int_equal(si_build_full(t1, out, &o, &err), SI_ERR_UNSAFE_PATH);
+}
+
+/* Issue 10 finding 7: a tree with a directory named "x\nsystem" is refused
+ * by build full and delta (nothing written): its `removed` line would
+ * otherwise read as two paths. */
+static void control_byte_names_refused(void **state)
+{
+    (void)state;
+    char cmd[800], odir[200];
+    snprintf(odir, sizeof(odir), "%s/nl", dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p '%s/x\nsystem/etc' %s/etc", odir, odir, odir);
+    assert_int_equal(system(cmd), 0);
+    unlink(out);
+    si_err err = {0};
+    assert_int_equal(si_build_full(odir, out, NULL, &err), SI_ERR_UNSAFE_PATH);
+    assert_non_null(strstr(err.msg, "x\\x0asystem"));
+    assert_int_equal(si_build_delta(oldt, odir, out, NULL, &err), SI_ERR_UNSAFE_PATH);
+    assert_int_equal(si_build_delta(odir, oldt, out, NULL, &err), SI_ERR_UNSAFE_PATH);
+    assert_int_equal(access(out, F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(full_is_sorted_and_prefixed),
         cmocka_unit_test(delta_lists_removed_first),
         cmocka_unit_test(bad_inputs),
+        cmocka_unit_test(rootfs_tarballs),
+        cmocka_unit_test(control_byte_names_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
