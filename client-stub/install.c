@@ -377,114 +377,115 @@ static void json_event(bool json, const char *event, const char *k1, const char 
     stub_print_json_line(o);
 }
 
-int stub_cmd_install(const stub_opts *o)
+/* never overwrite the good slot from a system still on trial */
+static si_result refuse_trial_slot(ab_config *ab, int act, si_err *err)
 {
-    stub_config cfg;
-    ab_config ab;
-    si_err err;
-    si_err_clear(&err);
-    si_result rc = stub_config_load(o->config, &cfg, &err);
-    if (rc != SI_OK)
-        return stub_fail(&err, o->json);
-    int code = 0;
-    int act = -1;
-    int lock_fd = -1;
-    char cmdpath[PATH_CAP], bootctl[PATH_CAP];
-    si_command_file *cf = calloc(1, sizeof(*cf));
-    if (!cf) {
-        rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((rc = ab_config_load(&cfg, &ab, &err)) != SI_OK || (rc = active_slot(&ab, &act, &err)) ||
-        (rc = lock_state_dir(&cfg, &lock_fd, &err)))
-        goto out;
-    int ina = 1 - act;
-    /* never overwrite the good slot from a system still on trial */
     si_grubenv env;
-    if ((rc = env_get(&ab, &env, &err)) != SI_OK)
-        goto out;
-    if (strcmp(env_str(&env, "ab_active"), (char[]){slot_names[act], 0}) != 0) {
-        rc = si_err_set(&err, SI_ERR_USAGE, "slot %c runs on trial (not marked good; the good "
-                        "slot is '%s'): installing would overwrite the good slot; run "
-                        "`sysimage-stub mark-good` first", slot_names[act],
-                        env_str(&env, "ab_active"));
-        goto out;
-    }
-    snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg.cache_dir, STUB_COMMAND_FILE);
-    if ((rc = si_command_file_load(cmdpath, cf, &err)) != SI_OK) {
-        si_err_prefix(&err, "nothing staged (run `sysimage-stub stage` first)");
-        goto out;
-    }
-    int64_t target = -1;
-    bool full = false;
+    si_result rc;
+    if ((rc = env_get(ab, &env, err)) != SI_OK)
+        return rc;
+    if (strcmp(env_str(&env, "ab_active"), (char[]){slot_names[act], 0}) != 0)
+        return si_err_set(err, SI_ERR_USAGE, "slot %c runs on trial (not marked good; the good "
+                          "slot is '%s'): installing would overwrite the good slot; run "
+                          "`sysimage-stub mark-good` first", slot_names[act],
+                          env_str(&env, "ab_active"));
+    return SI_OK;
+}
+
+/* the staged command file: its build, and whether it formats the system (a full image) */
+static si_result load_staged_job(const stub_config *cfg, si_command_file *cf, int64_t *target, bool *full,
+                                 si_err *err)
+{
+    char cmdpath[PATH_CAP];
+    snprintf(cmdpath, sizeof(cmdpath), "%s/%s", cfg->cache_dir, STUB_COMMAND_FILE);
+    if (si_command_file_load(cmdpath, cf, err) != SI_OK)
+        return si_err_prefix(err, "nothing staged (run `sysimage-stub stage` first)");
+    *target = -1;
+    *full = false;
     for (size_t i = 0; i < cf->count; i++) {
         if (cf->cmds[i].op == SI_CMD_IMAGE)
-            target = cf->cmds[i].version;
+            *target = cf->cmds[i].version;
         if (cf->cmds[i].op == SI_CMD_FORMAT && cf->cmds[i].target == SI_TARGET_SYSTEM)
-            full = true;
+            *full = true;
     }
-    if (target < 0) {
-        rc = si_err_set(&err, SI_ERR_COMMAND_FILE, "%s: no image line: not an update job", cmdpath);
-        goto out;
-    }
-    /* this process (the copy) at low priority too */
+    if (*target < 0)
+        return si_err_set(err, SI_ERR_COMMAND_FILE, "%s: no image line: not an update job", cmdpath);
+    return SI_OK;
+}
+
+/* this process (the copy) at low priority too */
+static void lower_own_priority(void)
+{
     if (setpriority(PRIO_PROCESS, 0, 10) < 0) { /* best effort */
     }
     syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
+}
 
-    fprintf(stderr, "sysimage-stub: install build %" PRId64 " (%s) into slot %c; running slot %c\n",
-            target, full ? "full" : "delta", slot_names[ina], slot_names[act]);
-    /* 1. verify everything against the running slot; nothing is written */
-    double t0 = now_s();
-    if ((rc = private_bootctl(&cfg, bootctl, sizeof(bootctl), &err)) != SI_OK)
-        goto out;
-    code = engine(&ab, &cfg, ab.slot_dev[act], bootctl, true);
-    if (code != 0) {
-        rc = si_err_set(&err, code > 0 && code <= SI_ERR_CRASHED ? (si_result)code : SI_ERR_INTERNAL,
-                        "the job was refused (%s run --dry-run: exit %d); slot %c untouched",
-                        ab.engine, code, slot_names[ina]);
-        goto out;
-    }
+/* 1. verify everything against the running slot; nothing is written */
+static si_result verify_against_running_slot(const stub_opts *o, stub_config *cfg, ab_config *ab, int act,
+                                             double t0, si_err *err)
+{
+    int ina = 1 - act;
+    char bootctl[PATH_CAP];
+    si_result rc;
+    if ((rc = private_bootctl(cfg, bootctl, sizeof(bootctl), err)) != SI_OK)
+        return rc;
+    int code = engine(ab, cfg, ab->slot_dev[act], bootctl, true);
+    if (code != 0)
+        return si_err_set(err, code > 0 && code <= SI_ERR_CRASHED ? (si_result)code : SI_ERR_INTERNAL,
+                          "the job was refused (%s run --dry-run: exit %d); slot %c untouched",
+                          ab->engine, code, slot_names[ina]);
     json_event(o->json, "verified", "slot", (char[]){slot_names[ina], 0}, "seconds", now_s() - t0);
-    /* 2. no trial of a slot being rewritten */
-    char *withdraw[] = {"ab_try=", "ab_tries=0", "ab_try_build="};
-    if ((rc = env_set(&ab, withdraw, 3, &err)) != SI_OK)
-        goto out;
-    /* 3. the base of a delta */
-    if (!full) {
-        uint64_t bytes = 0;
-        double secs = 0;
-        if ((rc = copy_slot(ab.slot_dev[act], ab.slot_dev[ina], o->json, &bytes, &secs, &err)))
-            goto out;
-        fprintf(stderr, "sysimage-stub: slot %c copied onto slot %c: %" PRIu64 " MiB in %.1f s\n",
-                slot_names[act], slot_names[ina], bytes >> 20, secs);
-        json_event(o->json, "copied", "from", (char[]){slot_names[act], 0}, "seconds", secs);
-    }
-    /* 4. the real run, from the start */
-    char st[PATH_CAP];
-    snprintf(st, sizeof(st), "%s/%s", cfg.cache_dir, SI_PROTO_STATE);
-    if (unlink(st) < 0 && errno != ENOENT) {
-        rc = si_err_set(&err, SI_ERR_IO, "%s: %s", st, strerror(errno));
-        goto out;
-    }
-    if ((rc = private_bootctl(&cfg, bootctl, sizeof(bootctl), &err)) != SI_OK)
-        goto out;
+    return SI_OK;
+}
+
+/* 3. the base of a delta: the running slot copied onto the other one */
+static si_result copy_delta_base(const stub_opts *o, ab_config *ab, int act, si_err *err)
+{
+    int ina = 1 - act;
+    uint64_t bytes = 0;
+    double secs = 0;
+    si_result rc;
+    if ((rc = copy_slot(ab->slot_dev[act], ab->slot_dev[ina], o->json, &bytes, &secs, err)))
+        return rc;
+    fprintf(stderr, "sysimage-stub: slot %c copied onto slot %c: %" PRIu64 " MiB in %.1f s\n",
+            slot_names[act], slot_names[ina], bytes >> 20, secs);
+    json_event(o->json, "copied", "from", (char[]){slot_names[act], 0}, "seconds", secs);
+    return SI_OK;
+}
+
+/* 4. the real run, from the start */
+static si_result install_into_slot(const stub_opts *o, stub_config *cfg, ab_config *ab, int ina, si_err *err)
+{
+    char st[PATH_CAP], bootctl[PATH_CAP];
+    si_result rc;
+    snprintf(st, sizeof(st), "%s/%s", cfg->cache_dir, SI_PROTO_STATE);
+    if (unlink(st) < 0 && errno != ENOENT)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", st, strerror(errno));
+    if ((rc = private_bootctl(cfg, bootctl, sizeof(bootctl), err)) != SI_OK)
+        return rc;
     double t1 = now_s();
-    code = engine(&ab, &cfg, ab.slot_dev[ina], bootctl, false);
-    if (code != 0) {
-        rc = si_err_set(&err, code > 0 && code <= SI_ERR_CRASHED ? (si_result)code : SI_ERR_INTERNAL,
-                        "installing into slot %c failed (%s: exit %d; %s/%s); no trial boot is set",
-                        slot_names[ina], ab.engine, code, cfg.cache_dir, STUB_LAST_RESULT);
-        goto out;
-    }
+    int code = engine(ab, cfg, ab->slot_dev[ina], bootctl, false);
+    if (code != 0)
+        return si_err_set(err, code > 0 && code <= SI_ERR_CRASHED ? (si_result)code : SI_ERR_INTERNAL,
+                          "installing into slot %c failed (%s: exit %d; %s/%s); no trial boot is set",
+                          slot_names[ina], ab->engine, code, cfg->cache_dir, STUB_LAST_RESULT);
     json_event(o->json, "installed", "slot", (char[]){slot_names[ina], 0}, "seconds", now_s() - t1);
-    /* 5. the trial boot */
+    return SI_OK;
+}
+
+/* 5. the trial boot */
+static si_result set_trial_boot(ab_config *ab, int ina, int64_t target, si_err *err)
+{
     char k1[16], k2[48];
     snprintf(k1, sizeof(k1), "ab_try=%c", slot_names[ina]);
     snprintf(k2, sizeof(k2), "ab_try_build=%" PRId64, target);
     char *trial[] = {k1, "ab_tries=0", k2};
-    if ((rc = env_set(&ab, trial, 3, &err)) != SI_OK)
-        goto out;
+    return env_set(ab, trial, 3, err);
+}
+
+static void report_installed(const stub_opts *o, int64_t target, int ina, double t0)
+{
     if (o->json) {
         cJSON *j = cJSON_CreateObject();
         if (j && (!cJSON_AddStringToObject(j, "event", "done") ||
@@ -499,6 +500,49 @@ int stub_cmd_install(const stub_opts *o)
     else
         printf("build %" PRId64 " installed into slot %c; the next boot tries it\n", target,
                slot_names[ina]);
+}
+
+int stub_cmd_install(const stub_opts *o)
+{
+    stub_config cfg;
+    ab_config ab;
+    si_err err;
+    si_err_clear(&err);
+    si_result rc = stub_config_load(o->config, &cfg, &err);
+    if (rc != SI_OK)
+        return stub_fail(&err, o->json);
+    int act = -1;
+    int lock_fd = -1;
+    si_command_file *cf = calloc(1, sizeof(*cf));
+    if (!cf) {
+        rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = ab_config_load(&cfg, &ab, &err)) != SI_OK || (rc = active_slot(&ab, &act, &err)) ||
+        (rc = lock_state_dir(&cfg, &lock_fd, &err)))
+        goto out;
+    int ina = 1 - act;
+    int64_t target = -1;
+    bool full = false;
+    if ((rc = refuse_trial_slot(&ab, act, &err)) != SI_OK ||
+        (rc = load_staged_job(&cfg, cf, &target, &full, &err)) != SI_OK)
+        goto out;
+    lower_own_priority();
+    fprintf(stderr, "sysimage-stub: install build %" PRId64 " (%s) into slot %c; running slot %c\n",
+            target, full ? "full" : "delta", slot_names[ina], slot_names[act]);
+    double t0 = now_s();
+    if ((rc = verify_against_running_slot(o, &cfg, &ab, act, t0, &err)) != SI_OK)
+        goto out;
+    /* 2. no trial of a slot being rewritten */
+    char *withdraw[] = {"ab_try=", "ab_tries=0", "ab_try_build="};
+    if ((rc = env_set(&ab, withdraw, 3, &err)) != SI_OK)
+        goto out;
+    if (!full && (rc = copy_delta_base(o, &ab, act, &err)) != SI_OK)
+        goto out;
+    if ((rc = install_into_slot(o, &cfg, &ab, ina, &err)) != SI_OK ||
+        (rc = set_trial_boot(&ab, ina, target, &err)) != SI_OK)
+        goto out;
+    report_installed(o, target, ina, t0);
 out:
     if (lock_fd >= 0)
         close(lock_fd);

@@ -156,31 +156,32 @@ static si_result stick_esp(build_ctx *c, const char *efi, const char *target, ui
     return SI_OK;
 }
 
-static si_result build_media(build_ctx *c, si_err *err)
+static const char *const media_labels[3] = {"flash-bios", "flash-esp", "flash"};
+
+/* A/B boards are refused; the signing key must load before anything is built */
+static si_result check_media_board_and_key(build_ctx *c, char *keypath, size_t keypath_cap, si_err *err)
 {
-    const image_opts *o = c->o;
-    double t0 = ik_now_s();
-    si_result rc = ik_prepare(c, err);
-    if (rc != SI_OK)
-        return rc;
     if (c->board.nslots)
         return si_err_set(err, SI_ERR_UNSUPPORTED,
                           "board %s is an A/B board (slots %s, %s): the recovery's flash mode does not "
                           "write A/B disks; use `sysimage image` (docs/flashing.md)",
                           c->board.name, c->board.slots[0], c->board.slots[1]);
-    char keypath[PATH_CAP];
-    snprintf(keypath, sizeof(keypath), "%.4000s/image-signing.key", o->keys);
+    snprintf(keypath, keypath_cap, "%.4000s/image-signing.key", c->o->keys);
     si_key *signer = NULL;
-    if ((rc = si_key_load_private_file(keypath, &signer, err)) != SI_OK)
+    if (si_key_load_private_file(keypath, &signer, err) != SI_OK)
         return si_err_prefix(err, "signing key");
     si_key_free(signer);
-    signer = NULL;
+    return SI_OK;
+}
 
-    /* the boot files: GRUB images, the ESP as an image file */
-    char efi[PATH_CAP], core[PATH_CAP], esp[PATH_CAP + 16];
+/* the boot files: GRUB images, the ESP as an image file */
+static si_result make_boot_files(build_ctx *c, char *esp, size_t esp_cap, char *core, si_err *err)
+{
+    char efi[PATH_CAP];
+    si_result rc;
     if ((rc = ik_grub_images(c, efi, core, err)) != SI_OK)
         return rc;
-    snprintf(esp, sizeof(esp), "%s/esp.img", c->tmp);
+    snprintf(esp, esp_cap, "%s/esp.img", c->tmp);
     int fd = open(esp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || ftruncate(fd, (off_t)ik_extent(c, "esp")->size) != 0) {
         if (fd >= 0)
@@ -188,35 +189,42 @@ static si_result build_media(build_ctx *c, si_err *err)
         return si_err_set(err, SI_ERR_IO, "%s: %s", esp, strerror(errno));
     }
     close(fd);
-    if ((rc = ik_make_esp(c, efi, esp, 0, err)) != SI_OK)
-        return rc;
+    return ik_make_esp(c, efi, esp, 0, err);
+}
 
-    /* the job */
-    si_flashjob job;
-    memset(&job, 0, sizeof(job));
-    snprintf(job.board, sizeof(job.board), "%s", c->board.name);
-    snprintf(job.device, sizeof(job.device), "%s", o->device ? o->device : c->board.name);
-    snprintf(job.channel, sizeof(job.channel), "%s", o->channel);
-    job.build = c->rb.version;
-    job.erase = o->erase;
+static void init_flash_job(const build_ctx *c, si_flashjob *job)
+{
+    const image_opts *o = c->o;
+    memset(job, 0, sizeof(*job));
+    snprintf(job->board, sizeof(job->board), "%s", c->board.name);
+    snprintf(job->device, sizeof(job->device), "%s", o->device ? o->device : c->board.name);
+    snprintf(job->channel, sizeof(job->channel), "%s", o->channel);
+    job->build = c->rb.version;
+    job->erase = o->erase;
+}
+
+/* the flash files with their digests in the job, then the signed job itself */
+static si_result add_flash_files_and_job(build_ctx *c, struct media_files *m, si_flashjob *job, const char *esp,
+                                         const char *core, const char *keypath, si_err *err)
+{
+    const image_opts *o = c->o;
+    si_result rc = SI_OK;
     char kern[PATH_CAP + 16], initrd[PATH_CAP + 16];
     snprintf(kern, sizeof(kern), "%s/vmlinuz", o->recovery);
     snprintf(initrd, sizeof(initrd), "%s/initrd.img", o->recovery);
     const char *srcs[SI_FLASH_NFILES] = {c->board_path, esp, core, c->board.bios.boot_img, kern, initrd};
-    struct media_files *m = calloc(1, sizeof(*m));
-    if (!m)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
     for (int k = 0; rc == SI_OK && k < SI_FLASH_NFILES; k++) {
         char name[PATH_CAP];
         snprintf(name, sizeof(name), "flash/%s", si_flash_file_names[k]);
-        if ((rc = file_digest(srcs[k], &job.files[k].size, job.files[k].sha256, err)) == SI_OK)
+        if ((rc = file_digest(srcs[k], &job->files[k].size, job->files[k].sha256, err)) == SI_OK)
             rc = media_add(m, name, srcs[k], err);
     }
     char jpath[PATH_CAP + 16], jsig[PATH_CAP + 16];
     snprintf(jpath, sizeof(jpath), "%s/flash.json", c->tmp);
     snprintf(jsig, sizeof(jsig), "%s/flash.json.sig", c->tmp);
     char *text = NULL;
-    if (rc == SI_OK && (rc = si_flashjob_format(&job, &text, err)) == SI_OK) {
+    si_key *signer = NULL;
+    if (rc == SI_OK && (rc = si_flashjob_format(job, &text, err)) == SI_OK) {
         int r = si_write_file_atomic(jpath, text, strlen(text), 0644);
         free(text);
         if (r < 0)
@@ -228,8 +236,14 @@ static si_result build_media(build_ctx *c, si_err *err)
     }
     if (rc == SI_OK && (rc = media_add(m, "flash/flash.json", jpath, err)) == SI_OK)
         rc = media_add(m, "flash/flash.json.sig", jsig, err);
+    return rc;
+}
 
-    /* the repository subset */
+/* the repository subset */
+static si_result add_repo_subset(build_ctx *c, struct media_files *m, const char *device, si_err *err)
+{
+    const image_opts *o = c->o;
+    si_result rc = SI_OK;
     static const char *const rings[] = {"image-master", "image-signing", "blacklist"};
     for (size_t i = 0; rc == SI_OK && i < 3; i++) {
         char rel[128];
@@ -238,7 +252,7 @@ static si_result build_media(build_ctx *c, si_err *err)
     }
     if (rc == SI_OK) {
         char rel[256];
-        snprintf(rel, sizeof(rel), "keyrings/%.64s/device-signing.keyring", job.device);
+        snprintf(rel, sizeof(rel), "keyrings/%.64s/device-signing.keyring", device);
         rc = media_add_repo(m, o->repo, rel, true, true, err);
     }
     if (rc == SI_OK)
@@ -249,8 +263,14 @@ static si_result build_media(build_ctx *c, si_err *err)
         if ((rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.paths[i]), false, false, err)) == SI_OK)
             rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.sigpaths[i]), false, false, err);
     }
+    return rc;
+}
 
-    /* the flash partition: ext4 in a file, sized for its files */
+/* the flash partition: ext4 in a file, sized for its files */
+static si_result make_flash_fs(build_ctx *c, const struct media_files *m, const char *fsimg, uint64_t *part_mib,
+                               si_err *err)
+{
+    si_result rc = SI_OK;
     uint64_t bytes = 0;
     for (size_t i = 0; rc == SI_OK && i < m->n; i++) {
         struct stat st;
@@ -259,11 +279,9 @@ static si_result build_media(build_ctx *c, si_err *err)
         else
             bytes += (uint64_t)st.st_blocks * 512 + 4096;
     }
-    uint64_t part_mib = bytes / SI_MIB_BYTES * 11 / 10 + 32;
-    char fsimg[PATH_CAP + 16];
-    snprintf(fsimg, sizeof(fsimg), "%s/flash.ext4", c->tmp);
+    *part_mib = bytes / SI_MIB_BYTES * 11 / 10 + 32;
     if (rc == SI_OK) {
-        fd = open(fsimg, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = open(fsimg, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
             rc = si_err_set(err, SI_ERR_IO, "%s: %s", fsimg, strerror(errno));
         else
@@ -275,7 +293,7 @@ static si_result build_media(build_ctx *c, si_err *err)
         si_mkfs_opts mo;
         si_mkfs_opts_init(&mo);
         mo.label = "flash";
-        mo.size = part_mib * SI_MIB_BYTES;
+        mo.size = *part_mib * SI_MIB_BYTES;
         mo.uuid = uuid;
         mo.timestamp = c->timestamp;
         rc = si_mkfs_ext4(fsimg, &mo, err);
@@ -288,54 +306,58 @@ static si_result build_media(build_ctx *c, si_err *err)
         }
         rc = si_ext4_add_files(fsimg, names, paths, m->n, c->timestamp, NULL, err);
     }
-    size_t nfiles = m->n;
-    free(m);
-    if (rc != SI_OK)
-        return si_err_prefix(err, "flash media");
+    return rc;
+}
 
-    /* the media disk: GPT with flash-bios, flash-esp (GRUB for BIOS and
-     * UEFI with an embedded config that boots the recovery from `flash`
-     * with sysimage.mode=flash; no menu) and flash */
+/* The media disk's layout: flash-bios, flash-esp, flash; returns the disk's size */
+static uint64_t media_layout(const build_ctx *c, uint64_t part_mib, si_board *mb, si_board_extent mex[3])
+{
     const si_board_part *bios_p = si_board_part_find(&c->board, c->board.bios.partition);
     const si_board_part *esp_p = si_board_part_find(&c->board, "esp");
-    si_board mb;
-    memset(&mb, 0, sizeof(mb));
-    snprintf(mb.name, sizeof(mb.name), "flash-media");
-    mb.nparts = 3;
-    static const char *const mlabels[3] = {"flash-bios", "flash-esp", "flash"};
+    memset(mb, 0, sizeof(*mb));
+    snprintf(mb->name, sizeof(mb->name), "flash-media");
+    mb->nparts = 3;
     const uint64_t msizes[3] = {1, MEDIA_ESP_MIB, part_mib};
     const char *mtypes[3] = {bios_p->type, esp_p->type, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"};
-    si_board_extent mex[3];
     uint64_t off = SI_MIB_BYTES;
     for (int i = 0; i < 3; i++) {
-        snprintf(mb.parts[i].label, sizeof(mb.parts[i].label), "%s", mlabels[i]);
-        snprintf(mb.parts[i].type, sizeof(mb.parts[i].type), "%s", mtypes[i]);
-        mb.parts[i].size_mib = msizes[i];
-        mex[i] = (si_board_extent){.part = &mb.parts[i], .number = (unsigned)i + 1, .start = off,
+        snprintf(mb->parts[i].label, sizeof(mb->parts[i].label), "%s", media_labels[i]);
+        snprintf(mb->parts[i].type, sizeof(mb->parts[i].type), "%s", mtypes[i]);
+        mb->parts[i].size_mib = msizes[i];
+        mex[i] = (si_board_extent){.part = &mb->parts[i], .number = (unsigned)i + 1, .start = off,
                                    .size = msizes[i] * SI_MIB_BYTES};
         off += mex[i].size;
     }
-    uint64_t media_bytes = off + SI_MIB_BYTES;
-    char early[PATH_CAP + 16], sefi[PATH_CAP], score[PATH_CAP];
-    snprintf(early, sizeof(early), "%s/stick-early.cfg", c->tmp);
-    {
-        char cfg[1024];
-        const char *console = c->board.console[0] ? c->board.console : "ttyS0,115200";
-        snprintf(cfg, sizeof(cfg),
-                 "search --no-floppy --label flash --set=root\n"
-                 "serial --unit=0 --speed=115200\n"
-                 "terminal_output serial\n"
-                 "echo \"sysimage: booting the recovery from the media (mode flash, %s build %" PRId64 ")\"\n"
-                 "linux ($root)/flash/vmlinuz console=%s panic=-1 sysimage.mode=flash sysimage.halt=poweroff\n"
-                 "initrd ($root)/flash/initrd.img\n"
-                 "boot\n",
-                 c->board.name, c->rb.version, console);
-        int r = si_write_file_atomic(early, cfg, strlen(cfg), 0644);
-        if (r < 0)
-            return si_err_set(err, SI_ERR_IO, "%s: %s", early, strerror(-r));
-    }
-    if ((rc = ik_grub_images_ex(c, sefi, score, early, err)) != SI_OK)
-        return si_err_prefix(err, "flash media boot loader");
+    return off + SI_MIB_BYTES;
+}
+
+/* GRUB's embedded config: boot the recovery from `flash` in flash mode, no menu */
+static si_result write_media_early_cfg(const build_ctx *c, const char *early, si_err *err)
+{
+    char cfg[1024];
+    const char *console = c->board.console[0] ? c->board.console : "ttyS0,115200";
+    snprintf(cfg, sizeof(cfg),
+             "search --no-floppy --label flash --set=root\n"
+             "serial --unit=0 --speed=115200\n"
+             "terminal_output serial\n"
+             "echo \"sysimage: booting the recovery from the media (mode flash, %s build %" PRId64 ")\"\n"
+             "linux ($root)/flash/vmlinuz console=%s panic=-1 sysimage.mode=flash sysimage.halt=poweroff\n"
+             "initrd ($root)/flash/initrd.img\n"
+             "boot\n",
+             c->board.name, c->rb.version, console);
+    int r = si_write_file_atomic(early, cfg, strlen(cfg), 0644);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", early, strerror(-r));
+    return SI_OK;
+}
+
+/* GPT, flash partition, BIOS boot code and ESP into `<out>.partial`, renamed to `<out>` */
+static si_result write_media_disk(build_ctx *c, const si_board *mb, const si_board_extent mex[3],
+                                  uint64_t media_bytes, const char *fsimg, const char *sefi, const char *score,
+                                  si_err *err)
+{
+    const image_opts *o = c->o;
+    si_result rc;
     snprintf(c->partial, sizeof(c->partial), "%s.partial", o->out);
     unlink(c->partial);
     c->fd = open(c->partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -347,11 +369,11 @@ static si_result build_media(build_ctx *c, si_err *err)
     uint8_t u[16];
     for (int i = 0; i < 4; i++) {
         char what[32];
-        snprintf(what, sizeof(what), "media:%s", i ? mlabels[i - 1] : "disk");
+        snprintf(what, sizeof(what), "media:%s", i ? media_labels[i - 1] : "disk");
         ik_derive(c->seed, what, u);
         si_uuid_format(u, guids[i]);
     }
-    if ((rc = si_gpt_write(c->partial, &mb, mex, guids, err)) != SI_OK ||
+    if ((rc = si_gpt_write(c->partial, mb, mex, guids, err)) != SI_OK ||
         (rc = si_sparse_copy(fsimg, c->fd, mex[2].start, mex[2].size, err)) != SI_OK ||
         (rc = si_grub_bios_install(c->fd, mex[0].start, mex[0].size, score, c->board.bios.boot_img, err)) !=
             SI_OK ||
@@ -364,6 +386,54 @@ static si_result build_media(build_ctx *c, si_err *err)
     if (rename(c->partial, o->out) != 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", o->out, strerror(errno));
     si_fsync_parent_dir(o->out);
+    return SI_OK;
+}
+
+static si_result build_media(build_ctx *c, si_err *err)
+{
+    const image_opts *o = c->o;
+    double t0 = ik_now_s();
+    si_result rc = ik_prepare(c, err);
+    if (rc != SI_OK)
+        return rc;
+    char keypath[PATH_CAP], core[PATH_CAP], esp[PATH_CAP + 16];
+    if ((rc = check_media_board_and_key(c, keypath, sizeof(keypath), err)) != SI_OK ||
+        (rc = make_boot_files(c, esp, sizeof(esp), core, err)) != SI_OK)
+        return rc;
+
+    /* the job, the repository subset and the flash partition's file system */
+    si_flashjob job;
+    init_flash_job(c, &job);
+    struct media_files *m = calloc(1, sizeof(*m));
+    if (!m)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    char fsimg[PATH_CAP + 16];
+    snprintf(fsimg, sizeof(fsimg), "%s/flash.ext4", c->tmp);
+    uint64_t part_mib = 0;
+    rc = add_flash_files_and_job(c, m, &job, esp, core, keypath, err);
+    if (rc == SI_OK)
+        rc = add_repo_subset(c, m, job.device, err);
+    if (rc == SI_OK)
+        rc = make_flash_fs(c, m, fsimg, &part_mib, err);
+    size_t nfiles = m->n;
+    free(m);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "flash media");
+
+    /* the media disk: GPT with flash-bios, flash-esp (GRUB for BIOS and
+     * UEFI with an embedded config that boots the recovery from `flash`
+     * with sysimage.mode=flash; no menu) and flash */
+    si_board mb;
+    si_board_extent mex[3];
+    uint64_t media_bytes = media_layout(c, part_mib, &mb, mex);
+    char early[PATH_CAP + 16], sefi[PATH_CAP], score[PATH_CAP];
+    snprintf(early, sizeof(early), "%s/stick-early.cfg", c->tmp);
+    if ((rc = write_media_early_cfg(c, early, err)) != SI_OK)
+        return rc;
+    if ((rc = ik_grub_images_ex(c, sefi, score, early, err)) != SI_OK)
+        return si_err_prefix(err, "flash media boot loader");
+    if ((rc = write_media_disk(c, &mb, mex, media_bytes, fsimg, sefi, score, err)) != SI_OK)
+        return rc;
     printf("flash-media: wrote %s (%" PRIu64 " MiB, %zu files, build %" PRId64 ", consent %s) in %.1f s\n",
            o->out, media_bytes / SI_MIB_BYTES, nfiles, job.build, job.erase ? "erase" : "blank-only", ik_now_s() - t0);
     return SI_OK;

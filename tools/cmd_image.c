@@ -179,16 +179,10 @@ static si_result compress_zstd(const char *in, const char *out, si_err *err)
     return rc;
 }
 
-static si_result build(build_ctx *c, si_err *err)
+/* 2. a sparse file with the GPT */
+static si_result write_gpt_disk(build_ctx *c, si_err *err)
 {
-    const image_opts *o = c->o;
-    double t0 = ik_now_s();
-    si_result rc = ik_prepare(c, err);
-    if (rc != SI_OK)
-        return rc;
-
-    /* 2. a sparse file with the GPT */
-    snprintf(c->partial, sizeof(c->partial), "%s.partial", o->out);
+    snprintf(c->partial, sizeof(c->partial), "%s.partial", c->o->out);
     unlink(c->partial);
     c->fd = open(c->partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (c->fd < 0)
@@ -205,40 +199,47 @@ static si_result build(build_ctx *c, si_err *err)
         ik_derive(c->seed, what, u);
         si_uuid_format(u, guids[i + 1]);
     }
-    if ((rc = si_gpt_write(c->partial, &c->board, c->ex, guids, err)) != SI_OK)
-        return rc;
+    return si_gpt_write(c->partial, &c->board, c->ex, guids, err);
+}
 
-    /* 3. boot loader: GRUB images, ESP, BIOS boot code */
+/* 3. boot loader: GRUB images, ESP, BIOS boot code */
+static si_result install_boot_loader(build_ctx *c, si_err *err)
+{
+    si_result rc;
     char efi[PATH_CAP], core[PATH_CAP];
     if ((rc = ik_grub_images(c, efi, core, err)) != SI_OK || (rc = ik_make_esp(c, efi, c->partial, ik_extent(c, "esp")->start, err)) != SI_OK)
         return rc;
     const si_board_extent *bios = ik_extent(c, c->board.bios.partition);
-    if ((rc = si_grub_bios_install(c->fd, bios->start, bios->size, core, c->board.bios.boot_img, err)) !=
-        SI_OK)
+    return si_grub_bios_install(c->fd, bios->start, bios->size, core, c->board.bios.boot_img, err);
+}
+
+/* 4. misc: a clean boot-control block */
+static si_result write_clean_misc(build_ctx *c, si_err *err)
+{
+    si_result rc;
+    si_grubenv env;
+    si_grubenv_init(&env);
+    char block[SI_GRUBENV_SIZE];
+    if ((rc = si_grubenv_set(&env, "recovery_request", "0", err)) != SI_OK ||
+        (rc = si_grubenv_format(&env, block, err)) != SI_OK)
         return rc;
+    if (pwrite(c->fd, block, sizeof(block), (off_t)ik_extent(c, "misc")->start) != (ssize_t)sizeof(block))
+        return si_err_set(err, SI_ERR_IO, "misc: %s", strerror(errno));
+    return SI_OK;
+}
 
-    /* 4. misc: a clean boot-control block */
-    {
-        si_grubenv env;
-        si_grubenv_init(&env);
-        char block[SI_GRUBENV_SIZE];
-        if ((rc = si_grubenv_set(&env, "recovery_request", "0", err)) != SI_OK ||
-            (rc = si_grubenv_format(&env, block, err)) != SI_OK)
-            return rc;
-        if (pwrite(c->fd, block, sizeof(block), (off_t)ik_extent(c, "misc")->start) != (ssize_t)sizeof(block))
-            return si_err_set(err, SI_ERR_IO, "misc: %s", strerror(errno));
-    }
-
-    /* 5. ext4: recovery, system, cache, userdata (and any other ext4 one) */
-    si_ext4tar_stats rst, sst;
-    memset(&rst, 0, sizeof(rst));
-    memset(&sst, 0, sizeof(sst));
+/* 5. ext4: recovery, system, cache, userdata (and any other ext4 one) */
+static si_result fill_ext4_parts(build_ctx *c, si_ext4tar_stats *rst, si_ext4tar_stats *sst, si_err *err)
+{
+    si_result rc;
+    memset(rst, 0, sizeof(*rst));
+    memset(sst, 0, sizeof(*sst));
     for (size_t i = 0; i < c->board.nparts; i++) {
         const si_board_part *p = &c->board.parts[i];
         if (p->fs != SI_BOARD_FS_EXT4)
             continue;
-        si_ext4tar_stats *st = strcmp(p->label, "recovery") == 0 ? &rst
-                               : strcmp(p->label, si_board_system_label(&c->board)) == 0 ? &sst
+        si_ext4tar_stats *st = strcmp(p->label, "recovery") == 0 ? rst
+                               : strcmp(p->label, si_board_system_label(&c->board)) == 0 ? sst
                                                                  : NULL;
         if ((rc = ext4_part(c, p->label, st, err)) != SI_OK)
             return rc;
@@ -247,25 +248,46 @@ static si_result build(build_ctx *c, si_err *err)
         return si_err_set(err, SI_ERR_IO, "%s: fsync: %s", c->partial, strerror(errno));
     close(c->fd);
     c->fd = -1;
+    return SI_OK;
+}
 
-    /* 6. block map, compression, the final names */
-    char bmap[PATH_CAP + 8];
-    snprintf(bmap, sizeof(bmap), "%s.bmap", o->out);
-    si_bmap_stats bs;
-    if ((rc = si_bmap_write(c->partial, bmap, &bs, err)) != SI_OK)
+/* 6. block map, compression, the final names */
+static si_result finish_image_files(build_ctx *c, char *bmap, size_t bmap_cap, char *final, size_t final_cap,
+                                   si_bmap_stats *bs, si_err *err)
+{
+    const image_opts *o = c->o;
+    si_result rc;
+    snprintf(bmap, bmap_cap, "%s.bmap", o->out);
+    if ((rc = si_bmap_write(c->partial, bmap, bs, err)) != SI_OK)
         return rc;
-    char final[PATH_CAP + 8];
     if (o->zstd) {
-        snprintf(final, sizeof(final), "%s.zst", o->out);
+        snprintf(final, final_cap, "%s.zst", o->out);
         if ((rc = compress_zstd(c->partial, final, err)) != SI_OK)
             return rc;
         unlink(c->partial);
     } else {
-        snprintf(final, sizeof(final), "%s", o->out);
+        snprintf(final, final_cap, "%s", o->out);
         if (rename(c->partial, final) != 0)
             return si_err_set(err, SI_ERR_IO, "%s: %s", final, strerror(errno));
     }
     si_fsync_parent_dir(final);
+    return SI_OK;
+}
+
+static si_result build(build_ctx *c, si_err *err)
+{
+    double t0 = ik_now_s();
+    si_result rc = ik_prepare(c, err);
+    if (rc != SI_OK)
+        return rc;
+    si_ext4tar_stats rst, sst;
+    if ((rc = write_gpt_disk(c, err)) != SI_OK || (rc = install_boot_loader(c, err)) != SI_OK ||
+        (rc = write_clean_misc(c, err)) != SI_OK || (rc = fill_ext4_parts(c, &rst, &sst, err)) != SI_OK)
+        return rc;
+    char bmap[PATH_CAP + 8], final[PATH_CAP + 8];
+    si_bmap_stats bs;
+    if ((rc = finish_image_files(c, bmap, sizeof(bmap), final, sizeof(final), &bs, err)) != SI_OK)
+        return rc;
     printf("image: system %" PRIu64 " entries, %" PRIu64 " MiB, %" PRIu64 " MiB free; recovery %" PRIu64
            " MiB free\n",
            sst.members, sst.bytes / SI_MIB_BYTES, sst.free_bytes / SI_MIB_BYTES,
@@ -275,7 +297,6 @@ static si_result build(build_ctx *c, si_err *err)
            ik_now_s() - t0);
     return SI_OK;
 }
-
 
 int cmd_image(int argc, char **argv)
 {

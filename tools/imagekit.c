@@ -286,12 +286,10 @@ si_result ik_grub_images(build_ctx *c, char *efi, char *core, si_err *err)
 /* The ESP's FAT32 with GRUB's EFI image, grub.cfg and counters, made in
  * place in `target` at byte `offset` (the disk image, or an ESP image file
  * for flash media). */
-si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_t offset, si_err *err)
+static si_result stage_esp_tree(build_ctx *c, const char *efi, const char *stage, si_err *err)
 {
-    const si_board_extent *e = ik_extent(c, "esp");
     int64_t t = c->timestamp;
-    char stage[PATH_CAP], p[PATH_CAP + 256];
-    snprintf(stage, sizeof(stage), "%.4000s/esp", c->tmp);
+    char p[PATH_CAP + 256];
     si_result rc = mkdir_t(stage, t, err);
     /* EFI/BOOT/BOOTX64.EFI (the board's path), grub/grub.cfg, the counters */
     char efipath[SI_BOARD_PATH_MAX];
@@ -345,8 +343,16 @@ si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_
     /* directories last: writing into them changed their mtimes */
     if (rc == SI_OK)
         rc = ik_set_times_below(stage, t, err);
-    if (rc != SI_OK)
-        return si_err_prefix(err, "ESP");
+    return rc;
+}
+
+/* FAT32 in place in `target` at `offset`, then the staged tree copied in */
+static si_result format_and_fill_esp(build_ctx *c, const char *stage, const char *target, uint64_t offset,
+                                     si_err *err)
+{
+    const si_board_extent *e = ik_extent(c, "esp");
+    int64_t t = c->timestamp;
+    si_result rc;
     /* FAT32 in place; volume ID from the build, --invariant for the rest */
     uint8_t id[16];
     ik_derive(c->seed, "fs:esp", id);
@@ -390,6 +396,15 @@ si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_
     if ((rc = ik_run(mcopy, env, err)) != SI_OK)
         return si_err_prefix(err, "ESP: copying the boot files");
     return SI_OK;
+}
+
+si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_t offset, si_err *err)
+{
+    char stage[PATH_CAP];
+    snprintf(stage, sizeof(stage), "%.4000s/esp", c->tmp);
+    if (stage_esp_tree(c, efi, stage, err) != SI_OK)
+        return si_err_prefix(err, "ESP");
+    return format_and_fill_esp(c, stage, target, offset, err);
 }
 
 double ik_now_s(void)
@@ -467,11 +482,9 @@ si_result ik_prepare(build_ctx *c, si_err *err)
     return SI_OK;
 }
 
-int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_fn build_fn)
+/* The options into `o`; SI_OK, or the exit code of a usage error (reported) */
+static int parse_image_opts(int argc, char **argv, bool media, image_opts *o)
 {
-    const char *cmd = media ? "flash-media" : "image";
-    if (si_tool_wants_help(argc, argv, usage_text))
-        return SI_OK;
     static const struct option opts[] = {
         {"board", required_argument, NULL, 'b'},   {"repo", required_argument, NULL, 'r'},
         {"channel", required_argument, NULL, 'c'}, {"build", required_argument, NULL, 'n'},
@@ -482,20 +495,19 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
         {"keys", required_argument, NULL, 'k'},    {"erase", no_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
-    image_opts o = {.build = -1, .timeout = 3};
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
-        case 'b': o.board = optarg; break;
-        case 'r': o.repo = optarg; break;
-        case 'c': o.channel = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 'a': o.archive_master = optarg; break;
-        case 'R': o.recovery = optarg; break;
-        case 'i': o.images = optarg; break;
-        case 'd': o.device = optarg; break;
+        case 'b': o->board = optarg; break;
+        case 'r': o->repo = optarg; break;
+        case 'c': o->channel = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'a': o->archive_master = optarg; break;
+        case 'R': o->recovery = optarg; break;
+        case 'i': o->images = optarg; break;
+        case 'd': o->device = optarg; break;
         case 'k':
         case 'e':
             if (!media) {
@@ -503,13 +515,13 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
                 return SI_ERR_USAGE;
             }
             if (ch == 'k')
-                o.keys = optarg;
+                o->keys = optarg;
             else
-                o.erase = true;
+                o->erase = true;
             break;
         case 'n':
-            o.build = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || o.build < 0) {
+            o->build = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || o->build < 0) {
                 fprintf(stderr, "sysimage image: --build: '%s' is not a build number\n", optarg);
                 return SI_ERR_USAGE;
             }
@@ -520,7 +532,7 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
                 fprintf(stderr, "sysimage image: --size: '%s' is not a size in MiB\n", optarg);
                 return SI_ERR_USAGE;
             }
-            o.size_mib = v;
+            o->size_mib = v;
             break;
         }
         case 't': {
@@ -529,7 +541,7 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
                 fprintf(stderr, "sysimage image: --timeout: '%s' is not 0..600 seconds\n", optarg);
                 return SI_ERR_USAGE;
             }
-            o.timeout = (int)v;
+            o->timeout = (int)v;
             break;
         }
         case 'z':
@@ -537,28 +549,48 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
                 fprintf(stderr, "sysimage image: --compress: only zstd is known\n");
                 return SI_ERR_USAGE;
             }
-            o.zstd = true;
+            o->zstd = true;
             break;
         default:
             return SI_ERR_USAGE;
         }
     }
+    return SI_OK;
+}
+
+/* Positional arguments, required options, a local repository; SI_OK or the exit code */
+static int check_image_opts(int argc, char **argv, bool media, const char *cmd, const image_opts *o)
+{
     if (optind != argc) {
         fprintf(stderr, "sysimage %s: unexpected argument '%s'\n", cmd, argv[optind]);
         return SI_ERR_USAGE;
     }
-    const char *missing = !o.board ? "--board" : !o.repo ? "--repo" : !o.channel ? "--channel"
-                          : !o.out ? "--out" : !o.archive_master ? "--archive-master"
-                          : media && !o.keys ? "--keys" : NULL;
+    const char *missing = !o->board ? "--board" : !o->repo ? "--repo" : !o->channel ? "--channel"
+                          : !o->out ? "--out" : !o->archive_master ? "--archive-master"
+                          : media && !o->keys ? "--keys" : NULL;
     if (missing) {
         fprintf(stderr, "sysimage %s: %s is required (see --help)\n", cmd, missing);
         return SI_ERR_USAGE;
     }
-    if (strstr(o.repo, "://")) {
+    if (strstr(o->repo, "://")) {
         fprintf(stderr, "sysimage %s: --repo %s: only a local directory is supported; mirror the "
-                        "repository first (e.g. wget -m) and give its directory\n", cmd, o.repo);
+                        "repository first (e.g. wget -m) and give its directory\n", cmd, o->repo);
         return SI_ERR_UNSUPPORTED;
     }
+    return SI_OK;
+}
+
+int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_fn build_fn)
+{
+    const char *cmd = media ? "flash-media" : "image";
+    if (si_tool_wants_help(argc, argv, usage_text))
+        return SI_OK;
+    image_opts o = {.build = -1, .timeout = 3};
+    int code = parse_image_opts(argc, argv, media, &o);
+    if (code == SI_OK)
+        code = check_image_opts(argc, argv, media, cmd, &o);
+    if (code != SI_OK)
+        return code;
     char recdir[PATH_CAP];
     if (!o.recovery) {
         char root[PATH_CAP];
