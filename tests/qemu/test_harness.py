@@ -137,7 +137,7 @@ FAKE_C = r"""
 /* Stands in for sysimage-recovery to test the harness, /init and the board
  * libraries on the real kernel: `run --mode update` finds userdata by label
  * (making its node under /tmp/devtest with mknod), re-makes it keeping its
- * label, updates misc's environment and exits 7; `run --mode factory-reset`
+ * label, updates misc's environment and exits 7; `run --mode factory-reset …`
  * aborts (a crash). */
 static int fail(const si_err *e)
 {
@@ -159,8 +159,9 @@ int main(int argc, char **argv)
         printf(" %s", argv[i]);
     printf("\n");
     fflush(stdout);
-    if (argc == 4 && strcmp(argv[3], "factory-reset") == 0)
-        abort();
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--mode") == 0 && strcmp(argv[i + 1], "factory-reset") == 0)
+            abort();
     si_partition p;
     mkdir("/tmp/devtest", 0755);
     if (si_partition_find("/sys", "/tmp/devtest", "userdata", &p, &e) != SI_OK)
