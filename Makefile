@@ -8,6 +8,7 @@
 #                nginx by its stub through its recovery, then a factory reset
 #   make keys    development key hierarchy under keys/dev (never committed)
 #   make check-deps  programs -> lib -> lower lib only (scripts/check-deps.sh)
+#   make check-size  no C function over 80 lines (scripts/check-funclen.py)
 #   make deb     Debian packages sysimage-stub (service + timer) and sysimage-tools
 #   make test-debian  the update loop of the Debian 12 normal OS (root, mirror)
 #   make powercut-campaign  >= 100 seeded random power cuts on QEMU (SEED=, CUTS=)
@@ -25,19 +26,21 @@ CFLAGS   := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -O1 -g
 
-# Libraries. The host tool and the unit tests link dynamically; the recovery
-# links statically (only .a files Debian ships); the stub links libcurl
-# dynamically and never links libarchive. The recovery never writes archives:
+# Libraries. The host tool and the unit tests link dynamically (libcurl for
+# `sysimage image --repo URL`, lib/http); the recovery links statically (only
+# .a files Debian ships) and never references lib/http; the stub links libcurl
+# and libext2fs (the A/B copy reads block bitmaps) dynamically and never
+# links libarchive. The recovery never writes archives:
 # the version tarball writer is kept apart in lib/version_tar.c so that it is
 # not linked (libarchive's writer table pulls in every format, and xar needs
 # libxml2, absent in a static link); --gc-sections only drops unused code.
-LIBS_HOST     := -larchive -lext2fs -lcom_err -lblkid -lfdisk -lzstd -lmbedcrypto -lpthread
+LIBS_HOST     := -lcurl -larchive -lext2fs -lcom_err -lblkid -lfdisk -lzstd -lnettle -lmbedcrypto -lpthread
 # libfdisk: Debian 12 ships no libfdisk.a; scripts/build-libfdisk.sh builds it
 # from Debian's util-linux source into $(B)/libfdisk (docs/flashing.md).
 LIBFDISK_A    := $(B)/libfdisk/lib/libfdisk.a
 LIBS_RECOVERY := -static -Wl,--gc-sections -L$(B)/libfdisk/lib -larchive -lnettle -lacl -llzma -lzstd -llz4 -lbz2 -lz \
                  -lext2fs -le2p -lcom_err -lfdisk -lblkid -luuid -lmbedcrypto -lpthread
-LIBS_STUB     := -lcurl -lmbedcrypto
+LIBS_STUB     := -lcurl -lext2fs -lcom_err -lnettle -lmbedcrypto
 
 LIB_SRC      := $(sort $(wildcard lib/*.c))
 TOOL_SRC     := $(sort $(wildcard tools/*.c))
@@ -62,7 +65,7 @@ BINS := $(B)/bin/sysimage $(if $(RECOVERY_SRC),$(B)/bin/sysimage-recovery) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image check-deps \
+.PHONY: all deps test unit integration fuzz bench keys demo clean recovery-image recovery-images check-deps check-size \
         recovery-image-faults powercut-campaign deb test-debian
 .DELETE_ON_ERROR:
 
@@ -147,13 +150,34 @@ $(B)/bin/sysimage-stub: $(patsubst %.c,$(B)/obj/rel/%.o,$(STUB_SRC)) $(LIBSI)
 	$(CC) -o $@ $^ $(LIBS_STUB)
 
 # ---------------------------------------------------------------- recovery image
-# build/recovery/{vmlinuz,initrd.img}: Debian's cloud kernel (cached in
-# build/kernel) and the initramfs of initramfs/ around the static recovery.
-recovery-image: $(B)/recovery/initrd.img
+# The recovery image is a per-board product: Debian's cloud kernel (cached in
+# build/kernel) and the initramfs of initramfs/ around the one static recovery
+# binary, with the board's board.json (flash mode) and sysimage-bootcount
+# (images/BOARD/bootcount.sh: GRUB's counters for /init and the A/B repair).
+#   make recovery-image                        build/recovery/{vmlinuz,initrd.img} (qemu-x86_64)
+#   make recovery-image BOARD=qemu-x86_64-ab   build/recovery-qemu-x86_64-ab/ (device DEVICE)
+# DEVICE: the device model device-signing keyrings name (default qemu-x86_64,
+# also for the A/B board: docs/ab.md). OUTDIR/board.json is a copy of the
+# embedded board file: `sysimage image`/`flash-media` refuse a recovery image
+# of another board.
+BOARD ?= qemu-x86_64
+DEVICE ?= qemu-x86_64
+recovery_dir = $(B)/recovery$(if $(filter-out qemu-x86_64,$(1)),-$(1))
+RECOVERY_BOARDS := $(patsubst images/%/board.json,%,$(wildcard images/*/board.json))
 
-$(B)/recovery/initrd.img: $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh images/qemu-x86_64/bootcount.sh \
-                          images/qemu-x86_64/board.json
-	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
+recovery-image: $(call recovery_dir,$(BOARD))/initrd.img
+recovery-images: $(foreach b,$(RECOVERY_BOARDS),$(call recovery_dir,$(b))/initrd.img)
+
+RECOVERY_IMAGE_DEPS = $(B)/bin/sysimage-recovery initramfs/init initramfs/build.sh initramfs/stage.sh
+
+$(B)/recovery/initrd.img: $(RECOVERY_IMAGE_DEPS) images/qemu-x86_64/bootcount.sh images/qemu-x86_64/board.json
+	KERNEL_CACHE=$(CURDIR)/$(B)/kernel SI_BOARD=qemu-x86_64 SI_DEVICE=$(DEVICE) \
+	    initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery
+
+.SECONDEXPANSION:
+$(B)/recovery-%/initrd.img: $(RECOVERY_IMAGE_DEPS) images/%/board.json $$(wildcard images/$$*/bootcount.sh)
+	KERNEL_CACHE=$(CURDIR)/$(B)/kernel SI_BOARD=$* SI_DEVICE=$(DEVICE) \
+	    initramfs/build.sh $(B)/bin/sysimage-recovery $(B)/recovery-$*
 
 # A test build of the recovery (build/faults/): SI_TEST_FAULTS compiles in the
 # fault-injection knob of recovery/main.c (`sysimage.fault=apply:N` on the
@@ -170,7 +194,7 @@ $(B)/faults/bin/sysimage-recovery: $(FAULTS_OBJ) $(B)/obj/rel/$(GEN_AM_C:.c=.o) 
 
 recovery-image-faults: $(B)/faults/recovery/initrd.img
 
-$(B)/faults/recovery/initrd.img: $(B)/faults/bin/sysimage-recovery initramfs/init initramfs/build.sh
+$(B)/faults/recovery/initrd.img: $(B)/faults/bin/sysimage-recovery initramfs/init initramfs/build.sh initramfs/stage.sh
 	KERNEL_CACHE=$(CURDIR)/$(B)/kernel initramfs/build.sh $(B)/faults/bin/sysimage-recovery $(B)/faults/recovery
 
 -include $(FAULTS_OBJ:.o=.d)
@@ -188,13 +212,15 @@ $(B)/tests/unit/%: $(B)/obj/san/tests/unit/%.o $(LIBSI_SAN)
 
 unit-bins: $(UNIT_BINS)
 
-# The QEMU suite boots build/recovery (recovery-image), whose built-in
+# The QEMU suite boots build/recovery (recovery-image; the A/B tests
+# build/recovery-qemu-x86_64-ab: recovery-images), whose built-in
 # archive-master and the test payloads' signatures come from $(KEYS).
 # The Debian normal OS's loop (tests/qemu/test_debian.py) runs too: it needs
 # root and apt's Debian mirror once (debootstrap, kept in build/debian/base).
 test: deps
-	$(MAKE) all unit-bins recovery-image recovery-image-faults deb
+	$(MAKE) all unit-bins recovery-images recovery-image-faults deb
 	scripts/check-deps.sh
+	$(PYTHON) scripts/check-funclen.py
 	SI_KEYS=$(KEYS) SI_DEBIAN_TESTS=1 $(PYTHON) tests/run_all.py
 
 # The Debian 12 normal OS's update loop (tests/qemu/test_debian.py) alone: needs
@@ -213,6 +239,11 @@ integration: all
 # lower lib, no cycle, nothing calls back into a program's main.
 check-deps: all
 	scripts/check-deps.sh
+
+# No C function in lib/, recovery/, tools/, client-stub/ over 80 lines
+# (scripts/check-funclen.py prints file:function:lines of each one over).
+check-size:
+	$(PYTHON) scripts/check-funclen.py
 
 # ---------------------------------------------------------------- fuzz
 $(B)/fuzz/%: $(B)/obj/fuzz/tests/fuzz/%.o $(LIBSI_FUZZ)
@@ -245,7 +276,7 @@ deb: $(B)/bin/sysimage $(B)/bin/sysimage-stub
 	packaging/deb/build.sh $(B)/deb
 
 # ---------------------------------------------------------------- bench
-bench: all
+bench: all recovery-images
 	$(PYTHON) tests/bench/run_bench.py
 
 clean:

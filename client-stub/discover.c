@@ -49,7 +49,7 @@ void stub_discovery_free(stub_discovery *dc)
     si_channels_free(dc->channels);
     if (dc->trust_ready)
         si_trust_free(&dc->trust);
-    stub_net_close(dc->net);
+    si_http_close(dc->net);
     if (dc->tmpdir[0])
         rm_tree_flat(dc->tmpdir);
     if (dc->lock_fd >= 0)
@@ -135,7 +135,7 @@ static si_result fetch_to(stub_discovery *dc, const char *path, size_t max, cons
 {
     char *buf = NULL;
     size_t len = 0;
-    si_result rc = stub_net_get(dc->net, path, max, &buf, &len, err);
+    si_result rc = si_http_get(dc->net, path, max, &buf, &len, err);
     if (rc != SI_OK)
         return rc;
     if (snprintf(out, PATH_CAP, "%s/%s", dc->tmpdir, name) >= PATH_CAP) {

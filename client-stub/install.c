@@ -7,7 +7,8 @@
  * in the A/B normal OS: the same checks (keyrings from the built-in
  * archive-master, the signed index, the job bound to it, every staged file's
  * size, sha256, signature and layout) and the same apply code (lib/apply,
- * lib/mkfs) run in one place, and the stub keeps not linking libarchive.
+ * lib/mkfs) run in one place, and the stub keeps not linking libarchive
+ * (it links libext2fs only to read the active slot's block bitmaps).
  * It is pointed at the inactive slot with --partition system=SLOT, at a
  * private boot-control block (the device's misc is never written: GRUB must
  * not see a recovery request) and at the mounted cache.
@@ -18,8 +19,9 @@
  *      everything verified, the path bound to the running build;
  *   2. GRUB's trial of the inactive slot withdrawn (ab_try=) before it is
  *      overwritten;
- *   3. a delta job: the active slot block-copied onto the inactive one
- *      (the active is mounted read-only: a consistent image);
+ *   3. a delta job: the blocks the active slot's filesystem uses (its block
+ *      bitmaps) copied onto the inactive one (the active is mounted
+ *      read-only: a consistent image), the same filesystem;
  *   4. the engine's real run on the inactive slot (a full job formats it),
  *      from the start every time (no resume state is kept between installs:
  *      step 3 redoes the base), at idle I/O priority and nice 10;
@@ -42,6 +44,7 @@
 #include <unistd.h>
 
 #include "command.h"
+#include "ext4used.h"
 #include "fsutil.h"
 #include "grubenv.h"
 #include "stub.h"
@@ -256,71 +259,111 @@ static void progress_line(bool json, const char *what, uint64_t done, uint64_t t
     }
 }
 
-/* The base of a delta: the active slot, block for block, onto the inactive
- * one (O_EXCL: a mounted inactive slot is refused). Reads go around the page
- * cache's readahead heuristics in 1 MiB chunks; the written pages are
- * dropped as they are synced so the copy does not evict the running OS. */
-static si_result copy_slot(const char *from, const char *to, bool json, uint64_t *bytes,
-                           double *secs, si_err *err)
+/* The base of a delta: the blocks the active slot's filesystem uses (its
+ * block bitmaps, lib/ext4used), each at its own offset, onto the inactive
+ * slot (O_EXCL: a mounted inactive slot is refused). The result is the same
+ * filesystem; the inactive slot's free blocks keep whatever they held, which
+ * the filesystem never reads. 1 MiB chunks; the written pages are synced and
+ * dropped every 64 MiB so the copy does not evict the running OS's cache. */
+typedef struct slot_copy {
+    int in, out;
+    const char *from, *to;
+    char *buf;
+    bool json;
+    uint64_t done, total, synced; /* bytes copied, to copy, at the last sync */
+    double shown;
+    si_err *err;
+} slot_copy;
+
+static int count_range(uint64_t start, uint64_t len, void *ctx)
 {
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", from, strerror(errno));
-    int out = open(to, O_WRONLY | O_CLOEXEC | O_EXCL);
-    if (out < 0) {
+    (void)start;
+    *(uint64_t *)ctx += len;
+    return 0;
+}
+
+static int copy_range(uint64_t start, uint64_t len, void *ctx)
+{
+    slot_copy *c = ctx;
+    for (uint64_t off = 0; off < len;) {
+        size_t want = len - off < COPY_CHUNK ? (size_t)(len - off) : COPY_CHUNK;
+        ssize_t r = pread(c->in, c->buf, want, (off_t)(start + off));
+        if (r <= 0) {
+            si_err_set(c->err, SI_ERR_IO, "%s: read at %" PRIu64 ": %s", c->from, start + off,
+                       r < 0 ? strerror(errno) : "end of device");
+            return -1;
+        }
+        ssize_t w = pwrite(c->out, c->buf, (size_t)r, (off_t)(start + off));
+        if (w != r) {
+            si_err_set(c->err, SI_ERR_IO, "%s: write at %" PRIu64 ": %s", c->to, start + off,
+                       w < 0 ? strerror(errno) : "short write");
+            return -1;
+        }
+        off += (uint64_t)r;
+        c->done += (uint64_t)r;
+        if (c->done - c->synced >= (64u << 20)) {
+            fdatasync(c->out);
+            posix_fadvise(c->out, 0, 0, POSIX_FADV_DONTNEED);
+            posix_fadvise(c->in, 0, 0, POSIX_FADV_DONTNEED);
+            c->synced = c->done;
+        }
+        if (now_s() - c->shown >= 1.0 || c->done == c->total) {
+            progress_line(c->json, "copy active slot", c->done, c->total);
+            c->shown = now_s();
+        }
+    }
+    return 0;
+}
+
+/* Both slots open, the target at least as large as the source. */
+static si_result open_slots(slot_copy *c, si_err *err)
+{
+    c->in = open(c->from, O_RDONLY | O_CLOEXEC);
+    if (c->in < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", c->from, strerror(errno));
+    c->out = open(c->to, O_WRONLY | O_CLOEXEC | O_EXCL);
+    if (c->out < 0) {
         int e = errno;
-        close(in);
-        return si_err_set(err, SI_ERR_IO, "%s: %s%s", to, strerror(e),
+        return si_err_set(err, SI_ERR_IO, "%s: %s%s", c->to, strerror(e),
                           e == EBUSY ? " (the inactive slot is in use)" : "");
     }
     uint64_t n_in = 0, n_out = 0;
-    si_result rc = dev_size(in, from, &n_in, err);
+    si_result rc = dev_size(c->in, c->from, &n_in, err);
     if (rc == SI_OK)
-        rc = dev_size(out, to, &n_out, err);
+        rc = dev_size(c->out, c->to, &n_out, err);
     if (rc == SI_OK && n_out < n_in)
         rc = si_err_set(err, SI_ERR_NO_SPACE, "%s: %" PRIu64 " bytes, smaller than the active "
-                        "slot %s (%" PRIu64 ")", to, n_out, from, n_in);
-    char *buf = rc == SI_OK ? malloc(COPY_CHUNK) : NULL;
-    if (rc == SI_OK && !buf)
-        rc = si_err_set(err, SI_ERR_NOMEM, "out of memory");
-    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-    double t0 = now_s(), shown = t0;
-    uint64_t done = 0;
-    while (rc == SI_OK && done < n_in) {
-        size_t want = n_in - done < COPY_CHUNK ? (size_t)(n_in - done) : COPY_CHUNK;
-        ssize_t r = pread(in, buf, want, (off_t)done);
-        if (r <= 0) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: read at %" PRIu64 ": %s", from, done,
-                            r < 0 ? strerror(errno) : "end of device");
-            break;
-        }
-        ssize_t w = pwrite(out, buf, (size_t)r, (off_t)done);
-        if (w != r) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: write at %" PRIu64 ": %s", to, done,
-                            w < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        done += (uint64_t)r;
-        if ((done & ((64u << 20) - 1)) == 0) {
-            fdatasync(out);
-            posix_fadvise(out, 0, (off_t)done, POSIX_FADV_DONTNEED);
-            posix_fadvise(in, 0, (off_t)done, POSIX_FADV_DONTNEED);
-        }
-        if (now_s() - shown >= 1.0 || done == n_in) {
-            progress_line(json, "copy active slot", done, n_in);
-            shown = now_s();
-        }
-    }
-    if (rc == SI_OK && fsync(out) < 0)
-        rc = si_err_set(err, SI_ERR_IO, "%s: fsync: %s", to, strerror(errno));
-    free(buf);
-    close(in);
-    close(out);
-    *bytes = done;
-    *secs = now_s() - t0;
+                        "slot %s (%" PRIu64 ")", c->to, n_out, c->from, n_in);
     return rc;
 }
 
+static si_result copy_slot(const char *from, const char *to, bool json, si_ext4_used_stats *st,
+                           double *secs, si_err *err)
+{
+    slot_copy c = {.in = -1, .out = -1, .from = from, .to = to, .json = json, .err = err};
+    double t0 = now_s();
+    c.shown = t0;
+    si_result rc = open_slots(&c, err);
+    if (rc == SI_OK) /* the amount first, for the progress lines */
+        rc = si_ext4_used_walk(from, count_range, &c.total, NULL, err);
+    if (rc == SI_OK && !(c.buf = malloc(COPY_CHUNK)))
+        rc = si_err_set(err, SI_ERR_NOMEM, "out of memory");
+    if (rc == SI_OK)
+        rc = si_ext4_used_walk(from, copy_range, &c, st, err);
+    if (rc == SI_OK && st->used_bytes != c.total) /* the slot changed under the copy */
+        rc = si_err_set(err, SI_ERR_IO, "%s: its used blocks changed during the copy (%" PRIu64
+                        " then %" PRIu64 " bytes): is it mounted read-write?", from, c.total,
+                        st->used_bytes);
+    if (rc == SI_OK && fsync(c.out) < 0)
+        rc = si_err_set(err, SI_ERR_IO, "%s: fsync: %s", to, strerror(errno));
+    free(c.buf);
+    if (c.in >= 0)
+        close(c.in);
+    if (c.out >= 0)
+        close(c.out);
+    *secs = now_s() - t0;
+    return rc;
+}
 /* The lock `check` and `stage` take (<state_dir>/lock): no stage rewrites the
  * cache while the engine reads it. Returns the fd (held until exit). */
 static si_result lock_state_dir(const stub_config *cfg, int *fd, si_err *err)
@@ -443,14 +486,26 @@ static si_result verify_against_running_slot(const stub_opts *o, stub_config *cf
 static si_result copy_delta_base(const stub_opts *o, ab_config *ab, int act, si_err *err)
 {
     int ina = 1 - act;
-    uint64_t bytes = 0;
+    si_ext4_used_stats st = {0};
     double secs = 0;
     si_result rc;
-    if ((rc = copy_slot(ab->slot_dev[act], ab->slot_dev[ina], o->json, &bytes, &secs, err)))
+    if ((rc = copy_slot(ab->slot_dev[act], ab->slot_dev[ina], o->json, &st, &secs, err)))
         return rc;
-    fprintf(stderr, "sysimage-stub: slot %c copied onto slot %c: %" PRIu64 " MiB in %.1f s\n",
-            slot_names[act], slot_names[ina], bytes >> 20, secs);
-    json_event(o->json, "copied", "from", (char[]){slot_names[act], 0}, "seconds", secs);
+    fprintf(stderr, "sysimage-stub: slot %c copied onto slot %c: %" PRIu64 " of %" PRIu64
+            " MiB (the used blocks) in %.1f s\n", slot_names[act], slot_names[ina],
+            st.used_bytes >> 20, st.fs_bytes >> 20, secs);
+    if (o->json) {
+        cJSON *j = cJSON_CreateObject();
+        if (j && (!cJSON_AddStringToObject(j, "event", "copied") ||
+                  !cJSON_AddStringToObject(j, "from", (char[]){slot_names[act], 0}) ||
+                  !cJSON_AddNumberToObject(j, "seconds", secs) ||
+                  !cJSON_AddNumberToObject(j, "bytes", (double)st.used_bytes) ||
+                  !cJSON_AddNumberToObject(j, "fs_bytes", (double)st.fs_bytes))) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+        stub_print_json_line(j);
+    }
     return SI_OK;
 }
 
@@ -502,23 +557,28 @@ static void report_installed(const stub_opts *o, int64_t target, int ina, double
                slot_names[ina]);
 }
 
+/* client.ini, its [ab] section and the slot the OS booted from; cfg is
+ * freed by the caller (stub_config_free), also after a failure. */
+static si_result ab_setup(const stub_opts *o, stub_config *cfg, ab_config *ab, int *act, si_err *err)
+{
+    *act = -1;
+    si_result rc = stub_config_load(o->config, cfg, err);
+    if (rc == SI_OK && (rc = ab_config_load(cfg, ab, err)) == SI_OK)
+        rc = active_slot(ab, act, err);
+    return rc;
+}
+
 int stub_cmd_install(const stub_opts *o)
 {
-    stub_config cfg;
+    stub_config cfg = {0};
     ab_config ab;
     si_err err;
     si_err_clear(&err);
-    si_result rc = stub_config_load(o->config, &cfg, &err);
-    if (rc != SI_OK)
-        return stub_fail(&err, o->json);
     int act = -1;
     int lock_fd = -1;
     si_command_file *cf = calloc(1, sizeof(*cf));
-    if (!cf) {
-        rc = si_err_set(&err, SI_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((rc = ab_config_load(&cfg, &ab, &err)) != SI_OK || (rc = active_slot(&ab, &act, &err)) ||
+    si_result rc = cf ? SI_OK : si_err_set(&err, SI_ERR_NOMEM, "out of memory");
+    if (rc != SI_OK || (rc = ab_setup(o, &cfg, &ab, &act, &err)) != SI_OK ||
         (rc = lock_state_dir(&cfg, &lock_fd, &err)))
         goto out;
     int ina = 1 - act;
@@ -557,13 +617,10 @@ int stub_cmd_mark_good(const stub_opts *o)
     ab_config ab;
     si_err err;
     si_err_clear(&err);
-    si_result rc = stub_config_load(o->config, &cfg, &err);
-    if (rc != SI_OK)
-        return stub_fail(&err, o->json);
     int act = -1;
     si_grubenv env;
-    if ((rc = ab_config_load(&cfg, &ab, &err)) == SI_OK && (rc = active_slot(&ab, &act, &err)) == SI_OK &&
-        (rc = env_get(&ab, &env, &err)) == SI_OK) {
+    si_result rc;
+    if ((rc = ab_setup(o, &cfg, &ab, &act, &err)) == SI_OK && (rc = env_get(&ab, &env, &err)) == SI_OK) {
         char me[2] = {slot_names[act], 0};
         bool trial = strcmp(env_str(&env, "ab_try"), me) == 0;
         if (trial || strcmp(env_str(&env, "ab_active"), me) != 0) {

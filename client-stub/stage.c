@@ -18,6 +18,7 @@
 #include "command.h"
 #include "fsutil.h"
 #include "jsonutil.h"
+#include "localrepo.h"
 #include "sha256.h"
 #include "sigfile.h"
 #include "stub.h"
@@ -262,15 +263,7 @@ static si_result hash_check(const char *path, const si_index_file *f, si_err *er
     close(fd);
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-r));
-    if (size != f->size)
-        return si_err_set(err, SI_ERR_SIZE, "%s: %" PRIu64 " bytes, the index says %" PRIu64,
-                          path, size, f->size);
-    char hex[SI_SHA256_HEX_LEN + 1];
-    si_hex_encode(d, sizeof(d), hex);
-    if (strcmp(hex, f->checksum) != 0)
-        return si_err_set(err, SI_ERR_CHECKSUM, "%s: sha256 %s, the index says %s", path, hex,
-                          f->checksum);
-    return SI_OK;
+    return si_repo_check_digest(path, f, d, size, err);
 }
 
 /* Mark the files already staged intact; bytes left to fetch. */
@@ -336,7 +329,7 @@ static si_result fetch_one(stub_discovery *dc, const stub_opts *o, stage_plan *p
     snprintf(sp, sizeof(sp), "%s/%s", dc->cfg.cache_dir, sf->sig);
     char *sbuf = NULL;
     size_t slen = 0;
-    si_result rc = stub_net_get(dc->net, sf->f->signature, SI_SIGFILE_MAX_BYTES, &sbuf, &slen,
+    si_result rc = si_http_get(dc->net, sf->f->signature, SI_SIGFILE_MAX_BYTES, &sbuf, &slen,
                                 err);
     if (rc != SI_OK)
         return si_err_prefix(err, "signature of %s", sf->name);
@@ -349,7 +342,7 @@ static si_result fetch_one(stub_discovery *dc, const stub_opts *o, stage_plan *p
             event_reused(sf);
     } else {
         uint64_t got = 0;
-        rc = stub_net_download(dc->net, sf->f->path, fp, sf->f->size, progress, pc, &got, err);
+        rc = si_http_download(dc->net, sf->f->path, fp, sf->f->size, progress, pc, &got, err);
         plan->fetched += got;
         if (rc == SI_OK)
             rc = hash_check(fp, sf->f, err);

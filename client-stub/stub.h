@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "channels.h"
+#include "http.h"
 #include "index.h"
 #include "ini.h"
 #include "keyring.h"
@@ -58,24 +59,9 @@ void stub_config_free(stub_config *cfg);
 si_result stub_read_build(const stub_config *cfg, int64_t *build, si_err *err);
 
 /* ------------------------------------------------------------ net.c */
-typedef struct stub_net stub_net;
-
-typedef void (*stub_progress_fn)(void *ctx, const char *name, uint64_t done, uint64_t total);
-
-si_result stub_net_open(const stub_config *cfg, stub_net **out, si_err *err);
-void stub_net_close(stub_net *n);
-/* GET base_url + path into a malloc'd NUL-terminated buffer of at most max
- * bytes. A 404 is SI_ERR_NOT_FOUND; more than max bytes is SI_ERR_TOO_LARGE. */
-si_result stub_net_get(stub_net *n, const char *path, size_t max, char **buf, size_t *len,
-                       si_err *err);
-/* Download base_url + path into dest (which must end up exactly `size` bytes),
- * through dest.part: an existing .part is resumed with a Range request; the
- * server is never allowed to send more than `size` bytes in all. Transfer
- * errors are retried (resuming) cfg->retries times. *fetched (may be NULL)
- * gets the bytes received over the network. */
-si_result stub_net_download(stub_net *n, const char *path, const char *dest, uint64_t size,
-                            stub_progress_fn progress, void *pctx, uint64_t *fetched,
-                            si_err *err);
+/* The stub's downloads are lib/http's (si_http_get, si_http_download), opened
+ * with the [service] and [network] settings: HTTPS only, cfg->ca_file. */
+si_result stub_net_open(const stub_config *cfg, si_http **out, si_err *err);
 
 /* ------------------------------------------------------------ state.c */
 /* What this device verified before (<state_dir>/state.json, a lib/trustrec
@@ -95,7 +81,7 @@ typedef struct stub_opts {
 /* Everything `check` learnt, owned by one run (discover.c). */
 typedef struct stub_discovery {
     stub_config cfg;
-    stub_net *net;
+    si_http *net;
     si_trust trust;
     bool trust_ready;
     char tmpdir[PATH_CAP / 2];    /* downloaded keyrings/documents */

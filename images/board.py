@@ -37,8 +37,8 @@ class BoardError(Exception):
     pass
 
 
-def _run(cmd, **kw):
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
+def _run(cmd, env=None, **kw):
+    env = dict(env or os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, env=env, **kw)
     if proc.returncode != 0:
         raise BoardError(f"{' '.join(map(str, cmd))} -> {proc.returncode}\n"
@@ -249,13 +249,27 @@ def install_bios_boot(disk, bios_start, bios_size, core_img, boot_img):
         f.write(bytes(core))
 
 
+def check_recovery_image(recovery_image, board):
+    """The recovery image is a per-board product (`make recovery-image
+    BOARD=...`): its board.json, when the directory has one, names this board."""
+    theirs = os.path.join(recovery_image, "board.json")
+    if not os.path.exists(theirs):
+        return
+    with open(theirs) as f:
+        name = json.load(f).get("board")
+    if name != board.name:
+        raise BoardError(f"{recovery_image} is the recovery image of board '{name}', not of '{board.name}' "
+                         f"(make recovery-image BOARD={board.name})")
+
+
 def build_disk(path, board, sizes=None, trees=None, env=None, recovery_image=None, disk_mib=None,
                kinds=None, grub=True, timeout=3, bootcount=None):
     """Write a board disk image (sparse) at path.
 
     sizes: {label: MiB} overrides; trees: {label: dir} fills ext4 and vfat
     partitions; env: misc's boot control (default recovery_request=0);
-    recovery_image: a dir with vmlinuz and initrd.img for `recovery`;
+    recovery_image: a dir with vmlinuz and initrd.img for `recovery` (the
+    board's: check_recovery_image);
     kinds: {label: fs} overrides (e.g. {"system": "none"}: a blank system);
     grub: install GRUB (UEFI + BIOS) and the rendered grub.cfg; bootcount:
     GRUB's counters file content (default all zero)."""
@@ -281,6 +295,7 @@ def build_disk(path, board, sizes=None, trees=None, env=None, recovery_image=Non
     tmp = tempfile.mkdtemp(prefix="board-")
     try:
         if recovery_image and "recovery" not in trees:
+            check_recovery_image(recovery_image, board)
             rec = os.path.join(tmp, "recovery")
             os.makedirs(rec)
             for n in ("vmlinuz", "initrd.img"):

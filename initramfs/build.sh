@@ -1,7 +1,10 @@
 #!/bin/sh
-# Build the recovery image: build/recovery/{vmlinuz,initrd.img}.
+# Build the recovery image of a board: OUTDIR/{vmlinuz,initrd.img,board.json}.
 #
-#   initramfs/build.sh RECOVERY_BINARY OUTDIR
+#   [SI_BOARD=B] [SI_DEVICE=D] initramfs/build.sh RECOVERY_BINARY OUTDIR
+#
+# (`make recovery-image [BOARD=B]`: build/recovery for qemu-x86_64,
+# build/recovery-B for another board.)
 #
 # Kernel: Debian's cloud kernel, the package that linux-image-cloud-amd64
 # depends on, fetched with `apt-get download` and unpacked with dpkg-deb into
@@ -18,6 +21,7 @@ usage() { echo "usage: $0 RECOVERY_BINARY OUTDIR" >&2; exit 1; }
 BIN=$1
 OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/stage.sh"
 KERNEL_CACHE=${KERNEL_CACHE:-$(dirname "$HERE")/build/kernel}
 MODULES=${MODULES:-"virtio virtio_ring virtio_pci virtio_pci_legacy_dev virtio_pci_modern_dev virtio_blk fat vfat nls_cp437 nls_ascii"}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
@@ -64,10 +68,7 @@ trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/dev" "$STAGE/proc" "$STAGE/sys" "$STAGE/run" "$STAGE/tmp" "$STAGE/mnt"
 chmod 1777 "$STAGE/tmp"
 install -m 0755 "$HERE/init" "$STAGE/init"
-install -m 0755 "$BUSYBOX" "$STAGE/bin/busybox"
-for a in $("$BUSYBOX" --list); do
-    [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
-done
+si_stage_busybox "$STAGE" "$BUSYBOX"
 [ -L "$STAGE/bin/sh" ] || { echo "build.sh: busybox has no sh applet" >&2; exit 1; }
 # Debug info stays in build/bin; the image gets a stripped copy.
 if command -v strip >/dev/null 2>&1; then
@@ -82,7 +83,9 @@ mkdir -p "$STAGE/etc/sysimage"
 printf '%s\n' "${SI_DEVICE:-qemu-x86_64}" > "$STAGE/etc/sysimage/device"
 # The board's boot counters (GRUB's, on the ESP): /init resets them when the
 # recovery has started (docs/board.md). Boards without one have no script.
-BOARD_DIR=$(dirname "$HERE")/images/${SI_DEVICE:-qemu-x86_64}
+# SI_BOARD: the board directory when it is not named after the device model
+# (the A/B board qemu-x86_64-ab runs device qemu-x86_64: docs/flashing.md).
+BOARD_DIR=$(dirname "$HERE")/images/${SI_BOARD:-${SI_DEVICE:-qemu-x86_64}}
 if [ -f "$BOARD_DIR/bootcount.sh" ]; then
     install -m 0755 "$BOARD_DIR/bootcount.sh" "$STAGE/bin/sysimage-bootcount"
 fi
@@ -92,35 +95,16 @@ if [ -f "$BOARD_DIR/board.json" ]; then
     install -m 0644 "$BOARD_DIR/board.json" "$STAGE/etc/sysimage/board.json"
 fi
 
-SRCMOD=$KDIR/lib/modules/$KVER
-DSTMOD=$STAGE/lib/modules/$KVER
-mkdir -p "$DSTMOD"
-for m in $MODULES; do
-    f=$(find "$SRCMOD/kernel" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -n 1)
-    [ -n "$f" ] || { echo "build.sh: module $m not in $KERNEL_PKG" >&2; exit 1; }
-    rel=${f#"$SRCMOD"/}
-    mkdir -p "$DSTMOD/$(dirname "$rel")"
-    cp "$f" "$DSTMOD/$rel"
-done
-for f in modules.builtin modules.builtin.modinfo modules.order; do
-    [ ! -f "$SRCMOD/$f" ] || cp "$SRCMOD/$f" "$DSTMOD/$f"
-done
-depmod -b "$STAGE" "$KVER"
-# Keep only what modprobe reads.
-find "$DSTMOD" -maxdepth 1 -type f -name 'modules.*' ! -name modules.dep ! -name modules.alias \
-    ! -name modules.builtin ! -name modules.symbols ! -name modules.softdep -delete
-# Every staged module must have its dependencies staged too.
-missing=$(sed -n 's/^[^:]*: *//p' "$DSTMOD/modules.dep" | tr ' ' '\n' | while read -r d; do
-    [ -z "$d" ] || [ -f "$DSTMOD/$d" ] || echo "$d"; done)
-[ -z "$missing" ] || { echo "build.sh: staged modules need: $missing" >&2; exit 1; }
+si_stage_modules build.sh "$STAGE" "$KDIR" "$KVER" "$MODULES"
 
 # ---------------------------------------------------------------- pack
 mkdir -p "$OUT"
 cp "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
-find "$STAGE" -exec touch -h -d @1 {} +
-(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
-    zstd -q -19 -T0 > "$OUT/initrd.img.tmp"
-mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
+si_pack_initrd "$STAGE" "$OUT/initrd.img" 0
+# Which board this image is for: a copy of the board file it carries
+# (`sysimage image`/`flash-media` refuse the image for another board).
+rm -f "$OUT/board.json"
+[ ! -f "$STAGE/etc/sysimage/board.json" ] || cp "$STAGE/etc/sysimage/board.json" "$OUT/board.json"
 echo "build.sh: $OUT/vmlinuz ($KVER, $(wc -c < "$OUT/vmlinuz") bytes)"
 echo "build.sh: $OUT/initrd.img ($(wc -c < "$OUT/initrd.img") bytes, zstd newc cpio)"

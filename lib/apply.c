@@ -6,18 +6,25 @@
  * so nothing outside the target can be reached. Files, symlinks, device
  * nodes and hardlinks are created under a temporary name in their final
  * directory and renamed into place; directories are created or updated in
- * place. The whole target is synced once at the end (syncfs). */
+ * place. In the first file of a fresh target (opts.fresh, opts.format) they
+ * are created at their final names instead (O_EXCL: nothing is replaced;
+ * a name already there takes the temporary way) and a member that fails is
+ * removed. The whole target is synced once at the end (syncfs). */
 #include "apply.h"
 #include "layout.h"
+#include "manifest.h"
+#include "seal.h"
 #include "patch.h"
 #include "sha256.h"
 #include "tarformat.h"
+#include "unpack.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +45,7 @@
 #define PATCH_SPACE_MARGIN (4u << 20)
 #define XATTR_LIST_MAX_BYTES 65536
 #define REMOVED_LINE_MAX (PATH_MAX + PREFIX_LEN + 2)
+#define LIST_MAX_BYTES (64 << 20)
 
 struct dirtime {
     char *path;
@@ -65,11 +73,20 @@ struct applier {
     uint64_t done, total;
     const char *file;         /* tarball being applied */
     int in;                   /* its fd */
-    unsigned char *inbuf;
     unsigned char *zbuf;      /* zeros for partition holes */
     struct patchent *pe;      /* the current tarball's `patched` list, sorted */
     size_t npe;
     si_patch_dec *dec;
+    const si_apply_expect *ex;  /* the current file's, or NULL */
+    si_unpack *un;            /* the thread reading, hashing, decompressing it */
+    uint64_t done_before;     /* input bytes of the files before it */
+    const si_manifest *mf;    /* members checked against it, or NULL */
+    si_manifest *own_mf;      /* parsed from the file itself (no ex) */
+    size_t mi;                /* next member's line */
+    size_t fidx;              /* index of the current file */
+    int64_t wend;             /* end of the data write_member_data wrote */
+    si_sha256 mh;             /* the current member's data (with mf) */
+    bool direct;              /* create members at their final names (fresh target) */
 };
 
 static si_result map_errno(int e)
@@ -142,49 +159,10 @@ si_result si_empty_dir(const char *dir, si_err *err)
 
 /* ------------------------------------------------------------ paths */
 
-/* A relative path: non-empty, no empty, "." or ".." components, no control
- * bytes (a newline would make `removed` ambiguous: docs/formats.md). */
-static int rel_path_ok(const char *p)
-{
-    if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
-        return 0;
-    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
-        if (*c < 0x20 || *c == 0x7f)
-            return 0;
-    const char *c = p;
-    for (;;) {
-        const char *s = strchr(c, '/');
-        size_t len = s ? (size_t)(s - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return 0;
-        if (!s)
-            return 1;
-        c = s + 1;
-    }
-}
-
-/* Member name -> path relative to the target. "system/" itself gives "".
- * Returns 0 when name is under system/, -1 otherwise or when unsafe. */
+/* Member name -> path relative to the target (lib/layout). */
 static int system_rel(const char *name, char *rel, size_t relsz)
 {
-    if (!name || strncmp(name, PREFIX, PREFIX_LEN) != 0) {
-        if (name && strcmp(name, "system") == 0) {
-            rel[0] = '\0';
-            return 0;
-        }
-        return -1;
-    }
-    const char *p = name + PREFIX_LEN;
-    size_t len = strlen(p);
-    if (len && p[len - 1] == '/')
-        len--;
-    if (len >= relsz)
-        return -1;
-    memcpy(rel, p, len);
-    rel[len] = '\0';
-    if (!len)
-        return p[0] ? -1 : 0; /* "system//" is not "system/" */
-    return rel_path_ok(rel) ? 0 : -1;
+    return si_layout_system_rel(name, rel, relsz) ? 0 : -1;
 }
 
 static void cache_drop(struct applier *ap)
@@ -260,6 +238,53 @@ static si_result open_parent(struct applier *ap, const char *member, const char 
     ap->cfd = cur;
     *pfd = cur;
     return SI_OK;
+}
+
+/* ------------------------------------------------------------ manifest */
+
+/* The member (header, and data_sha for a regular file) against the next
+ * line of the manifest, when there is one. */
+static si_result member_check(struct applier *ap, struct archive_entry *ae,
+                              const uint8_t *data_sha, si_err *err)
+{
+    if (!ap->mf)
+        return SI_OK;
+    char line[SI_MANIFEST_LINE_MAX];
+    si_result rc = si_manifest_line(ae, data_sha, line, sizeof(line), err);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "%s", ap->file);
+    return si_manifest_check(ap->mf, ap->mi++, line, ap->file, err);
+}
+
+static si_result hash_piece(const void *buf, size_t len, void *ctx, si_err *err)
+{
+    (void)err;
+    si_sha256_update(ctx, buf, len);
+    return SI_OK;
+}
+
+/* A member whose data is not used (already applied): read and hashed for its check. */
+static si_result member_check_drain(struct applier *ap, struct archive *a,
+                                    struct archive_entry *ae, si_err *err)
+{
+    if (!ap->mf)
+        return SI_OK;
+    si_sha256 h;
+    uint8_t d[32];
+    si_sha256_init(&h);
+    si_result rc = si_tar_member_data(a, archive_entry_size(ae), archive_entry_pathname(ae),
+                                      hash_piece, &h, err);
+    si_sha256_final(&h, d);
+    return rc == SI_OK ? member_check(ap, ae, d, err) : rc;
+}
+
+static void member_hash_zeros(struct applier *ap, int64_t n)
+{
+    while (ap->mf && n > 0) {
+        size_t z = n < READ_CHUNK ? (size_t)n : READ_CHUNK;
+        si_sha256_update(&ap->mh, ap->zbuf, z);
+        n -= (int64_t)z;
+    }
 }
 
 /* rename tmp over base; a directory in the way is removed first. */
@@ -405,6 +430,19 @@ static si_result meta_fd(struct archive_entry *ae, int fd, bool set_mtime, const
 
 /* ------------------------------------------------------------ data */
 
+/* The member's next data block: SI_OK with *end set after the last one. */
+static si_result next_data_block(struct applier *ap, struct archive *a, const char *member,
+                                 const void **buf, size_t *len, la_int64_t *off, bool *end,
+                                 si_err *err)
+{
+    int r = archive_read_data_block(a, buf, len, off);
+    *end = r == ARCHIVE_EOF;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN && r != ARCHIVE_EOF)
+        return si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", ap->file, member,
+                          archive_error_string(a));
+    return SI_OK;
+}
+
 /* Copy the member's data to fd at its offsets. Holes stay holes unless
  * fill_holes (raw partitions, whose old bytes must be overwritten). */
 static si_result write_member_data(struct applier *ap, struct archive *a, int fd, int64_t size,
@@ -415,15 +453,18 @@ static si_result write_member_data(struct applier *ap, struct archive *a, int fd
         const void *buf;
         size_t len;
         la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
+        bool end;
+        si_result rc = next_data_block(ap, a, member, &buf, &len, &off, &end, err);
+        if (rc != SI_OK)
+            return rc;
+        if (end)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-            return si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", ap->file, member,
-                              archive_error_string(a));
-        if (off < 0 || off > size || (int64_t)len > size - off)
+        if (off < pos || off > size || (int64_t)len > size - off)
             return si_err_set(err, SI_ERR_PARSE, "%s: %s: data outside the member", ap->file,
                               member);
+        member_hash_zeros(ap, off - pos);
+        if (ap->mf)
+            si_sha256_update(&ap->mh, buf, len);
         while (fill_holes && pos < off) {
             size_t z = (size_t)(off - pos) < READ_CHUNK ? (size_t)(off - pos) : READ_CHUNK;
             ssize_t w = pwrite(fd, ap->zbuf, z, pos);
@@ -447,6 +488,8 @@ static si_result write_member_data(struct applier *ap, struct archive *a, int fd
         if (off > pos)
             pos = off;
     }
+    member_hash_zeros(ap, size - pos);
+    ap->wend = pos;
     while (fill_holes && pos < size) {
         size_t z = (size_t)(size - pos) < READ_CHUNK ? (size_t)(size - pos) : READ_CHUNK;
         ssize_t w = pwrite(fd, ap->zbuf, z, pos);
@@ -460,30 +503,73 @@ static si_result write_member_data(struct applier *ap, struct archive *a, int fd
 
 /* ------------------------------------------------------------ members */
 
-static si_result apply_regular(struct applier *ap, struct archive *a, struct archive_entry *ae,
-                               int pfd, const char *base, const char *member, si_err *err)
+/* Close fd (the file written in pfd as name) and, when rc is SI_OK, rename
+ * it over base (name is TMP_NAME) or leave it (name is base: created there);
+ * else remove it. */
+static si_result finish_file_at(struct applier *ap, int fd, int pfd, const char *name,
+                                const char *base, const char *member, si_result rc, si_err *err)
 {
-    si_result rc = clear_tmp(ap, pfd, member, err);
-    if (rc != SI_OK)
-        return rc;
-    int fd = openat(pfd, TMP_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return si_err_set(err, map_errno(errno), "%s: create: %s", member, strerror(errno));
-    int64_t size = archive_entry_size(ae);
-    if (size < 0)
-        size = 0;
-    rc = write_member_data(ap, a, fd, size, false, member, err);
-    if (rc == SI_OK && ftruncate(fd, size) < 0)
-        rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member, strerror(errno));
-    if (rc == SI_OK)
-        rc = meta_fd(ae, fd, true, member, err);
     if (close(fd) < 0 && rc == SI_OK)
         rc = si_err_set(err, map_errno(errno), "%s: close: %s", member, strerror(errno));
     if (rc != SI_OK) {
-        unlinkat(pfd, TMP_NAME, 0);
+        unlinkat(pfd, name, 0);
         return rc;
     }
-    return replace(ap, pfd, base, member, err);
+    return name == base ? SI_OK : replace(ap, pfd, base, member, err);
+}
+
+static si_result finish_tmp(struct applier *ap, int fd, int pfd, const char *base,
+                            const char *member, si_result rc, si_err *err)
+{
+    return finish_file_at(ap, fd, pfd, TMP_NAME, base, member, rc, err);
+}
+
+/* Open a new regular file for a member: at base on a fresh target (*name =
+ * base), else (or when base exists) at TMP_NAME (*name = TMP_NAME). */
+static si_result create_file(struct applier *ap, int pfd, const char *base, const char *member,
+                             int *fd, const char **name, si_err *err)
+{
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    *name = base;
+    if (ap->direct && (*fd = openat(pfd, base, flags, 0600)) >= 0)
+        return SI_OK;
+    if (ap->direct && errno != EEXIST)
+        return si_err_set(err, map_errno(errno), "%s: create: %s", member, strerror(errno));
+    *name = TMP_NAME;
+    *fd = openat(pfd, TMP_NAME, flags, 0600);
+    if (*fd < 0 && errno == EEXIST) { /* a stale one (power cut) */
+        si_result rc = clear_tmp(ap, pfd, member, err);
+        if (rc != SI_OK)
+            return rc;
+        *fd = openat(pfd, TMP_NAME, flags, 0600);
+    }
+    if (*fd < 0)
+        return si_err_set(err, map_errno(errno), "%s: create: %s", member, strerror(errno));
+    return SI_OK;
+}
+
+static si_result apply_regular(struct applier *ap, struct archive *a, struct archive_entry *ae,
+                               int pfd, const char *base, const char *member, si_err *err)
+{
+    int fd;
+    const char *name;
+    si_result rc = create_file(ap, pfd, base, member, &fd, &name, err);
+    if (rc != SI_OK)
+        return rc;
+    int64_t size = archive_entry_size(ae);
+    if (size < 0)
+        size = 0;
+    si_sha256_init(&ap->mh);
+    rc = write_member_data(ap, a, fd, size, false, member, err);
+    uint8_t d[32];
+    si_sha256_final(&ap->mh, d);
+    /* the file is new: only a trailing hole needs the size set */
+    if (rc == SI_OK && ap->wend < size && ftruncate(fd, size) < 0)
+        rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member, strerror(errno));
+    if (rc == SI_OK)
+        rc = meta_fd(ae, fd, true, member, err);
+    return finish_file_at(ap, fd, pfd, name, base, member,
+                          rc == SI_OK ? member_check(ap, ae, d, err) : rc, err);
 }
 
 static si_result add_dirtime(struct applier *ap, const char *rel, struct timespec t, si_err *err)
@@ -522,6 +608,41 @@ static si_result apply_dir(struct applier *ap, struct archive_entry *ae, int pfd
     return rc;
 }
 
+/* Create the symlink (is_link) or device node/fifo of ae as pfd/name. */
+static int make_entry(struct archive_entry *ae, int pfd, const char *name, bool is_link)
+{
+    if (is_link)
+        return symlinkat(archive_entry_symlink(ae), pfd, name);
+    mode_t type = archive_entry_filetype(ae);
+    return mknodat(pfd, name, type | 0600, type == AE_IFIFO ? 0 : archive_entry_rdev(ae));
+}
+
+/* A symlink or node (checked against the manifest already), with its
+ * metadata: at base on a fresh target, else (or when base exists) under
+ * TMP_NAME, renamed over base. */
+static si_result place_entry(struct applier *ap, struct archive_entry *ae, int pfd,
+                             const char *base, bool is_link, const char *member, si_err *err)
+{
+    const char *what = is_link ? "symlink" : "mknod";
+    const char *name = base;
+    si_result rc = SI_OK;
+    if (!ap->direct || make_entry(ae, pfd, base, is_link) < 0) {
+        if (ap->direct && errno != EEXIST)
+            return si_err_set(err, map_errno(errno), "%s: %s: %s", member, what, strerror(errno));
+        name = TMP_NAME;
+        if ((rc = clear_tmp(ap, pfd, member, err)) != SI_OK)
+            return rc;
+        if (make_entry(ae, pfd, TMP_NAME, is_link) < 0)
+            return si_err_set(err, map_errno(errno), "%s: %s: %s", member, what, strerror(errno));
+    }
+    rc = meta_at(ae, pfd, name, is_link, member, err);
+    if (rc != SI_OK) {
+        unlinkat(pfd, name, 0);
+        return rc;
+    }
+    return name == base ? SI_OK : replace(ap, pfd, base, member, err);
+}
+
 /* A relative symlink target must not climb above the target's root. */
 static bool symlink_escapes(const char *rel, const char *target)
 {
@@ -556,35 +677,7 @@ static si_result apply_symlink(struct applier *ap, struct archive_entry *ae, int
     if (symlink_escapes(rel, target))
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: symlink to '%s' escapes the target",
                           member, target);
-    si_result rc = clear_tmp(ap, pfd, member, err);
-    if (rc != SI_OK)
-        return rc;
-    if (symlinkat(target, pfd, TMP_NAME) < 0)
-        return si_err_set(err, map_errno(errno), "%s: symlink: %s", member, strerror(errno));
-    rc = meta_at(ae, pfd, TMP_NAME, true, member, err);
-    if (rc != SI_OK) {
-        unlinkat(pfd, TMP_NAME, 0);
-        return rc;
-    }
-    return replace(ap, pfd, base, member, err);
-}
-
-static si_result apply_node(struct applier *ap, struct archive_entry *ae, int pfd,
-                            const char *base, const char *member, si_err *err)
-{
-    mode_t type = archive_entry_filetype(ae);
-    dev_t dev = type == AE_IFIFO ? 0 : archive_entry_rdev(ae);
-    si_result rc = clear_tmp(ap, pfd, member, err);
-    if (rc != SI_OK)
-        return rc;
-    if (mknodat(pfd, TMP_NAME, type | 0600, dev) < 0)
-        return si_err_set(err, map_errno(errno), "%s: mknod: %s", member, strerror(errno));
-    rc = meta_at(ae, pfd, TMP_NAME, false, member, err);
-    if (rc != SI_OK) {
-        unlinkat(pfd, TMP_NAME, 0);
-        return rc;
-    }
-    return replace(ap, pfd, base, member, err);
+    return place_entry(ap, ae, pfd, base, true, member, err);
 }
 
 static si_result apply_hardlink(struct applier *ap, struct archive_entry *ae, const char *rel,
@@ -616,7 +709,11 @@ static si_result apply_hardlink(struct applier *ap, struct archive_entry *ae, co
         rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: hardlink to the directory %s", member, hl);
     if (rc == SI_OK)
         rc = open_parent(ap, member, rel, true, &pfd, &base, err);
-    if (rc == SI_OK && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (rc == SI_OK && ap->direct && linkat(tdir, tbase, pfd, base, 0) == 0) {
+        /* a fresh target: linked at its name */
+    } else if (rc == SI_OK && ap->direct && errno != EEXIST) {
+        rc = si_err_set(err, map_errno(errno), "%s: link to %s: %s", member, hl, strerror(errno));
+    } else if (rc == SI_OK && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         st.st_dev == tst.st_dev && st.st_ino == tst.st_ino) {
         /* already linked (re-apply) */
     } else if (rc == SI_OK) {
@@ -637,6 +734,11 @@ static si_result apply_system_member(struct applier *ap, struct archive *a,
                                      const char *rel, si_err *err)
 {
     mode_t type = archive_entry_filetype(ae);
+    if (type != AE_IFREG || archive_entry_hardlink(ae)) {
+        si_result rc = member_check(ap, ae, NULL, err);
+        if (rc != SI_OK)
+            return rc;
+    }
     if (!rel[0]) {
         if (type != AE_IFDIR)
             return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: not a directory", ap->file,
@@ -660,7 +762,7 @@ static si_result apply_system_member(struct applier *ap, struct archive *a,
     case AE_IFCHR:
     case AE_IFBLK:
     case AE_IFIFO:
-        return apply_node(ap, ae, pfd, base, member, err);
+        return place_entry(ap, ae, pfd, base, false, member, err);
     default:
         return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: unsupported member type 0%o",
                           ap->file, member, (unsigned)type);
@@ -692,48 +794,54 @@ static si_result remove_one(struct applier *ap, const char *line, si_err *err)
     return SI_OK;
 }
 
-static si_result apply_removed(struct applier *ap, struct archive *a, si_err *err)
+struct listbuf {
+    char *p;
+    size_t len;
+};
+
+static si_result list_piece(const void *buf, size_t len, void *ctx, si_err *err)
 {
-    char *line = malloc(REMOVED_LINE_MAX + 1);
-    if (!line)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory (removed)");
-    size_t ll = 0;
-    si_result rc = SI_OK;
-    for (;;) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: %s", ap->file,
-                            archive_error_string(a));
-            break;
-        }
-        const char *p = buf;
-        for (size_t i = 0; i < len && rc == SI_OK; i++) {
-            if (p[i] == '\n') {
-                line[ll] = '\0';
-                if (ll)
-                    rc = remove_one(ap, line, err);
-                ll = 0;
-            } else if (p[i] == '\0') {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: NUL byte in a path", ap->file);
-            } else if (ll == REMOVED_LINE_MAX) {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: removed: line too long", ap->file);
-            } else {
-                line[ll++] = p[i];
-            }
-        }
-        if (rc != SI_OK)
-            break;
+    (void)err;
+    struct listbuf *lb = ctx;
+    memcpy(lb->p + lb->len, buf, len);
+    lb->len += len;
+    return SI_OK;
+}
+
+typedef si_result (*line_fn)(struct applier *ap, const char *line, si_err *err);
+
+/* A list member (`removed`, `patched`): read whole (bounded), checked
+ * against the manifest, then fn for each non-empty line, in order. */
+static si_result apply_list(struct applier *ap, struct archive *a, struct archive_entry *ae,
+                            const char *what, size_t linemax, line_fn fn, si_err *err)
+{
+    int64_t size = archive_entry_size(ae);
+    if (size < 0 || size > LIST_MAX_BYTES)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: %s: over %d bytes", ap->file, what,
+                          LIST_MAX_BYTES);
+    struct listbuf lb = {malloc((size_t)size + 1), 0};
+    if (!lb.p)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (%s)", what);
+    si_result rc = si_tar_member_data(a, size, what, list_piece, &lb, err);
+    if (rc != SI_OK)
+        si_err_prefix(err, "%s", ap->file);
+    uint8_t d[32];
+    si_sha256_buf(lb.p, lb.len, d);
+    if (rc == SI_OK)
+        rc = member_check(ap, ae, d, err);
+    if (rc == SI_OK && memchr(lb.p, '\0', lb.len))
+        rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: NUL byte in a line", ap->file, what);
+    lb.p[lb.len] = '\n';
+    for (char *l = lb.p, *end = lb.p + lb.len; rc == SI_OK && l < end;) {
+        char *nl = memchr(l, '\n', (size_t)(end - l) + 1);
+        *nl = '\0';
+        if ((size_t)(nl - l) > linemax)
+            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: line too long", ap->file, what);
+        else if (nl > l)
+            rc = fn(ap, l, err);
+        l = nl + 1;
     }
-    if (rc == SI_OK && ll) {
-        line[ll] = '\0';
-        rc = remove_one(ap, line, err);
-    }
-    free(line);
+    free(lb.p);
     return rc;
 }
 
@@ -757,7 +865,13 @@ static si_result apply_partition(struct applier *ap, struct archive *a, struct a
     int64_t size = archive_entry_size(ae);
     if (size < 0)
         size = 0;
+    si_sha256_init(&ap->mh);
     si_result rc = write_member_data(ap, a, fd, size, true, member, err);
+    uint8_t d[32];
+    si_sha256_final(&ap->mh, d);
+    /* raw: checked once written (the recovery verifies such files first) */
+    if (rc == SI_OK)
+        rc = member_check(ap, ae, d, err);
     struct stat st;
     if (rc == SI_OK && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, size) < 0)
         rc = si_err_set(err, map_errno(errno), "%s: %s: truncate: %s", member, path,
@@ -873,48 +987,11 @@ static si_result check_patched_line(struct applier *ap, const char *line, si_err
 
 /* The `patched` member: every file the delta patches is checked before
  * anything is written. */
-static si_result apply_patched_list(struct applier *ap, struct archive *a, si_err *err)
+static si_result apply_patched_list(struct applier *ap, struct archive *a,
+                                    struct archive_entry *ae, si_err *err)
 {
-    char *line = malloc(REMOVED_LINE_MAX + 131);
-    if (!line)
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory (patched)");
-    size_t ll = 0;
-    si_result rc = SI_OK;
-    for (;;) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: %s", ap->file,
-                            archive_error_string(a));
-            break;
-        }
-        const char *p = buf;
-        for (size_t i = 0; i < len && rc == SI_OK; i++) {
-            if (p[i] == '\n') {
-                line[ll] = '\0';
-                if (ll)
-                    rc = check_patched_line(ap, line, err);
-                ll = 0;
-            } else if (p[i] == '\0') {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: NUL byte in a line", ap->file);
-            } else if (ll == REMOVED_LINE_MAX + 130) {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: patched: line too long", ap->file);
-            } else {
-                line[ll++] = p[i];
-            }
-        }
-        if (rc != SI_OK)
-            break;
-    }
-    if (rc == SI_OK && ll) {
-        line[ll] = '\0';
-        rc = check_patched_line(ap, line, err);
-    }
-    free(line);
+    si_result rc = apply_list(ap, a, ae, SI_LAYOUT_PATCHED, REMOVED_LINE_MAX + 130,
+                              check_patched_line, err);
     if (rc == SI_OK && ap->npe > 1) {
         qsort(ap->pe, ap->npe, sizeof(*ap->pe), patchent_cmp);
         for (size_t i = 0; i + 1 < ap->npe; i++)
@@ -925,6 +1002,52 @@ static si_result apply_patched_list(struct applier *ap, struct archive *a, si_er
     return rc;
 }
 
+struct patch_maps {
+    void *old, *out;
+    size_t oldlen, outlen;
+};
+
+/* The patch header is known: map the installed file (its size checked) and
+ * the result, sized after checking the free space. */
+static si_result patch_target(struct applier *ap, int oldfd, int outfd, const char *member,
+                              struct patch_maps *m, si_err *err)
+{
+    const si_patch_header *h = si_patch_dec_header(ap->dec);
+    struct stat st;
+    if (fstat(oldfd, &st) < 0 || (uint64_t)st.st_size != h->old_size)
+        return si_err_set(err, SI_ERR_CHECKSUM,
+                          "%s: %s: the installed file has not the size the patch needs",
+                          ap->file, member);
+    m->oldlen = (size_t)h->old_size;
+    m->outlen = (size_t)h->new_size;
+    if (m->oldlen &&
+        (m->old = mmap(NULL, m->oldlen, PROT_READ, MAP_PRIVATE, oldfd, 0)) == MAP_FAILED) {
+        m->old = NULL;
+        return si_err_set(err, SI_ERR_APPLY, "%s: mmap of the installed file: %s", member,
+                          strerror(errno));
+    }
+    /* A full disk must be an error here, not a SIGBUS while writing through
+     * the mapping. No posix_fallocate: its unwritten extents are not flushed
+     * by ext4 on the rename that replaces the old file (auto_da_alloc covers
+     * delayed allocation only), so a power cut could leave the new name with
+     * zeros; written through the page cache like every other member, the
+     * data is ordered before the rename. */
+    struct statvfs sv;
+    if (fstatvfs(outfd, &sv) == 0 &&
+        (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)m->outlen + PATCH_SPACE_MARGIN)
+        return si_err_set(err, SI_ERR_NO_SPACE, "%s: %zu bytes needed, %llu free", member,
+                          m->outlen, (unsigned long long)sv.f_bavail * sv.f_frsize);
+    if (ftruncate(outfd, (off_t)m->outlen) < 0)
+        return si_err_set(err, map_errno(errno), "%s: truncate: %s", member, strerror(errno));
+    if (m->outlen && (m->out = mmap(NULL, m->outlen, PROT_READ | PROT_WRITE, MAP_SHARED, outfd,
+                                    0)) == MAP_FAILED) {
+        m->out = NULL;
+        return si_err_set(err, SI_ERR_APPLY, "%s: mmap of the new file: %s", member,
+                          strerror(errno));
+    }
+    return SI_OK;
+}
+
 /* Decode the member's patch into fd (new_size bytes, mapped), with the
  * installed file mapped as the prefix. */
 static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, int outfd,
@@ -933,28 +1056,25 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
     si_patch_dec *d = ap->dec;
     si_patch_dec_reset(d, member);
     uint8_t empty[1]; /* the output of an empty result (never written) */
-    void *old = NULL, *out = NULL;
-    size_t oldlen = 0, outlen = 0;
+    struct patch_maps m = {0};
     si_result rc = SI_OK;
     la_int64_t pos = 0;
     for (;;) {
         const void *buf;
         size_t len;
         la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
+        bool end;
+        rc = next_data_block(ap, a, member, &buf, &len, &off, &end, err);
+        if (rc != SI_OK || end)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", ap->file, member,
-                            archive_error_string(a));
-            break;
-        }
         if (off != pos) {
             rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: a patch member cannot be sparse",
                             ap->file, member);
             break;
         }
         pos += (la_int64_t)len;
+        if (ap->mf)
+            si_sha256_update(&ap->mh, buf, len);
         const uint8_t *p = buf;
         while (rc == SI_OK && len) {
             size_t used;
@@ -963,60 +1083,20 @@ static si_result decode_patch(struct applier *ap, struct archive *a, int oldfd, 
             len -= used;
             if (rc != SI_OK || si_patch_dec_state(d) != SI_PATCH_NEED_TARGET)
                 continue;
-            const si_patch_header *h = si_patch_dec_header(d);
-            struct stat st;
-            if (fstat(oldfd, &st) < 0 || (uint64_t)st.st_size != h->old_size) {
-                rc = si_err_set(err, SI_ERR_CHECKSUM,
-                                "%s: %s: the installed file has not the size the patch needs",
-                                ap->file, member);
+            rc = patch_target(ap, oldfd, outfd, member, &m, err);
+            if (rc != SI_OK)
                 break;
-            }
-            oldlen = (size_t)h->old_size;
-            outlen = (size_t)h->new_size;
-            if (oldlen && (old = mmap(NULL, oldlen, PROT_READ, MAP_PRIVATE, oldfd, 0)) ==
-                              MAP_FAILED) {
-                old = NULL;
-                rc = si_err_set(err, SI_ERR_APPLY, "%s: mmap of the installed file: %s", member,
-                                strerror(errno));
-                break;
-            }
-            /* A full disk must be an error here, not a SIGBUS while writing
-             * through the mapping. No posix_fallocate: its unwritten extents
-             * are not flushed by ext4 on the rename that replaces the old
-             * file (auto_da_alloc covers delayed allocation only), so a power
-             * cut could leave the new name with zeros; written through the
-             * page cache like every other member, the data is ordered before
-             * the rename. */
-            struct statvfs sv;
-            if (fstatvfs(outfd, &sv) == 0 &&
-                (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)outlen + PATCH_SPACE_MARGIN) {
-                rc = si_err_set(err, SI_ERR_NO_SPACE, "%s: %zu bytes needed, %llu free", member,
-                                outlen, (unsigned long long)sv.f_bavail * sv.f_frsize);
-                break;
-            }
-            if (ftruncate(outfd, (off_t)outlen) < 0) {
-                rc = si_err_set(err, map_errno(errno), "%s: truncate: %s", member,
-                                strerror(errno));
-                break;
-            }
-            if (outlen && (out = mmap(NULL, outlen, PROT_READ | PROT_WRITE, MAP_SHARED, outfd,
-                                      0)) == MAP_FAILED) {
-                out = NULL;
-                rc = si_err_set(err, SI_ERR_APPLY, "%s: mmap of the new file: %s", member,
-                                strerror(errno));
-                break;
-            }
-            rc = si_patch_dec_set_target(d, old, out ? out : (void *)empty, err);
+            rc = si_patch_dec_set_target(d, m.old, m.out ? m.out : (void *)empty, err);
         }
         if (rc != SI_OK)
             break;
     }
     if (rc == SI_OK)
         rc = si_patch_dec_finish(d, err);
-    if (out && munmap(out, outlen) < 0 && rc == SI_OK)
+    if (m.out && munmap(m.out, m.outlen) < 0 && rc == SI_OK)
         rc = si_err_set(err, SI_ERR_APPLY, "%s: munmap: %s", member, strerror(errno));
-    if (old)
-        munmap(old, oldlen);
+    if (m.old)
+        munmap(m.old, m.oldlen);
     return rc;
 }
 
@@ -1029,51 +1109,68 @@ static struct patchent *find_patchent(struct applier *ap, const char *rel)
 /* patch/<path>: rebuild system/<path> from the installed file and the
  * patch, under the temporary name; its sha256 is checked before the rename.
  * A file that already is the result only gets its metadata. */
-static si_result apply_patch_member(struct applier *ap, struct archive *a,
-                                    struct archive_entry *ae, const char *member, si_err *err)
+/* A patch/ member's target: system/<path> (sysname, rel) listed in `patched`. */
+static si_result patch_entry(struct applier *ap, struct archive_entry *ae, const char *member,
+                             char *rel, char *sysname, size_t sysnamesz, struct patchent **e,
+                             si_err *err)
 {
-    char rel[PATH_MAX], sysname[PATH_MAX + PREFIX_LEN + 1];
     const char *p = member + PATCH_PREFIX_LEN;
     if (strlen(p) >= PATH_MAX)
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%.64s…': path too long", ap->file,
                           member);
-    snprintf(sysname, sizeof(sysname), PREFIX "%s", p);
-    if (system_rel(sysname, rel, sizeof(rel)) < 0 || !rel[0])
+    snprintf(sysname, sysnamesz, PREFIX "%s", p);
+    if (system_rel(sysname, rel, PATH_MAX) < 0 || !rel[0])
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path", ap->file,
                           member);
     if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: must be a regular file", ap->file,
                           member);
-    struct patchent *e = find_patchent(ap, rel);
-    if (!e)
+    if (!(*e = find_patchent(ap, rel)))
         return si_err_set(err, SI_ERR_PARSE, "%s: %s: not listed in the delta's `patched` member",
                           ap->file, member);
+    return SI_OK;
+}
+
+/* The installed file (open as oldfd) changed since `patched` was checked
+ * (only a hostile delta does that): check its digest again. */
+static si_result recheck_installed(struct applier *ap, struct patchent *e, int oldfd,
+                                   const char *sysname, si_err *err)
+{
+    uint8_t got[32];
+    int r = si_sha256_fd(oldfd, got, NULL);
+    if (r < 0 || lseek(oldfd, 0, SEEK_SET) < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: read: %s", sysname, strerror(r < 0 ? -r : errno));
+    e->is_new = memcmp(got, e->new_sha, 32) == 0;
+    if (!e->is_new && memcmp(got, e->old_sha, 32) != 0)
+        return si_err_set(err, SI_ERR_CHECKSUM,
+                          "%s: %s: changed during the apply: not the file this delta patches",
+                          ap->file, sysname);
+    return SI_OK;
+}
+
+static si_result apply_patch_member(struct applier *ap, struct archive *a,
+                                    struct archive_entry *ae, const char *member, si_err *err)
+{
+    char rel[PATH_MAX], sysname[PATH_MAX + PREFIX_LEN + 1];
+    struct patchent *e;
+    si_result rc = patch_entry(ap, ae, member, rel, sysname, sizeof(sysname), &e, err);
+    if (rc != SI_OK)
+        return rc;
     int oldfd;
     struct stat st;
-    si_result rc = open_installed(ap, sysname, rel, &oldfd, &st, err);
-    if (rc != SI_OK)
+    if ((rc = open_installed(ap, sysname, rel, &oldfd, &st, err)) != SI_OK)
         return rc;
     bool same = st.st_dev == e->dev && st.st_ino == e->ino && st.st_size == e->size &&
                 st.st_mtim.tv_sec == e->mtime.tv_sec && st.st_mtim.tv_nsec == e->mtime.tv_nsec;
-    if (!same) {
-        /* changed since the check (only a hostile delta does that): check again */
-        uint8_t got[32];
-        int r = si_sha256_fd(oldfd, got, NULL);
-        if (r < 0 || lseek(oldfd, 0, SEEK_SET) < 0) {
-            close(oldfd);
-            return si_err_set(err, SI_ERR_IO, "%s: read: %s", sysname, strerror(r < 0 ? -r : errno));
-        }
-        e->is_new = memcmp(got, e->new_sha, 32) == 0;
-        if (!e->is_new && memcmp(got, e->old_sha, 32) != 0) {
-            close(oldfd);
-            return si_err_set(err, SI_ERR_CHECKSUM,
-                              "%s: %s: changed during the apply: not the file this delta patches",
-                              ap->file, sysname);
-        }
+    if (!same && (rc = recheck_installed(ap, e, oldfd, sysname, err)) != SI_OK) {
+        close(oldfd);
+        return rc;
     }
     if (e->is_new) {
         /* re-apply after a power cut: the data is there, the metadata may not be */
-        rc = meta_fd(ae, oldfd, true, sysname, err);
+        rc = member_check_drain(ap, a, ae, err);
+        if (rc == SI_OK)
+            rc = meta_fd(ae, oldfd, true, sysname, err);
         close(oldfd);
         return rc;
     }
@@ -1091,7 +1188,10 @@ static si_result apply_patch_member(struct applier *ap, struct archive *a,
         close(oldfd);
         return si_err_set(err, map_errno(errno), "%s: create: %s", sysname, strerror(errno));
     }
+    si_sha256_init(&ap->mh);
     rc = decode_patch(ap, a, oldfd, fd, member, err);
+    uint8_t d[32];
+    si_sha256_final(&ap->mh, d);
     close(oldfd);
     if (rc == SI_OK) {
         const si_patch_header *h = si_patch_dec_header(ap->dec);
@@ -1100,15 +1200,11 @@ static si_result apply_patch_member(struct applier *ap, struct archive *a,
                             ap->file, member);
     }
     if (rc == SI_OK)
+        rc = member_check(ap, ae, d, err);
+    if (rc == SI_OK)
         rc = meta_fd(ae, fd, true, sysname, err);
-    if (close(fd) < 0 && rc == SI_OK)
-        rc = si_err_set(err, map_errno(errno), "%s: close: %s", sysname, strerror(errno));
-    if (rc != SI_OK) {
-        unlinkat(pfd, TMP_NAME, 0);
-        return rc;
-    }
-    /* open_parent may have been re-run by decode (it is not): pfd is still the cached parent */
-    rc = replace(ap, pfd, base, sysname, err);
+    /* decode_patch does not touch the parent cache: pfd is still valid */
+    rc = finish_tmp(ap, fd, pfd, base, sysname, rc, err);
     if (rc == SI_OK)
         e->is_new = true;
     return rc;
@@ -1119,20 +1215,82 @@ static si_result apply_patch_member(struct applier *ap, struct archive *a,
 static la_ssize_t src_read(struct archive *a, void *cd, const void **buf)
 {
     struct applier *ap = cd;
-    for (;;) {
-        ssize_t r = read(ap->in, ap->inbuf, READ_CHUNK);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            archive_set_error(a, errno, "read: %s", strerror(errno));
-            return -1;
-        }
-        *buf = ap->inbuf;
-        ap->done += (uint64_t)r;
-        if (ap->o->progress && r > 0)
-            ap->o->progress(ap->done, ap->total, ap->o->progress_ctx);
-        return r;
+    size_t len;
+    uint64_t in_done;
+    si_err e = {0};
+    if (si_unpack_next(ap->un, buf, &len, &in_done, &e) != SI_OK) {
+        archive_set_error(a, EIO, "%s", e.msg);
+        return -1;
     }
+    ap->done = ap->done_before + in_done;
+    if (ap->o->progress)
+        ap->o->progress(ap->done, ap->total, ap->o->progress_ctx);
+    return (la_ssize_t)len;
+}
+
+/* The end of a file read once: every manifest line met, the rest of the
+ * stream read (after the tar end), the file's size and sha256 as the index
+ * says. */
+static si_result finish_file(struct applier *ap, si_err *err)
+{
+    if (ap->mf && ap->mi != ap->mf->n)
+        return si_err_set(err, SI_ERR_PARSE, "%s: the tarball ends after %zu of the %zu members "
+                          "its manifest lists", ap->file, ap->mi, ap->mf->n);
+    const void *buf;
+    size_t len;
+    uint64_t in_done;
+    si_result rc;
+    do
+        rc = si_unpack_next(ap->un, &buf, &len, &in_done, err);
+    while (rc == SI_OK && len);
+    uint8_t d[32];
+    uint64_t size = 0;
+    si_unpack *u = ap->un;
+    ap->un = NULL;
+    if (rc != SI_OK) {
+        si_unpack_end(u, NULL, NULL, NULL);
+        return rc;
+    }
+    if ((rc = si_unpack_end(u, d, &size, err)) != SI_OK || !ap->ex)
+        return rc;
+    if (size != ap->ex->size)
+        return si_err_set(err, SI_ERR_SIZE, "%s: %" PRIu64 " bytes, the index says %" PRIu64,
+                          ap->file, size, ap->ex->size);
+    if (memcmp(d, ap->ex->sha256, 32) != 0) {
+        char hex[65];
+        si_hex_encode(d, 32, hex);
+        return si_err_set(err, SI_ERR_CHECKSUM, "%s: sha256 %.16s... differs from the index",
+                          ap->file, hex);
+    }
+    return SI_OK;
+}
+
+/* The first member `manifest`: bound by the caller's index entry (its
+ * manifest was checked and parsed there), else parsed from the file to check
+ * the members' integrity. */
+static si_result apply_manifest_member(struct applier *ap, struct archive *a,
+                                       struct archive_entry *ae, si_err *err)
+{
+    int64_t size = archive_entry_size(ae);
+    if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae) || size < 0)
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'manifest' is not a regular file",
+                          ap->file);
+    if (ap->mf)
+        return SI_OK; /* the whole file's sha256 covers what follows */
+    if (size > (int64_t)SI_MANIFEST_MAX_BYTES)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: manifest over %u bytes", ap->file,
+                          SI_MANIFEST_MAX_BYTES);
+    struct listbuf lb = {malloc((size_t)size + 1), 0};
+    if (!lb.p)
+        return si_err_set(err, SI_ERR_NOMEM, "out of memory (manifest)");
+    si_result rc = si_tar_member_data(a, size, SI_MANIFEST_MEMBER, list_piece, &lb, err);
+    if (rc == SI_OK)
+        rc = si_manifest_parse(lb.p, lb.len, &ap->own_mf, err);
+    free(lb.p);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "%s", ap->file);
+    ap->mf = ap->own_mf;
+    return SI_OK;
 }
 
 static si_result set_dirtimes(struct applier *ap, si_err *err)
@@ -1157,86 +1315,120 @@ static si_result set_dirtimes(struct applier *ap, si_err *err)
     return rc;
 }
 
-static si_result apply_one(struct applier *ap, const char *file, si_err *err)
+/* Where a member may come: `patched` first, `removed` first or after it. */
+struct order {
+    bool first, after_patched;
+};
+
+static si_result apply_list_member(struct applier *ap, struct archive *a,
+                                   struct archive_entry *ae, const char *name,
+                                   const struct order *o, si_err *err)
+{
+    bool patched = strcmp(name, SI_LAYOUT_PATCHED) == 0;
+    if (patched ? !o->first : !o->first && !o->after_patched)
+        return si_err_set(err, SI_ERR_PARSE, patched ? "%s: 'patched' must be the first member"
+                          : "%s: 'removed' must be the first member (after 'patched')", ap->file);
+    if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: '%s' is not a regular file", ap->file,
+                          name);
+    if (patched)
+        return apply_patched_list(ap, a, ae, err);
+    return apply_list(ap, a, ae, SI_LAYOUT_REMOVED, REMOVED_LINE_MAX, remove_one, err);
+}
+
+static si_result apply_member(struct applier *ap, struct archive *a, struct archive_entry *ae,
+                              const char *name, const struct order *o, si_err *err)
+{
+    char rel[PATH_MAX];
+    char label[SI_LAYOUT_LABEL_MAX + 1];
+    si_member_kind kind;
+    if (strcmp(name, SI_LAYOUT_PATCHED) == 0 || strcmp(name, SI_LAYOUT_REMOVED) == 0)
+        return apply_list_member(ap, a, ae, name, o, err);
+    si_result rc = si_layout_check_member_name(name, &kind, label, sizeof(label), err);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "%s", ap->file);
+    if (kind == SI_MEMBER_PARTITION)
+        return apply_partition(ap, a, ae, name, label, err);
+    if (kind == SI_MEMBER_PATCH) {
+        if (!ap->dec && !(ap->dec = si_patch_dec_new()))
+            return si_err_set(err, SI_ERR_NOMEM, "out of memory (patch decoder)");
+        return apply_patch_member(ap, a, ae, name, err);
+    }
+    if (system_rel(name, rel, sizeof(rel)) == 0)
+        return apply_system_member(ap, a, ae, name, rel, err);
+    return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path below system/",
+                      ap->file, name);
+}
+
+static si_result apply_members(struct applier *ap, struct archive *a, si_err *err)
+{
+    struct order o = {true, false};
+    bool any = false;
+    for (;;) {
+        struct archive_entry *ae;
+        int r = archive_read_next_header(a, &ae);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s", ap->file, archive_error_string(a));
+        const char *name = archive_entry_pathname(ae);
+        if (!name)
+            return si_err_set(err, SI_ERR_PARSE, "%s: member without a name", ap->file);
+        si_result rc;
+        if (!any && strcmp(name, SI_MANIFEST_MEMBER) == 0) {
+            rc = apply_manifest_member(ap, a, ae, err);
+        } else if (!any && ap->mf) {
+            rc = si_err_set(err, SI_ERR_CHECKSUM, "%s: the index lists a manifest, the file "
+                            "has none as its first member", ap->file);
+        } else {
+            rc = apply_member(ap, a, ae, name, &o, err);
+            o.after_patched = strcmp(name, SI_LAYOUT_PATCHED) == 0;
+            o.first = false;
+        }
+        any = true;
+        if (rc != SI_OK)
+            return rc;
+    }
+    return finish_file(ap, err);
+}
+
+static si_result apply_one(struct applier *ap, const char *file, size_t fidx, si_err *err)
 {
     ap->file = file;
+    ap->fidx = fidx;
+    ap->ex = ap->o->expect ? &ap->o->expect[fidx] : NULL;
+    ap->mf = ap->ex ? ap->ex->manifest : NULL;
+    ap->mi = 0;
+    ap->direct = fidx == 0 && (ap->o->fresh || ap->o->format);
+    ap->done_before = ap->done;
     ap->in = open(file, O_RDONLY | O_CLOEXEC);
     if (ap->in < 0)
         return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s", file,
                           strerror(errno));
     struct archive *a = si_tar_reader_new();
-    if (!a) {
-        close(ap->in);
-        return si_err_set(err, SI_ERR_NOMEM, "out of memory (archive reader)");
-    }
-    si_result rc = SI_OK;
-    if (archive_read_open(a, ap, NULL, src_read, NULL) != ARCHIVE_OK)
+    si_result rc = a ? si_unpack_start(ap->in, file, &ap->un, err)
+                     : si_err_set(err, SI_ERR_NOMEM, "out of memory (archive reader)");
+    if (rc == SI_OK && archive_read_open(a, ap, NULL, src_read, NULL) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
-    bool first = true, after_patched = false;
-    char rel[PATH_MAX];
-    char label[SI_LAYOUT_LABEL_MAX + 1];
-    si_member_kind kind;
     patches_clear(ap);
-    while (rc == SI_OK) {
-        struct archive_entry *ae;
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", file, archive_error_string(a));
-            break;
-        }
-        const char *name = archive_entry_pathname(ae);
-        if (!name) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: member without a name", file);
-            break;
-        }
-        bool was_patched = false;
-        if (strcmp(name, SI_LAYOUT_PATCHED) == 0) {
-            if (!first)
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: 'patched' must be the first member",
-                                file);
-            else if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
-                rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'patched' is not a regular file",
-                                file);
-            else
-                rc = apply_patched_list(ap, a, err);
-            was_patched = true;
-        } else if (strcmp(name, SI_LAYOUT_REMOVED) == 0) {
-            if (!first && !after_patched)
-                rc = si_err_set(err, SI_ERR_PARSE,
-                                "%s: 'removed' must be the first member (after 'patched')", file);
-            else if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
-                rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: 'removed' is not a regular file",
-                                file);
-            else
-                rc = apply_removed(ap, a, err);
-        } else if ((rc = si_layout_check_member_name(name, &kind, label, sizeof(label), err)) !=
-                   SI_OK) {
-            si_err_prefix(err, "%s", file);
-        } else if (kind == SI_MEMBER_PARTITION) {
-            rc = apply_partition(ap, a, ae, name, label, err);
-        } else if (kind == SI_MEMBER_PATCH) {
-            if (!ap->dec && !(ap->dec = si_patch_dec_new()))
-                rc = si_err_set(err, SI_ERR_NOMEM, "out of memory (patch decoder)");
-            else
-                rc = apply_patch_member(ap, a, ae, name, err);
-        } else if (system_rel(name, rel, sizeof(rel)) == 0) {
-            rc = apply_system_member(ap, a, ae, name, rel, err);
-        } else {
-            rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s': unsafe path below system/",
-                            file, name);
-        }
-        first = false;
-        after_patched = was_patched;
-    }
+    if (rc == SI_OK)
+        rc = apply_members(ap, a, err);
     patches_clear(ap);
     si_result r2 = set_dirtimes(ap, rc == SI_OK ? err : NULL);
     if (rc == SI_OK)
         rc = r2;
-    archive_read_free(a);
+    if (a)
+        archive_read_free(a);
+    if (ap->un) /* stopped early */
+        si_unpack_end(ap->un, NULL, NULL, NULL);
+    ap->un = NULL;
     close(ap->in);
     ap->in = -1;
+    ap->ex = NULL;
+    ap->direct = false;
+    si_manifest_free(ap->own_mf);
+    ap->own_mf = NULL;
+    ap->mf = NULL;
     return rc;
 }
 
@@ -1262,19 +1454,17 @@ si_result si_apply_files(const si_apply_opts *opts, const char *const *files, si
         return si_err_set(err, errno == ENOENT ? SI_ERR_MISSING_FILE : SI_ERR_IO, "%s: %s",
                           opts->target_dir, strerror(errno));
     si_result rc = SI_OK;
-    ap.inbuf = malloc(READ_CHUNK);
     ap.zbuf = calloc(1, READ_CHUNK);
-    if (!ap.inbuf || !ap.zbuf)
+    if (!ap.zbuf)
         rc = si_err_set(err, SI_ERR_NOMEM, "out of memory (apply buffers)");
     if (rc == SI_OK && opts->format)
         rc = si_empty_dir(opts->target_dir, err);
     for (size_t i = 0; i < nfiles && rc == SI_OK; i++)
-        rc = apply_one(&ap, files[i], err);
+        rc = apply_one(&ap, files[i], i, err);
     cache_drop(&ap);
     if (syncfs(ap.root) < 0 && rc == SI_OK)
         rc = si_err_set(err, SI_ERR_IO, "%s: syncfs: %s", opts->target_dir, strerror(errno));
     close(ap.root);
-    free(ap.inbuf);
     free(ap.zbuf);
     free(ap.dt);
     si_patch_dec_free(ap.dec);

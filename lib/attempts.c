@@ -95,14 +95,12 @@ void si_attempts_stop(si_attempts *st, si_result code, const char *message)
         snprintf(st->stop_message, sizeof(st->stop_message), "%s", message ? message : "");
 }
 
-static si_result get_mark(const cJSON *root, const char *key, si_mark *out, si_err *err)
+/* "step" and "bytes" of the object `key` (obj). */
+static si_result get_step_bytes(const cJSON *obj, const char *key, si_mark *out, si_err *err)
 {
-    const cJSON *obj;
-    si_result r = si_json_get_object(root, "", key, true, &obj, NULL, err);
-    if (r != SI_OK)
-        return r;
     int64_t step, bytes;
-    if ((r = si_json_get_int(obj, key, "step", true, 0, UINT32_MAX, &step, NULL, err)) != SI_OK)
+    si_result r = si_json_get_int(obj, key, "step", true, 0, UINT32_MAX, &step, NULL, err);
+    if (r != SI_OK)
         return r;
     if ((r = si_json_get_int(obj, key, "bytes", true, 0, INT64_C(1) << 53, &bytes, NULL, err)) !=
         SI_OK)
@@ -112,6 +110,15 @@ static si_result get_mark(const cJSON *root, const char *key, si_mark *out, si_e
     return SI_OK;
 }
 
+static si_result get_mark(const cJSON *root, const char *key, si_mark *out, si_err *err)
+{
+    const cJSON *obj;
+    si_result r = si_json_get_object(root, "", key, true, &obj, NULL, err);
+    if (r != SI_OK)
+        return r;
+    return get_step_bytes(obj, key, out, err);
+}
+
 static si_result get_point(const cJSON *root, const char *key, si_point *out, si_err *err)
 {
     const cJSON *obj;
@@ -119,16 +126,12 @@ static si_result get_point(const cJSON *root, const char *key, si_point *out, si
     si_result r = si_json_get_object(root, "", key, false, &obj, &present, err);
     if (r != SI_OK || !present)
         return r;
-    int64_t step, bytes;
-    if ((r = si_json_get_int(obj, key, "step", true, 0, UINT32_MAX, &step, NULL, err)) != SI_OK)
+    si_mark m;
+    if ((r = get_step_bytes(obj, key, &m, err)) != SI_OK ||
+        (r = si_json_get_bool(obj, key, "verify", true, &out->verify, NULL, err)) != SI_OK)
         return r;
-    if ((r = si_json_get_int(obj, key, "bytes", true, 0, INT64_C(1) << 53, &bytes, NULL, err)) !=
-        SI_OK)
-        return r;
-    if ((r = si_json_get_bool(obj, key, "verify", true, &out->verify, NULL, err)) != SI_OK)
-        return r;
-    out->step = (uint32_t)step;
-    out->bytes = (uint64_t)bytes;
+    out->step = m.step;
+    out->bytes = m.bytes;
     return SI_OK;
 }
 
@@ -209,20 +212,6 @@ out:
     return r;
 }
 
-static cJSON *point_json(si_point p)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    if (!cJSON_AddNumberToObject(o, "step", (double)p.step) ||
-        !cJSON_AddNumberToObject(o, "bytes", (double)p.bytes) ||
-        !cJSON_AddBoolToObject(o, "verify", p.verify)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
 static cJSON *mark_json(si_mark m)
 {
     cJSON *o = cJSON_CreateObject();
@@ -230,6 +219,17 @@ static cJSON *mark_json(si_mark m)
         return NULL;
     if (!cJSON_AddNumberToObject(o, "step", (double)m.step) ||
         !cJSON_AddNumberToObject(o, "bytes", (double)m.bytes)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A point is a mark with "verify". */
+static cJSON *point_json(si_point p)
+{
+    cJSON *o = mark_json((si_mark){p.step, p.bytes});
+    if (o && !cJSON_AddBoolToObject(o, "verify", p.verify)) {
         cJSON_Delete(o);
         return NULL;
     }

@@ -15,7 +15,10 @@
 #include "sparse.h"
 
 #define READ_BUF (1024 * 1024)
-#define CSUM_PLACEHOLDER "0000000000000000000000000000000000000000000000000000000000000000"
+/* bmaptool's format: BmapFileChecksum is the sha256 of the whole bmap file
+ * with that field's 64 hex digits set to '0' while it is computed. */
+#define CSUM_FIELD "<BmapFileChecksum> "
+#define CSUM_ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct text {
     char *p;
@@ -125,7 +128,7 @@ si_result si_bmap_write(const char *image, const char *bmap_path, si_bmap_stats 
                        "    <BlocksCount> %llu </BlocksCount>\n"
                        "    <MappedBlocksCount> %llu </MappedBlocksCount>\n"
                        "    <ChecksumType> sha256 </ChecksumType>\n"
-                       "    <BmapFileChecksum> " CSUM_PLACEHOLDER " </BmapFileChecksum>\n"
+                       "    " CSUM_FIELD CSUM_ZEROS " </BmapFileChecksum>\n"
                        "    <BlockMap>\n%s    </BlockMap>\n</bmap>\n",
                        (unsigned long long)size, SI_BMAP_BLOCK, (unsigned long long)blocks,
                        (unsigned long long)c.mapped, c.ranges.p ? c.ranges.p : "");
@@ -139,7 +142,7 @@ si_result si_bmap_write(const char *image, const char *bmap_path, si_bmap_stats 
     si_sha256_buf(t.p, t.len, d);
     char x[65];
     hex(d, x);
-    memcpy(strstr(t.p, CSUM_PLACEHOLDER), x, 64);
+    memcpy(strstr(t.p, CSUM_FIELD) + strlen(CSUM_FIELD), x, 64);
     int r = si_write_file_atomic(bmap_path, t.p, t.len, 0644);
     free(t.p);
     if (r < 0) {

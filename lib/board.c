@@ -303,7 +303,9 @@ static si_result parse_env_defaults(const cJSON *boot, si_board *b, si_err *err)
     return SI_OK;
 }
 
-static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
+/* "format" and "board": the document is a board definition of format 1 and
+ * names its board. */
+static si_result parse_header(const cJSON *d, si_board *b, si_err *err)
 {
     if (!cJSON_IsObject(d))
         return si_err_set(err, SI_ERR_PARSE, "board.json: expected an object");
@@ -315,15 +317,22 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         return rc;
     if (!valid_name(b->name))
         return si_err_set(err, SI_ERR_PARSE, "board: '%s' is not a board name", b->name);
+    return SI_OK;
+}
 
+/* "disk": a GPT table, where the first partition starts, the default size. */
+static si_result parse_disk(const cJSON *d, si_board *b, si_err *err)
+{
     const cJSON *disk = NULL;
-    if ((rc = si_json_get_object(d, "", "disk", true, &disk, NULL, err)) != SI_OK)
+    si_result rc = si_json_get_object(d, "", "disk", true, &disk, NULL, err);
+    if (rc != SI_OK)
         return rc;
     char table[8];
     if ((rc = get_str(disk, "disk", "table", table, sizeof(table), 1, err)) != SI_OK)
         return rc;
     if (strcmp(table, "gpt") != 0)
         return si_err_set(err, SI_ERR_PARSE, "disk.table: '%s' (only gpt is known)", table);
+    int64_t v = 0;
     if ((rc = si_json_get_int(disk, "disk", "first_lba_mib", true, 1, 64, &v, NULL, err)) != SI_OK)
         return rc;
     b->first_lba_mib = (uint64_t)v;
@@ -331,13 +340,21 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         SI_OK)
         return rc;
     b->default_size_mib = (uint64_t)v;
+    return SI_OK;
+}
 
+/* "partitions": a non-empty list of distinct labels, at most one of size
+ * "rest", holding the partitions every board needs; *min_sum is the sum of
+ * their minimum sizes. */
+static si_result parse_partitions(const cJSON *d, si_board *b, uint64_t *min_sum, si_err *err)
+{
     const cJSON *parts = NULL;
-    if ((rc = si_json_get_array(d, "", "partitions", true, &parts, NULL, err)) != SI_OK)
+    si_result rc = si_json_get_array(d, "", "partitions", true, &parts, NULL, err);
+    if (rc != SI_OK)
         return rc;
     const cJSON *p;
     int rest = 0;
-    uint64_t sum = 0;
+    *min_sum = 0;
     cJSON_ArrayForEach(p, parts)
     {
         if (b->nparts == SI_BOARD_MAX_PARTS)
@@ -349,7 +366,7 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
             if (strcmp(b->parts[j].label, bp->label) == 0)
                 return si_err_set(err, SI_ERR_PARSE, "partition %s: label used twice", bp->label);
         rest += bp->size_mib == 0;
-        sum += bp->min_mib;
+        *min_sum += bp->min_mib;
         b->nparts++;
     }
     if (b->nparts == 0)
@@ -362,7 +379,15 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
             return si_err_set(err, SI_ERR_PARSE, "partitions: the board needs a partition '%s' with fs %s",
                               required_parts[i].label, si_board_fs_name(required_parts[i].fs));
     }
-    if ((rc = parse_slots(d, b, err)) != SI_OK)
+    return SI_OK;
+}
+
+/* The system: two slots, or else one ext4 partition `system`; and the
+ * partitions fit the default disk size. */
+static si_result check_system(const cJSON *d, si_board *b, uint64_t min_sum, si_err *err)
+{
+    si_result rc = parse_slots(d, b, err);
+    if (rc != SI_OK)
         return rc;
     if (!b->nslots) {
         const si_board_part *sys = si_board_part_find(b, "system");
@@ -370,16 +395,20 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
             return si_err_set(err, SI_ERR_PARSE,
                               "partitions: the board needs a partition 'system' with fs ext4 (or \"slots\")");
     }
-    if (sum > b->default_size_mib)
+    if (min_sum > b->default_size_mib)
         return si_err_set(err, SI_ERR_PARSE,
                           "disk.default_size_mib: %llu MiB is less than the partitions' %llu MiB",
-                          (unsigned long long)b->default_size_mib, (unsigned long long)sum);
+                          (unsigned long long)b->default_size_mib, (unsigned long long)min_sum);
+    return SI_OK;
+}
 
-    const cJSON *boot = NULL;
-    if ((rc = si_json_get_object(d, "", "boot", true, &boot, NULL, err)) != SI_OK)
-        return rc;
+/* "boot": GRUB as the loader, its config and environment files (relative
+ * paths), the console, the boot counters. */
+static si_result parse_boot(const cJSON *boot, si_board *b, si_err *err)
+{
     char loader[16];
-    if ((rc = get_str(boot, "boot", "loader", loader, sizeof(loader), 1, err)) != SI_OK)
+    si_result rc = get_str(boot, "boot", "loader", loader, sizeof(loader), 1, err);
+    if (rc != SI_OK)
         return rc;
     if (strcmp(loader, "grub") != 0)
         return si_err_set(err, SI_ERR_PARSE, "boot.loader: '%s' (only grub is known)", loader);
@@ -391,6 +420,7 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         return si_err_set(err, SI_ERR_PARSE, "boot.config: '%s' is not a relative path", b->config);
     if (!valid_relpath(b->env_file))
         return si_err_set(err, SI_ERR_PARSE, "boot.env_file: '%s' is not a relative path", b->env_file);
+    int64_t v = 0;
     if ((rc = si_json_get_int(boot, "boot", "max_recovery_boots", true, 1, 8, &v, NULL, err)) != SI_OK)
         return rc;
     b->max_recovery_boots = (int)v;
@@ -398,8 +428,14 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         SI_OK)
         return rc;
     b->max_unconfirmed_boots = (int)v;
-    if ((rc = parse_env_defaults(boot, b, err)) != SI_OK)
-        return rc;
+    return parse_env_defaults(boot, b, err);
+}
+
+/* "boot.efi" and "boot.bios": GRUB's images, the BIOS one on a raw
+ * partition of the board with an absolute boot.img path. */
+static si_result parse_boot_images(const cJSON *boot, si_board *b, si_err *err)
+{
+    si_result rc;
     if ((rc = parse_grub_image(boot, "efi", &b->efi, err)) != SI_OK ||
         (rc = parse_grub_image(boot, "bios", &b->bios, err)) != SI_OK)
         return rc;
@@ -416,6 +452,22 @@ static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
         return si_err_set(err, SI_ERR_PARSE, "boot.bios.boot_img: '%s' is not an absolute path",
                           b->bios.boot_img);
     return SI_OK;
+}
+
+static si_result parse_doc(const cJSON *d, si_board *b, si_err *err)
+{
+    uint64_t min_sum = 0;
+    si_result rc;
+    if ((rc = parse_header(d, b, err)) != SI_OK || (rc = parse_disk(d, b, err)) != SI_OK ||
+        (rc = parse_partitions(d, b, &min_sum, err)) != SI_OK ||
+        (rc = check_system(d, b, min_sum, err)) != SI_OK)
+        return rc;
+    const cJSON *boot = NULL;
+    if ((rc = si_json_get_object(d, "", "boot", true, &boot, NULL, err)) != SI_OK)
+        return rc;
+    if ((rc = parse_boot(boot, b, err)) != SI_OK)
+        return rc;
+    return parse_boot_images(boot, b, err);
 }
 
 si_result si_board_parse(const char *json, size_t len, si_board *out, si_err *err)

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fsutil.h"
 #include "jsonutil.h"
 
 #define DOC "channels.json"
@@ -162,42 +161,7 @@ static si_result parse_root(const cJSON *root, si_channels *chs, si_err *err)
     return SI_OK;
 }
 
-si_result si_channels_parse(const char *json, size_t len, si_channels **out, si_err *err)
-{
-    *out = NULL;
-    cJSON *root = NULL;
-    si_result r = si_json_parse(json, len, SI_CHANNELS_MAX_BYTES, DOC, &root, err);
-    if (r != SI_OK)
-        return r;
-    si_channels *chs = calloc(1, sizeof(*chs));
-    if (!chs) {
-        cJSON_Delete(root);
-        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
-    }
-    r = parse_root(root, chs, err);
-    cJSON_Delete(root);
-    if (r != SI_OK) {
-        si_channels_free(chs);
-        return r;
-    }
-    *out = chs;
-    return SI_OK;
-}
-
-si_result si_channels_load(const char *path, si_channels **out, si_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    *out = NULL;
-    si_result rd = si_read_file_checked(path, SI_CHANNELS_MAX_BYTES, &buf, &len, err);
-    if (rd != SI_OK)
-        return rd;
-    si_result r = si_channels_parse(buf, len, out, err);
-    free(buf);
-    if (r != SI_OK)
-        si_err_prefix(err, "%s", path);
-    return r;
-}
+SI_JSON_DOC_FUNCS(si_channels, DOC, SI_CHANNELS_MAX_BYTES, parse_root, si_channels_free, si_channels_parse, si_channels_load)
 
 void si_channels_free(si_channels *ch)
 {

@@ -291,6 +291,22 @@ si_result si_command_file_load(const char *path, si_command_file *out, si_err *e
 
 /* ---------------------------------------------------------------- sequence */
 
+const char *si_command_file_next_name(const si_command_file *cf, size_t *pos,
+                                      const si_command **cmd)
+{
+    /* *pos is 2 * line index + (0: the file, 1: the signature) */
+    for (; *pos / 2 < cf->count; *pos = (*pos / 2 + 1) * 2) {
+        const si_command *c = &cf->cmds[*pos / 2];
+        const si_command_verb *v = si_command_verb_of(c->op);
+        if (!v || v->args != SI_ARGS_FILES)
+            continue;
+        if (cmd)
+            *cmd = c;
+        return (*pos)++ % 2 == 0 ? c->file : c->sig;
+    }
+    return NULL;
+}
+
 size_t si_command_file_count(const si_command_file *cf, si_cmd_op op)
 {
     size_t n = 0;

@@ -97,6 +97,13 @@ si_result si_command_file_load(const char *path, si_command_file *out, si_err *e
 si_result si_command_file_check(const si_command_file *cf, si_err *err);
 /* Count of lines with verb op. */
 size_t si_command_file_count(const si_command_file *cf, si_cmd_op op);
+/* The staged files a command file names, in order: the file then the
+ * signature of each line whose verb takes files; NULL after the last. *pos
+ * starts at 0 and is advanced; *cmd (may be NULL) is the name's line:
+ *   size_t pos = 0; const si_command *c; const char *name;
+ *   while ((name = si_command_file_next_name(cf, &pos, &c))) ... */
+const char *si_command_file_next_name(const si_command_file *cf, size_t *pos,
+                                      const si_command **cmd);
 /* A short human name for logs: "format system", "image delta 13 12", "update x". */
 void si_command_describe(const si_command *c, char *out, size_t outlen);
 

@@ -16,6 +16,7 @@
 #include <ext2fs/ext2_fs.h>
 #include <ext2fs/ext2fs.h>
 
+#include "layout.h"
 #include "tarformat.h"
 
 #define PREFIX "system/"
@@ -59,31 +60,10 @@ static si_result e2err(struct filler *f, errcode_t e, const char *what, si_err *
 }
 
 /* "system/a/b" -> "a/b"; "system/" -> "". NULL when outside system/ or
- * unsafe (empty, ".", ".." components). */
+ * unsafe (lib/layout). */
 static const char *rel_path(const char *name, char *out, size_t cap)
 {
-    if (strncmp(name, PREFIX, strlen(PREFIX)) != 0)
-        return NULL;
-    const char *p = name + strlen(PREFIX);
-    size_t n = strlen(p);
-    if (n >= cap)
-        return NULL;
-    memcpy(out, p, n + 1);
-    while (n && out[n - 1] == '/')
-        out[--n] = '\0';
-    if (n == 0)
-        return out;
-    const char *c = out;
-    while (*c) {
-        const char *slash = strchr(c, '/');
-        size_t len = slash ? (size_t)(slash - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return NULL;
-        c += len;
-        if (*c == '/')
-            c++;
-    }
-    return out;
+    return si_layout_system_rel(name, out, cap) ? out : NULL;
 }
 
 static si_result read_inode(struct filler *f, ext2_ino_t ino, struct ext2_inode_large *in, si_err *err)
@@ -419,122 +399,166 @@ static si_result new_inode(struct filler *f, ext2_ino_t dir, const char *base, u
     return SI_OK;
 }
 
-static si_result do_member(struct filler *f, struct archive *a, struct archive_entry *ae, si_err *err)
+/* A member name of a full image: system/<path> (into rel); not a delta's
+ * `removed`, not a raw partition. */
+static si_result member_name_ok(const char *file, const char *name, char *rel, size_t relsz,
+                                si_err *err)
 {
-    const char *name = archive_entry_pathname(ae);
     if (!name)
-        return si_err_set(err, SI_ERR_PARSE, "%s: a member without a name", f->file);
-    f->member = name;
+        return si_err_set(err, SI_ERR_PARSE, "%s: a member without a name", file);
     if (strcmp(name, "removed") == 0)
         return si_err_set(err, SI_ERR_UNSUPPORTED,
-                          "%s: has a 'removed' member: a delta, not a full image", f->file);
+                          "%s: has a 'removed' member: a delta, not a full image", file);
     if (strncmp(name, "partitions/", 11) == 0)
         return si_err_set(err, SI_ERR_UNSUPPORTED,
                           "%s: %s: raw partition images are not supported by the image builder",
-                          f->file, name);
-    char rel[4096];
-    if (!rel_path(name, rel, sizeof(rel)))
+                          file, name);
+    if (!rel_path(name, rel, relsz))
         return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' is outside system/ or unsafe",
-                          f->file, name);
+                          file, name);
+    return SI_OK;
+}
+
+/* The first member `manifest` (lib/manifest.h) lists the others: not a file. */
+static bool skip_first_manifest(bool first, struct archive_entry *ae)
+{
+    const char *name = archive_entry_pathname(ae);
+    return first && name && strcmp(name, SI_LAYOUT_MANIFEST) == 0;
+}
+
+static si_result add_hardlink(struct filler *f, ext2_ino_t dir, const char *base,
+                              const char *name, const char *hardlink, si_err *err)
+{
+    char trel[4096];
+    if (!rel_path(hardlink, trel, sizeof(trel)) || !trel[0])
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: hardlink to '%s' outside system/",
+                          f->file, name, hardlink);
+    ext2_ino_t target = 0;
+    errcode_t e = ext2fs_namei(f->fs, EXT2_ROOT_INO, EXT2_ROOT_INO, trel, &target);
+    if (e)
+        return si_err_set(err, SI_ERR_PARSE, "%s: %s: hardlink target '%s' is not in the image",
+                          f->file, name, hardlink);
+    struct ext2_inode_large in;
+    si_result rc = read_inode(f, target, &in, err);
+    if (rc != SI_OK)
+        return rc;
+    if (LINUX_S_ISDIR(in.i_mode))
+        return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: hardlink to a directory", f->file, name);
+    if (in.i_links_count >= LINK_MAX_EXT4)
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: too many links", f->file, name);
+    ext2_ino_t kept;
+    if ((rc = clear_way(f, dir, base, 0, &kept, err)) != SI_OK)
+        return rc;
+    /* the target may have lost a link if it was the entry replaced */
+    if ((rc = read_inode(f, target, &in, err)) != SI_OK)
+        return rc;
+    if (in.i_links_count == 0)
+        return si_err_set(err, SI_ERR_PARSE, "%s: %s: hardlink to itself", f->file, name);
+    if ((e = link_in(f->fs, dir, base, target, ft_of(in.i_mode))))
+        return e2err(f, e, "linking", err);
+    in.i_links_count++;
+    f->st.members++;
+    return write_inode(f, target, &in, err);
+}
+
+static bool ext2_mode_of(mode_t type, uint16_t *mode)
+{
+    switch (type) {
+    case AE_IFDIR: *mode = LINUX_S_IFDIR; return true;
+    case AE_IFREG: *mode = LINUX_S_IFREG; return true;
+    case AE_IFLNK: *mode = LINUX_S_IFLNK; return true;
+    case AE_IFCHR: *mode = LINUX_S_IFCHR; return true;
+    case AE_IFBLK: *mode = LINUX_S_IFBLK; return true;
+    case AE_IFIFO: *mode = LINUX_S_IFIFO; return true;
+    case AE_IFSOCK: *mode = LINUX_S_IFSOCK; return true;
+    default: return false;
+    }
+}
+
+/* dir/base as a directory (kept when one is there: *ino) or a symlink. */
+static si_result make_dir_or_symlink(struct filler *f, struct archive_entry *ae, ext2_ino_t dir,
+                                     const char *base, ext2_ino_t *ino, si_err *err)
+{
+    errcode_t e = 0;
+    if (archive_entry_filetype(ae) == AE_IFDIR) {
+        if (*ino)
+            return SI_OK;
+        if ((e = ext2fs_mkdir(f->fs, dir, 0, base)) == EXT2_ET_DIR_NO_SPACE &&
+            (e = ext2fs_expand_dir(f->fs, dir)) == 0)
+            e = ext2fs_mkdir(f->fs, dir, 0, base);
+        if (e || (e = ext2fs_lookup(f->fs, dir, base, (int)strlen(base), NULL, ino)))
+            return e2err(f, e, "making a directory", err);
+        return SI_OK;
+    }
+    const char *target = archive_entry_symlink(ae);
+    if (!target || !target[0] || strlen(target) >= f->fs->blocksize)
+        return si_err_set(err, SI_ERR_PARSE, "%s: %s: bad symlink target", f->file, f->member);
+    if ((e = ext2fs_symlink(f->fs, dir, 0, base, target)) == EXT2_ET_DIR_NO_SPACE &&
+        (e = ext2fs_expand_dir(f->fs, dir)) == 0)
+        e = ext2fs_symlink(f->fs, dir, 0, base, target);
+    if (e || (e = ext2fs_lookup(f->fs, dir, base, (int)strlen(base), NULL, ino)))
+        return e2err(f, e, "making a symlink", err);
+    return SI_OK;
+}
+
+/* Any member but a hardlink: the inode, its data, metadata and xattrs. */
+static si_result add_entry(struct filler *f, struct archive *a, struct archive_entry *ae,
+                           ext2_ino_t dir, const char *base, si_err *err)
+{
     mode_t type = archive_entry_filetype(ae);
+    uint16_t mode;
+    if (!ext2_mode_of(type, &mode))
+        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: unknown file type", f->file,
+                          f->member);
+    ext2_ino_t ino = 0;
+    si_result rc = clear_way(f, dir, base, type == AE_IFDIR, &ino, err);
+    if (rc != SI_OK)
+        return rc;
+    if (type == AE_IFDIR || type == AE_IFLNK) {
+        rc = make_dir_or_symlink(f, ae, dir, base, &ino, err);
+    } else {
+        uint32_t maj = 0, min = 0;
+        if (type == AE_IFCHR || type == AE_IFBLK) {
+            maj = (uint32_t)archive_entry_rdevmajor(ae);
+            min = (uint32_t)archive_entry_rdevminor(ae);
+        }
+        rc = new_inode(f, dir, base, (uint16_t)(mode | (archive_entry_perm(ae) & 07777)),
+                       ft_of(mode), maj, min, &ino, err);
+        if (rc == SI_OK && type == AE_IFREG)
+            rc = write_data(f, read_archive, a, ino, archive_entry_size(ae), err);
+    }
+    if (rc != SI_OK || (rc = set_meta(f, ino, ae, err)) != SI_OK ||
+        (rc = set_xattrs(f, ino, ae, err)) != SI_OK)
+        return rc;
+    f->st.members++;
+    return SI_OK;
+}
+
+static si_result do_member(struct filler *f, struct archive *a, struct archive_entry *ae, si_err *err)
+{
+    const char *name = archive_entry_pathname(ae);
+    char rel[4096];
+    si_result rc = member_name_ok(f->file, name, rel, sizeof(rel), err);
+    if (rc != SI_OK)
+        return rc;
+    f->member = name;
     const char *hardlink = archive_entry_hardlink(ae);
     if (rel[0] == '\0') { /* system/ itself: the root's metadata */
-        if (type != AE_IFDIR || hardlink)
+        if (archive_entry_filetype(ae) != AE_IFDIR || hardlink)
             return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: system/ is not a directory", f->file);
         f->st.members++;
         return set_meta(f, EXT2_ROOT_INO, ae, err);
     }
     ext2_ino_t dir = 0;
     const char *base = NULL;
-    si_result rc = walk_parents(f, rel, &dir, &base, err);
-    if (rc != SI_OK)
+    if ((rc = walk_parents(f, rel, &dir, &base, err)) != SI_OK)
         return rc;
     if (strlen(base) > EXT2_NAME_LEN)
         return si_err_set(err, SI_ERR_PARSE, "%s: %s: name longer than %d bytes", f->file, name,
                           EXT2_NAME_LEN);
-
-    if (hardlink) {
-        char trel[4096];
-        if (!rel_path(hardlink, trel, sizeof(trel)) || !trel[0])
-            return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: hardlink to '%s' outside system/",
-                              f->file, name, hardlink);
-        ext2_ino_t target = 0;
-        errcode_t e = ext2fs_namei(f->fs, EXT2_ROOT_INO, EXT2_ROOT_INO, trel, &target);
-        if (e)
-            return si_err_set(err, SI_ERR_PARSE, "%s: %s: hardlink target '%s' is not in the image",
-                              f->file, name, hardlink);
-        struct ext2_inode_large in;
-        if ((rc = read_inode(f, target, &in, err)) != SI_OK)
-            return rc;
-        if (LINUX_S_ISDIR(in.i_mode))
-            return si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: %s: hardlink to a directory", f->file, name);
-        if (in.i_links_count >= LINK_MAX_EXT4)
-            return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: too many links", f->file, name);
-        ext2_ino_t kept;
-        if ((rc = clear_way(f, dir, base, 0, &kept, err)) != SI_OK)
-            return rc;
-        /* the target may have lost a link if it was the entry replaced */
-        if ((rc = read_inode(f, target, &in, err)) != SI_OK)
-            return rc;
-        if (in.i_links_count == 0)
-            return si_err_set(err, SI_ERR_PARSE, "%s: %s: hardlink to itself", f->file, name);
-        if ((e = link_in(f->fs, dir, base, target, ft_of(in.i_mode))))
-            return e2err(f, e, "linking", err);
-        in.i_links_count++;
-        f->st.members++;
-        return write_inode(f, target, &in, err);
-    }
-
-    uint16_t mode;
-    switch (type) {
-    case AE_IFDIR: mode = LINUX_S_IFDIR; break;
-    case AE_IFREG: mode = LINUX_S_IFREG; break;
-    case AE_IFLNK: mode = LINUX_S_IFLNK; break;
-    case AE_IFCHR: mode = LINUX_S_IFCHR; break;
-    case AE_IFBLK: mode = LINUX_S_IFBLK; break;
-    case AE_IFIFO: mode = LINUX_S_IFIFO; break;
-    case AE_IFSOCK: mode = LINUX_S_IFSOCK; break;
-    default:
-        return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: %s: unknown file type", f->file, name);
-    }
-    ext2_ino_t ino = 0;
-    if ((rc = clear_way(f, dir, base, type == AE_IFDIR, &ino, err)) != SI_OK)
-        return rc;
-    errcode_t e = 0;
-    if (type == AE_IFDIR) {
-        if (!ino) {
-            if ((e = ext2fs_mkdir(f->fs, dir, 0, base)) == EXT2_ET_DIR_NO_SPACE &&
-                (e = ext2fs_expand_dir(f->fs, dir)) == 0)
-                e = ext2fs_mkdir(f->fs, dir, 0, base);
-            if (e || (e = ext2fs_lookup(f->fs, dir, base, (int)strlen(base), NULL, &ino)))
-                return e2err(f, e, "making a directory", err);
-        }
-    } else if (type == AE_IFLNK) {
-        const char *target = archive_entry_symlink(ae);
-        if (!target || !target[0] || strlen(target) >= f->fs->blocksize)
-            return si_err_set(err, SI_ERR_PARSE, "%s: %s: bad symlink target", f->file, name);
-        if ((e = ext2fs_symlink(f->fs, dir, 0, base, target)) == EXT2_ET_DIR_NO_SPACE &&
-            (e = ext2fs_expand_dir(f->fs, dir)) == 0)
-            e = ext2fs_symlink(f->fs, dir, 0, base, target);
-        if (e || (e = ext2fs_lookup(f->fs, dir, base, (int)strlen(base), NULL, &ino)))
-            return e2err(f, e, "making a symlink", err);
-    } else {
-        int ft = ft_of(mode);
-        uint32_t maj = 0, min = 0;
-        if (type == AE_IFCHR || type == AE_IFBLK) {
-            maj = (uint32_t)archive_entry_rdevmajor(ae);
-            min = (uint32_t)archive_entry_rdevminor(ae);
-        }
-        if ((rc = new_inode(f, dir, base, (uint16_t)(mode | (archive_entry_perm(ae) & 07777)), ft, maj,
-                            min, &ino, err)) != SI_OK)
-            return rc;
-        if (type == AE_IFREG && (rc = write_data(f, read_archive, a, ino, archive_entry_size(ae), err)) != SI_OK)
-            return rc;
-    }
-    if ((rc = set_meta(f, ino, ae, err)) != SI_OK || (rc = set_xattrs(f, ino, ae, err)) != SI_OK)
-        return rc;
-    f->st.members++;
-    return SI_OK;
+    if (hardlink)
+        return add_hardlink(f, dir, base, name, hardlink, err);
+    return add_entry(f, a, ae, dir, base, err);
 }
 
 static si_result fill_one(struct filler *f, const char *path, si_err *err)
@@ -549,7 +573,7 @@ static si_result fill_one(struct filler *f, const char *path, si_err *err)
         rc = si_err_set(err, SI_ERR_IO, "%s: %s", path, archive_error_string(a));
         goto out;
     }
-    for (;;) {
+    for (bool first = true;;) {
         struct archive_entry *ae;
         int r = archive_read_next_header(a, &ae);
         if (r == ARCHIVE_EOF)
@@ -558,6 +582,11 @@ static si_result fill_one(struct filler *f, const char *path, si_err *err)
             rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", path, archive_error_string(a));
             break;
         }
+        if (skip_first_manifest(first, ae)) {
+            first = false;
+            continue;
+        }
+        first = false;
         if ((rc = do_member(f, a, ae, err)) != SI_OK)
             break;
     }
@@ -675,7 +704,7 @@ si_result si_ext4tar_scan(const char *const *tarballs, size_t n, int64_t *newest
             return si_err_set(err, SI_ERR_NOMEM, "%s: cannot make a tar reader", tarballs[i]);
         if (archive_read_open_filename(a, tarballs[i], BUF_SIZE) != ARCHIVE_OK)
             rc = si_err_set(err, SI_ERR_IO, "%s: %s", tarballs[i], archive_error_string(a));
-        while (rc == SI_OK) {
+        for (bool first = true; rc == SI_OK; first = false) {
             struct archive_entry *ae;
             int r = archive_read_next_header(a, &ae);
             if (r == ARCHIVE_EOF)
@@ -684,20 +713,10 @@ si_result si_ext4tar_scan(const char *const *tarballs, size_t n, int64_t *newest
                 rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", tarballs[i], archive_error_string(a));
                 break;
             }
-            const char *name = archive_entry_pathname(ae);
             char rel[4096];
-            if (!name)
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: a member without a name", tarballs[i]);
-            else if (strcmp(name, "removed") == 0)
-                rc = si_err_set(err, SI_ERR_UNSUPPORTED,
-                                "%s: has a 'removed' member: a delta, not a full image", tarballs[i]);
-            else if (strncmp(name, "partitions/", 11) == 0)
-                rc = si_err_set(err, SI_ERR_UNSUPPORTED,
-                                "%s: %s: raw partition images are not supported by the image builder",
-                                tarballs[i], name);
-            else if (!rel_path(name, rel, sizeof(rel)))
-                rc = si_err_set(err, SI_ERR_UNSAFE_PATH, "%s: member '%s' is outside system/ or unsafe",
-                                tarballs[i], name);
+            if (skip_first_manifest(first, ae))
+                continue;
+            rc = member_name_ok(tarballs[i], archive_entry_pathname(ae), rel, sizeof(rel), err);
             if (rc != SI_OK)
                 break;
             if ((int64_t)archive_entry_mtime(ae) > newest)

@@ -14,8 +14,8 @@
 
 #define SI_UUID_STR 37
 
-/* ex: si_board_layout() of b for this disk; guids: nparts + 1 strings
- * ("xxxxxxxx-xxxx-..."), [0] the disk's, [i] partition i's. SI_ERR_NO_SPACE
+/* ex: si_board_layout() of b for this disk; guids: nparts + 1 UUID strings
+ * (8-4-4-4-12 hex digits), [0] the disk's, [i] partition i's. SI_ERR_NO_SPACE
  * when the layout does not fit the disk, SI_ERR_PARTITION when libfdisk
  * refuses it (the message names the partition). */
 si_result si_gpt_write(const char *disk, const si_board *b, const si_board_extent *ex,

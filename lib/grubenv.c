@@ -47,6 +47,88 @@ static int find(const si_grubenv *env, const char *key)
     return -1;
 }
 
+/* A comment line at *p (grub-editenv writes a warning): *p moves past it;
+ * without a newline it is the padding and *p stays. */
+static si_result skip_comment(const char *block, size_t len, size_t *p, unsigned line,
+                              bool *padding, si_err *err)
+{
+    const char *nl = memchr(block + *p, '\n', len - *p);
+    *padding = !nl;
+    if (!nl)
+        return SI_OK;
+    if (memchr(block + *p, '\0', (size_t)(nl - (block + *p))))
+        return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: NUL byte in a comment", line);
+    *p = (size_t)(nl - block) + 1;
+    return SI_OK;
+}
+
+/* The value at *p of the variable named key (kn bytes), backslash escapes
+ * undone, up to its newline; *p moves past the newline. */
+static si_result read_value(const char *block, size_t len, size_t *p, unsigned line,
+                            const char *key, size_t kn, char value[SI_GRUBENV_VALUE_MAX],
+                            si_err *err)
+{
+    size_t vn = 0;
+    for (;;) {
+        if (*p >= len)
+            return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: value of '%.*s' not terminated",
+                              line, (int)kn, key);
+        char c = block[*p];
+        if (c == '\n')
+            break;
+        if (c == '\\') {
+            if (++*p >= len)
+                return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: dangling '\\' in '%.*s'",
+                                  line, (int)kn, key);
+            c = block[*p];
+        }
+        if (c == '\0')
+            return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: NUL byte in value of '%.*s'",
+                              line, (int)kn, key);
+        if (vn + 1 >= SI_GRUBENV_VALUE_MAX)
+            return si_err_set(err, SI_ERR_TOO_LARGE, "grubenv: line %u: value of '%.*s' over %d bytes",
+                              line, (int)kn, key, SI_GRUBENV_VALUE_MAX - 1);
+        value[vn++] = c;
+        (*p)++;
+    }
+    value[vn] = '\0';
+    (*p)++; /* '\n' */
+    return SI_OK;
+}
+
+/* One "name=value" line at *p, added to env. */
+static si_result parse_var(const char *block, size_t len, size_t *p, unsigned line,
+                           si_grubenv *env, si_err *err)
+{
+    size_t ks = *p;
+    while (*p < len && block[*p] != '=' && block[*p] != '\n' && block[*p] != '\0')
+        (*p)++;
+    if (*p >= len || block[*p] != '=')
+        return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u (offset %zu): no '=' after name",
+                          line, ks);
+    size_t kn = *p - ks;
+    if (!valid_key(block + ks, kn))
+        return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u (offset %zu): invalid name '%.*s'",
+                          line, ks, (int)(kn < 64 ? kn : 64), block + ks);
+    (*p)++; /* '=' */
+    char value[SI_GRUBENV_VALUE_MAX];
+    si_result r = read_value(block, len, p, line, block + ks, kn, value, err);
+    if (r != SI_OK)
+        return r;
+    char key[SI_GRUBENV_KEY_MAX];
+    memcpy(key, block + ks, kn);
+    key[kn] = '\0';
+    if (find(env, key) >= 0)
+        return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: duplicate name '%s'", line, key);
+    if (env->count >= SI_GRUBENV_MAX_VARS)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "grubenv: line %u: more than %d variables", line,
+                          SI_GRUBENV_MAX_VARS);
+    strcpy(env->vars[env->count].key, key);
+    memcpy(env->vars[env->count].value, value, strlen(value) + 1);
+    env->count++;
+    return SI_OK;
+}
+
 si_result si_grubenv_parse(const char *block, size_t len, si_grubenv *env, si_err *err)
 {
     si_grubenv_init(env);
@@ -56,70 +138,14 @@ si_result si_grubenv_parse(const char *block, size_t len, si_grubenv *env, si_er
     if (memcmp(block, SIG, SIG_LEN) != 0)
         return si_err_set(err, SI_ERR_PARSE, "grubenv: missing signature '# GRUB Environment Block'");
     size_t p = SIG_LEN;
-    unsigned line = 2;
-    while (p < len) {
-        if (block[p] == '#') {
-            /* A comment line (grub-editenv writes a warning), or the padding
-             * when no newline follows. */
-            const char *nl = memchr(block + p, '\n', len - p);
-            if (!nl)
-                break;
-            const char *nul = memchr(block + p, '\0', (size_t)(nl - (block + p)));
-            if (nul)
-                return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: NUL byte in a comment", line);
-            p = (size_t)(nl - block) + 1;
-            line++;
-            continue;
-        }
-        size_t ks = p;
-        while (p < len && block[p] != '=' && block[p] != '\n' && block[p] != '\0')
-            p++;
-        if (p >= len || block[p] != '=')
-            return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u (offset %zu): no '=' after name",
-                              line, ks);
-        size_t kn = p - ks;
-        if (!valid_key(block + ks, kn))
-            return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u (offset %zu): invalid name '%.*s'",
-                              line, ks, (int)(kn < 64 ? kn : 64), block + ks);
-        p++; /* '=' */
-        char value[SI_GRUBENV_VALUE_MAX];
-        size_t vn = 0;
-        for (;;) {
-            if (p >= len)
-                return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: value of '%.*s' not terminated",
-                                  line, (int)kn, block + ks);
-            char c = block[p];
-            if (c == '\n')
-                break;
-            if (c == '\\') {
-                if (++p >= len)
-                    return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: dangling '\\' in '%.*s'",
-                                      line, (int)kn, block + ks);
-                c = block[p];
-            }
-            if (c == '\0')
-                return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: NUL byte in value of '%.*s'",
-                                  line, (int)kn, block + ks);
-            if (vn + 1 >= sizeof(value))
-                return si_err_set(err, SI_ERR_TOO_LARGE, "grubenv: line %u: value of '%.*s' over %d bytes",
-                                  line, (int)kn, block + ks, SI_GRUBENV_VALUE_MAX - 1);
-            value[vn++] = c;
-            p++;
-        }
-        value[vn] = '\0';
-        p++; /* '\n' */
-        char key[SI_GRUBENV_KEY_MAX];
-        memcpy(key, block + ks, kn);
-        key[kn] = '\0';
-        if (find(env, key) >= 0)
-            return si_err_set(err, SI_ERR_PARSE, "grubenv: line %u: duplicate name '%s'", line, key);
-        if (env->count >= SI_GRUBENV_MAX_VARS)
-            return si_err_set(err, SI_ERR_TOO_LARGE, "grubenv: line %u: more than %d variables", line,
-                              SI_GRUBENV_MAX_VARS);
-        strcpy(env->vars[env->count].key, key);
-        memcpy(env->vars[env->count].value, value, vn + 1);
-        env->count++;
-        line++;
+    for (unsigned line = 2; p < len; line++) {
+        bool padding = false;
+        si_result r = block[p] == '#' ? skip_comment(block, len, &p, line, &padding, err)
+                                      : parse_var(block, len, &p, line, env, err);
+        if (r != SI_OK)
+            return r;
+        if (padding)
+            break;
     }
     for (size_t i = p; i < len; i++)
         if (block[i] != '#')

@@ -169,6 +169,30 @@ static si_result parse_checksum(const cJSON *f, const char *ctx, char out[65], s
     return SI_OK;
 }
 
+/* Optional "manifest": {"checksum": 64 hex digits, "size": N} (lib/manifest.h). */
+static si_result parse_manifest(const cJSON *f, const char *ctx, si_index_file *out, si_err *err)
+{
+    const cJSON *m = NULL;
+    bool present = false;
+    si_result r = si_json_get_object(f, ctx, "manifest", false, &m, &present, err);
+    if (r != SI_OK)
+        return doc_err(err, r);
+    if (!present)
+        return SI_OK;
+    char mctx[160];
+    snprintf(mctx, sizeof(mctx), "%s.manifest", ctx);
+    if ((r = parse_checksum(m, mctx, out->manifest_checksum, err)) != SI_OK)
+        return r;
+    if (strlen(out->manifest_checksum) != 64)
+        return si_err_set(err, SI_ERR_PARSE, DOC ": %s.checksum: expected 64 hex digits", mctx);
+    int64_t v;
+    if ((r = si_json_get_int(m, mctx, "size", true, 1, MAX_VERSION, &v, NULL, err)) != SI_OK)
+        return doc_err(err, r);
+    out->manifest_size = (uint64_t)v;
+    out->has_manifest = true;
+    return SI_OK;
+}
+
 static si_result parse_file(const cJSON *f, const char *ctx, si_index_file *out, si_err *err)
 {
     si_result r;
@@ -187,7 +211,7 @@ static si_result parse_file(const cJSON *f, const char *ctx, si_index_file *out,
     if ((r = si_json_get_int(f, ctx, "order", true, -MAX_VERSION, MAX_VERSION, &out->order,
                              NULL, err)) != SI_OK)
         return doc_err(err, r);
-    return SI_OK;
+    return parse_manifest(f, ctx, out, err);
 }
 
 static bool is_description_key(const char *k)
@@ -386,42 +410,7 @@ static si_result parse_root(const cJSON *root, si_index *idx, si_err *err)
     return SI_OK;
 }
 
-si_result si_index_parse(const char *json, size_t len, si_index **out, si_err *err)
-{
-    *out = NULL;
-    cJSON *root = NULL;
-    si_result r = si_json_parse(json, len, SI_INDEX_MAX_BYTES, DOC, &root, err);
-    if (r != SI_OK)
-        return r;
-    si_index *idx = calloc(1, sizeof(*idx));
-    if (!idx) {
-        cJSON_Delete(root);
-        return si_err_set(err, SI_ERR_NOMEM, DOC ": out of memory");
-    }
-    r = parse_root(root, idx, err);
-    cJSON_Delete(root);
-    if (r != SI_OK) {
-        si_index_free(idx);
-        return r;
-    }
-    *out = idx;
-    return SI_OK;
-}
-
-si_result si_index_load(const char *path, si_index **out, si_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    *out = NULL;
-    si_result rd = si_read_file_checked(path, SI_INDEX_MAX_BYTES, &buf, &len, err);
-    if (rd != SI_OK)
-        return rd;
-    si_result r = si_index_parse(buf, len, out, err);
-    free(buf);
-    if (r != SI_OK)
-        si_err_prefix(err, "%s", path);
-    return r;
-}
+SI_JSON_DOC_FUNCS(si_index, DOC, SI_INDEX_MAX_BYTES, parse_root, si_index_free, si_index_parse, si_index_load)
 
 void si_image_clear(si_image *img)
 {
@@ -542,6 +531,11 @@ static cJSON *format_image(const si_image *img)
         ok = add_str(fo, "path", f->path) && add_str(fo, "signature", f->signature) &&
              add_str(fo, "checksum", f->checksum) && add_num(fo, "size", (double)f->size) &&
              add_num(fo, "order", (double)f->order);
+        if (ok && f->has_manifest) {
+            cJSON *mo = cJSON_AddObjectToObject(fo, "manifest");
+            ok = mo && add_str(mo, "checksum", f->manifest_checksum) &&
+                 add_num(mo, "size", (double)f->manifest_size);
+        }
     }
     if (!ok) {
         cJSON_Delete(o);

@@ -6,7 +6,8 @@
  *              "description": "...", "description-xx_CC": "...",
  *              "bootme": true, "minversion": N, "phased-percentage": P,
  *              "version_detail": "...",
- *              "files": [{"path", "signature", "checksum", "size", "order"}]}]}
+ *              "files": [{"path", "signature", "checksum", "size", "order",
+ *                         "manifest": {"checksum", "size"} (optional)}]}]}
  * Unknown fields are ignored; errors name the field, e.g. "images[3].files[0].size". */
 #ifndef SI_INDEX_H
 #define SI_INDEX_H
@@ -27,6 +28,9 @@ typedef struct si_index_file {
     char checksum[65];      /* lowercase sha256 hex */
     uint64_t size;
     int64_t order;
+    bool has_manifest;      /* optional "manifest": {"checksum", "size"} of the tarball's */
+    char manifest_checksum[65]; /* first member `manifest` (lib/manifest.h) */
+    uint64_t manifest_size;
 } si_index_file;
 
 typedef struct si_description {

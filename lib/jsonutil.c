@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
+
 #define JSON_MAX_DEPTH 64
 #define JSON_MAX_SAFE_INT 9007199254740992.0 /* 2^53 */
 
@@ -68,6 +70,44 @@ si_result si_json_parse(const char *buf, size_t len, size_t max, const char *wha
     }
     *out = root;
     return SI_OK;
+}
+
+si_result si_json_parse_doc(const si_json_doc_type *t, const char *json, size_t len, void **out,
+                            si_err *err)
+{
+    *out = NULL;
+    cJSON *root = NULL;
+    si_result r = si_json_parse(json, len, t->max_bytes, t->name, &root, err);
+    if (r != SI_OK)
+        return r;
+    void *doc = calloc(1, t->size);
+    if (!doc) {
+        cJSON_Delete(root);
+        return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", t->name);
+    }
+    r = t->fill(root, doc, err);
+    cJSON_Delete(root);
+    if (r != SI_OK) {
+        t->release(doc);
+        return r;
+    }
+    *out = doc;
+    return SI_OK;
+}
+
+si_result si_json_load_doc(const si_json_doc_type *t, const char *path, void **out, si_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    si_result r = si_read_file_checked(path, t->max_bytes, &buf, &len, err);
+    if (r != SI_OK)
+        return r;
+    r = si_json_parse_doc(t, buf, len, out, err);
+    free(buf);
+    if (r != SI_OK)
+        si_err_prefix(err, "%s", path);
+    return r;
 }
 
 static const char *sep(const char *ctx)

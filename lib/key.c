@@ -171,58 +171,64 @@ si_result si_key_load_public_pem(const char *pem, size_t len, si_key **out, si_e
     return load_public(pem, len, "public key", out, err);
 }
 
-si_result si_key_load_public_file(const char *path, si_key **out, si_err *err)
+/* A private key from PEM or DER text (si_read_file NUL-terminates buf:
+ * PEM needs the NUL counted); `what` names it in errors. */
+static si_result load_private(const char *buf, size_t len, const char *what, si_key **out,
+                              si_err *err)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = si_read_file(path, SI_KEY_PEM_MAX, &buf, &len);
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path, SI_KEY_PEM_MAX);
-    if (rc < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
-    si_result r = load_public(buf, len, path, out, err);
-    free(buf);
-    return r;
-}
-
-si_result si_key_load_private_file(const char *path, si_key **out, si_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    int rc = si_read_file(path, SI_KEY_PEM_MAX, &buf, &len);
-    if (rc == -EFBIG)
-        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path, SI_KEY_PEM_MAX);
-    if (rc < 0)
-        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
     si_key *k = key_alloc();
-    if (!k) {
-        mbedtls_platform_zeroize(buf, len);
-        free(buf);
-        return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", path);
-    }
-    /* si_read_file NUL-terminates: PEM needs the NUL counted. */
+    if (!k)
+        return si_err_set(err, SI_ERR_NOMEM, "%s: out of memory", what);
     size_t plen = memmem(buf, len, "-----BEGIN ", 11) ? len + 1 : len;
-    rc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)buf, plen, NULL, 0);
-    mbedtls_platform_zeroize(buf, len);
-    free(buf);
+    int rc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)buf, plen, NULL, 0);
     if (rc == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || rc == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
         si_key_free(k);
         return si_err_set(err, SI_ERR_BAD_KEY,
-                          "%s: encrypted private keys are not supported (decrypt it first)", path);
+                          "%s: encrypted private keys are not supported (decrypt it first)", what);
     }
     if (rc != 0) {
         si_key_free(k);
-        return si_err_set(err, SI_ERR_BAD_KEY, "%s: not a usable private key (-0x%04x)", path,
+        return si_err_set(err, SI_ERR_BAD_KEY, "%s: not a usable private key (-0x%04x)", what,
                           (unsigned)-rc);
     }
     k->priv = true;
-    si_result r = key_finish(k, path, err);
+    si_result r = key_finish(k, what, err);
     if (r != SI_OK) {
         si_key_free(k);
         return r;
     }
     *out = k;
     return SI_OK;
+}
+
+/* A key file of at most SI_KEY_PEM_MAX bytes read by `load`; the text is
+ * wiped before it is freed (it may be a private key). */
+static si_result load_file(const char *path,
+                           si_result (*load)(const char *buf, size_t len, const char *what,
+                                             si_key **out, si_err *err),
+                           si_key **out, si_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = si_read_file(path, SI_KEY_PEM_MAX, &buf, &len);
+    if (rc == -EFBIG)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: larger than %d bytes", path, SI_KEY_PEM_MAX);
+    if (rc < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-rc));
+    si_result r = load(buf, len, path, out, err);
+    mbedtls_platform_zeroize(buf, len);
+    free(buf);
+    return r;
+}
+
+si_result si_key_load_public_file(const char *path, si_key **out, si_err *err)
+{
+    return load_file(path, load_public, out, err);
+}
+
+si_result si_key_load_private_file(const char *path, si_key **out, si_err *err)
+{
+    return load_file(path, load_private, out, err);
 }
 
 si_result si_key_generate(si_key_type type, unsigned rsa_bits, si_key **out, si_err *err)

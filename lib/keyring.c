@@ -104,7 +104,8 @@ si_result si_keyring_add_key(si_keyring *kr, si_key *key, si_err *err)
 
 /* ---------------------------------------------------------------- JSON */
 
-static si_result parse_tree(const cJSON *root, si_keyring *kr, si_err *err)
+/* "format", "type", "expiry" and "model". */
+static si_result parse_header(const cJSON *root, si_keyring *kr, si_err *err)
 {
     int64_t format = 0;
     si_result r = si_json_get_int(root, "", "format", true, 0, INT32_MAX, &format, NULL, err);
@@ -126,36 +127,42 @@ static si_result parse_tree(const cJSON *root, si_keyring *kr, si_err *err)
     const char *model = NULL;
     bool has_model = false;
     r = si_json_get_string(root, "", "model", false, &model, &has_model, err);
-    if (r != SI_OK)
+    if (r != SI_OK || !has_model)
         return r;
-    if (has_model) {
-        size_t ml = strlen(model);
-        if (ml == 0 || ml >= SI_MODEL_MAX)
-            return si_err_set(err, SI_ERR_PARSE, "model: must be 1 to %d characters",
-                              SI_MODEL_MAX - 1);
-        memcpy(kr->model, model, ml + 1);
-    }
+    size_t ml = strlen(model);
+    if (ml == 0 || ml >= SI_MODEL_MAX)
+        return si_err_set(err, SI_ERR_PARSE, "model: must be 1 to %d characters", SI_MODEL_MAX - 1);
+    memcpy(kr->model, model, ml + 1);
+    return SI_OK;
+}
+
+/* "version" and, for an image-signing keyring, the "blacklist" it names. */
+static si_result parse_version_blacklist(const cJSON *root, si_keyring *kr, si_err *err)
+{
     bool has_version = false;
-    r = si_json_get_int(root, "", "version", false, 0, KR_MAX_EXPIRY, &kr->version, &has_version,
-                        err);
+    si_result r = si_json_get_int(root, "", "version", false, 0, KR_MAX_EXPIRY, &kr->version,
+                                  &has_version, err);
     if (r != SI_OK)
         return r;
     const char *bl = NULL;
     bool has_bl = false;
     r = si_json_get_string(root, "", "blacklist", false, &bl, &has_bl, err);
-    if (r != SI_OK)
+    if (r != SI_OK || !has_bl)
         return r;
-    if (has_bl) {
-        if (kr->type != SI_KR_IMAGE_SIGNING)
-            return si_err_set(err, SI_ERR_PARSE,
-                              "blacklist: only an image-signing keyring names a blacklist");
-        if (strlen(bl) != 64 || strspn(bl, "0123456789abcdef") != 64)
-            return si_err_set(err, SI_ERR_PARSE,
-                              "blacklist: expected 64 lowercase hex digits (sha256)");
-        memcpy(kr->blacklist_sha256, bl, 65);
-    }
+    if (kr->type != SI_KR_IMAGE_SIGNING)
+        return si_err_set(err, SI_ERR_PARSE,
+                          "blacklist: only an image-signing keyring names a blacklist");
+    if (strlen(bl) != 64 || strspn(bl, "0123456789abcdef") != 64)
+        return si_err_set(err, SI_ERR_PARSE, "blacklist: expected 64 lowercase hex digits (sha256)");
+    memcpy(kr->blacklist_sha256, bl, 65);
+    return SI_OK;
+}
+
+/* "keys": at most SI_KEYRING_MAX_KEYS different public keys in PEM. */
+static si_result parse_keys(const cJSON *root, si_keyring *kr, si_err *err)
+{
     const cJSON *keys = NULL;
-    r = si_json_get_array(root, "", "keys", true, &keys, NULL, err);
+    si_result r = si_json_get_array(root, "", "keys", true, &keys, NULL, err);
     if (r != SI_OK)
         return r;
     int n = cJSON_GetArraySize(keys);
@@ -186,6 +193,15 @@ static si_result parse_tree(const cJSON *root, si_keyring *kr, si_err *err)
         i++;
     }
     return SI_OK;
+}
+
+static si_result parse_tree(const cJSON *root, si_keyring *kr, si_err *err)
+{
+    si_result r;
+    if ((r = parse_header(root, kr, err)) != SI_OK ||
+        (r = parse_version_blacklist(root, kr, err)) != SI_OK)
+        return r;
+    return parse_keys(root, kr, err);
 }
 
 si_result si_keyring_parse(const char *json, size_t len, si_keyring **out, si_err *err)

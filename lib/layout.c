@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,7 +175,7 @@ si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *
     si_result rc = SI_OK;
     if (archive_read_open(a, src, NULL, scan_read, NULL) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", what, archive_error_string(a));
-    while (rc == SI_OK) {
+    for (bool first = true; rc == SI_OK; first = false) {
         struct archive_entry *ae;
         int r = archive_read_next_header(a, &ae);
         if (r == ARCHIVE_EOF)
@@ -184,6 +185,8 @@ si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *
             break;
         }
         const char *name = archive_entry_pathname(ae);
+        if (first && name && strcmp(name, SI_LAYOUT_MANIFEST) == 0)
+            continue; /* checked by lib/apply (lib/manifest.h) */
         si_member_kind kind;
         char label[SI_LAYOUT_LABEL_MAX + 1];
         rc = si_layout_check_member_name(name, &kind, label, sizeof(label), err);
@@ -199,4 +202,49 @@ si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *
     archive_read_free(a);
     free(src);
     return rc;
+}
+
+/* ------------------------------------------------------------ paths */
+
+/* A relative path: non-empty, no empty, "." or ".." components, no control
+ * bytes (a newline would make `removed` ambiguous: docs/formats.md). */
+bool si_layout_rel_path_ok(const char *p)
+{
+    if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+    const char *c = p;
+    for (;;) {
+        const char *s = strchr(c, '/');
+        size_t len = s ? (size_t)(s - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        if (!s)
+            return true;
+        c = s + 1;
+    }
+}
+
+bool si_layout_system_rel(const char *name, char *rel, size_t relsz)
+{
+    size_t pl = strlen(SI_LAYOUT_SYSTEM_PREFIX);
+    if (!name || strncmp(name, SI_LAYOUT_SYSTEM_PREFIX, pl) != 0) {
+        if (!name || strcmp(name, SI_LAYOUT_SYSTEM) != 0)
+            return false;
+        rel[0] = '\0';
+        return true;
+    }
+    const char *p = name + pl;
+    size_t len = strlen(p);
+    if (len && p[len - 1] == '/')
+        len--;
+    if (len >= relsz)
+        return false;
+    memcpy(rel, p, len);
+    rel[len] = '\0';
+    if (!len)
+        return !p[0]; /* "system//" is not "system/" */
+    return si_layout_rel_path_ok(rel);
 }

@@ -9,6 +9,7 @@
  * A label written raw is 1..59 bytes of [A-Za-z0-9._-], not starting with '.',
  * and never one of SI_LAYOUT_NEVER_RAW (system, userdata, cache, misc): those
  * hold filesystems or the boot control and are only ever formatted/mounted.
+ * A first member `manifest` (lib/manifest.h) lists all the others.
  * `sysimage publish`, lib/apply and the recovery all ask this module. */
 #ifndef SI_LAYOUT_H
 #define SI_LAYOUT_H
@@ -22,11 +23,14 @@
 #define SI_LAYOUT_SYSTEM "system"
 #define SI_LAYOUT_SYSTEM_PREFIX "system/"
 #define SI_LAYOUT_REMOVED "removed"
+#define SI_LAYOUT_MANIFEST "manifest"
 #define SI_LAYOUT_PATCHED "patched"
 #define SI_LAYOUT_PATCH_PREFIX "patch/"
 #define SI_LAYOUT_PART_PREFIX "partitions/"
 #define SI_LAYOUT_PART_SUFFIX ".img"
 #define SI_LAYOUT_LABEL_MAX 59
+/* The build record every published image carries (lib/version). */
+#define SI_LAYOUT_VERSION_MEMBER "system/etc/sysimage/version.json"
 
 typedef enum si_member_kind {
     SI_MEMBER_SYSTEM,     /* "system" or "system/..." */
@@ -59,6 +63,13 @@ static inline bool si_layout_raw_label_ok(const char *label)
  * lib/apply (no "..", no absolute path). */
 si_result si_layout_check_member_name(const char *name, si_member_kind *kind, char *label,
                                       size_t label_size, si_err *err);
+
+/* A relative path of the tree: non-empty, no empty, "." or ".." component,
+ * no control byte (0x01-0x1f, 0x7f), shorter than PATH_MAX. */
+bool si_layout_rel_path_ok(const char *p);
+/* A member name under system/ -> the path below it (one trailing '/'
+ * dropped; "system" and "system/" give ""); false outside system/ or unsafe. */
+bool si_layout_system_rel(const char *name, char *rel, size_t relsz);
 
 /* What a pre-scan of an update tarball found (si_layout_scan_tarball). */
 #define SI_LAYOUT_SCAN_MAX_PARTS 16

@@ -126,13 +126,18 @@ out:
     return r;
 }
 
-#define E2(call, what)                                                                           \
-    do {                                                                                         \
-        errcode_t e2_ = (call);                                                                  \
-        if (e2_) {                                                                               \
-            r = si_err_set(err, SI_ERR_MKFS, "mkfs: %s: %s: %s", path, what, error_message(e2_)); \
-            goto fail;                                                                           \
-        }                                                                                        \
+static si_result e2_fail(const char *path, const char *what, errcode_t e, si_err *err)
+{
+    return si_err_set(err, SI_ERR_MKFS, "mkfs: %s: %s: %s", path, what, error_message(e));
+}
+
+/* One libext2fs call of a step: on failure the step returns an error naming
+ * the path and what was being done. */
+#define E2(call, what)                                   \
+    do {                                                 \
+        errcode_t e2_ = (call);                          \
+        if (e2_)                                         \
+            return e2_fail(path, what, e2_, err);        \
     } while (0)
 
 /* Place block bitmaps, inode bitmaps and inode tables of all groups one
@@ -165,79 +170,78 @@ static errcode_t packed_tables(ext2_filsys fs)
     return 0;
 }
 
-si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
+/* The options with defaults filled in, checked before anything is touched. */
+static si_result check_opts(const si_mkfs_opts *opts, si_mkfs_opts *o, si_err *err)
 {
-    si_mkfs_opts o;
     if (opts)
-        o = *opts;
+        *o = *opts;
     else
-        si_mkfs_opts_init(&o);
-    if (o.block_size == 0)
-        o.block_size = 4096;
-    if (o.inode_ratio == 0)
-        o.inode_ratio = 16384;
-    if (o.block_size != 1024 && o.block_size != 2048 && o.block_size != 4096)
+        si_mkfs_opts_init(o);
+    if (o->block_size == 0)
+        o->block_size = 4096;
+    if (o->inode_ratio == 0)
+        o->inode_ratio = 16384;
+    if (o->block_size != 1024 && o->block_size != 2048 && o->block_size != 4096)
         return si_err_set(err, SI_ERR_USAGE, "mkfs: block size %u (must be 1024, 2048 or 4096)",
-                          o.block_size);
-    if (o.inode_ratio < o.block_size || o.inode_ratio > 64u * 1024 * 1024)
-        return si_err_set(err, SI_ERR_USAGE, "mkfs: inode ratio %u out of range", o.inode_ratio);
-    if (o.reserved_percent > 50)
-        return si_err_set(err, SI_ERR_USAGE, "mkfs: reserved percentage %u over 50", o.reserved_percent);
-    if (o.label && strlen(o.label) > SI_FS_LABEL_MAX)
-        return si_err_set(err, SI_ERR_USAGE, "mkfs: label '%s' is longer than %d bytes", o.label,
+                          o->block_size);
+    if (o->inode_ratio < o->block_size || o->inode_ratio > 64u * 1024 * 1024)
+        return si_err_set(err, SI_ERR_USAGE, "mkfs: inode ratio %u out of range", o->inode_ratio);
+    if (o->reserved_percent > 50)
+        return si_err_set(err, SI_ERR_USAGE, "mkfs: reserved percentage %u over 50", o->reserved_percent);
+    if (o->label && strlen(o->label) > SI_FS_LABEL_MAX)
+        return si_err_set(err, SI_ERR_USAGE, "mkfs: label '%s' is longer than %d bytes", o->label,
                           SI_FS_LABEL_MAX);
-    initialize_ext2_error_table();
+    return SI_OK;
+}
 
-    uint64_t bytes = 0;
-    si_result r = prepare_target(path, &o, &bytes, err);
-    if (r != SI_OK)
-        return r;
-    uint64_t blocks = bytes / o.block_size;
-
-    struct ext2_super_block param;
-    memset(&param, 0, sizeof(param));
-    param.s_rev_level = EXT2_DYNAMIC_REV;
-    param.s_log_block_size = log2u(o.block_size) - EXT2_MIN_BLOCK_LOG_SIZE;
-    param.s_log_cluster_size = param.s_log_block_size;
-    param.s_feature_compat = EXT2_FEATURE_COMPAT_EXT_ATTR | EXT2_FEATURE_COMPAT_RESIZE_INODE |
-                             EXT2_FEATURE_COMPAT_DIR_INDEX;
-    param.s_feature_incompat = EXT2_FEATURE_INCOMPAT_FILETYPE | EXT3_FEATURE_INCOMPAT_EXTENTS |
-                               EXT4_FEATURE_INCOMPAT_64BIT | EXT4_FEATURE_INCOMPAT_FLEX_BG;
-    param.s_feature_ro_compat = EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER | EXT2_FEATURE_RO_COMPAT_LARGE_FILE |
-                                EXT4_FEATURE_RO_COMPAT_HUGE_FILE | EXT4_FEATURE_RO_COMPAT_DIR_NLINK |
-                                EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE |
-                                EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
+/* The superblock parameters of `mke2fs -t ext4` for a filesystem of `bytes`. */
+static void super_params(struct ext2_super_block *param, uint64_t bytes, const si_mkfs_opts *o)
+{
+    uint64_t blocks = bytes / o->block_size;
+    memset(param, 0, sizeof(*param));
+    param->s_rev_level = EXT2_DYNAMIC_REV;
+    param->s_log_block_size = log2u(o->block_size) - EXT2_MIN_BLOCK_LOG_SIZE;
+    param->s_log_cluster_size = param->s_log_block_size;
+    param->s_feature_compat = EXT2_FEATURE_COMPAT_EXT_ATTR | EXT2_FEATURE_COMPAT_RESIZE_INODE |
+                              EXT2_FEATURE_COMPAT_DIR_INDEX;
+    param->s_feature_incompat = EXT2_FEATURE_INCOMPAT_FILETYPE | EXT3_FEATURE_INCOMPAT_EXTENTS |
+                                EXT4_FEATURE_INCOMPAT_64BIT | EXT4_FEATURE_INCOMPAT_FLEX_BG;
+    param->s_feature_ro_compat = EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER | EXT2_FEATURE_RO_COMPAT_LARGE_FILE |
+                                 EXT4_FEATURE_RO_COMPAT_HUGE_FILE | EXT4_FEATURE_RO_COMPAT_DIR_NLINK |
+                                 EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE |
+                                 EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
     if (blocks > 0xffffffffull)
-        ext2fs_clear_feature_resize_inode(&param);
-    param.s_log_groups_per_flex = 4; /* 16 groups per flex group */
-    param.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
-    param.s_inode_size = 256;
-    param.s_default_mount_opts = EXT2_DEFM_XATTR_USER | EXT2_DEFM_ACL;
-    ext2fs_blocks_count_set(&param, blocks);
-    uint64_t inodes = bytes / o.inode_ratio;
-    param.s_inodes_count = inodes > 0xffffffffull ? 0xffffffffu : (__u32)inodes;
-    ext2fs_r_blocks_count_set(&param, blocks * o.reserved_percent / 100);
+        ext2fs_clear_feature_resize_inode(param);
+    param->s_log_groups_per_flex = 4; /* 16 groups per flex group */
+    param->s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
+    param->s_inode_size = 256;
+    param->s_default_mount_opts = EXT2_DEFM_XATTR_USER | EXT2_DEFM_ACL;
+    ext2fs_blocks_count_set(param, blocks);
+    uint64_t inodes = bytes / o->inode_ratio;
+    param->s_inodes_count = inodes > 0xffffffffull ? 0xffffffffu : (__u32)inodes;
+    ext2fs_r_blocks_count_set(param, blocks * o->reserved_percent / 100);
+}
 
-    ext2_filsys fs = NULL;
-    E2(ext2fs_initialize(path, EXT2_FLAG_EXCLUSIVE | EXT2_FLAG_64BITS, &param, unix_io_manager, &fs),
-       "initialising the superblock");
+/* Timestamps, UUID and hash seed (fixed when asked, random otherwise),
+ * checksums, mount-count policy and the label. */
+static si_result set_identity(ext2_filsys fs, const si_mkfs_opts *o, const char *path, si_err *err)
+{
     fs->super->s_kbytes_written = 1;
-    if (o.timestamp > 0) {
-        fs->now = (time_t)o.timestamp;
-        fs->super->s_mkfs_time = fs->super->s_wtime = fs->super->s_mtime = (__u32)o.timestamp;
-        fs->super->s_lastcheck = (__u32)o.timestamp;
+    if (o->timestamp > 0) {
+        fs->now = (time_t)o->timestamp;
+        fs->super->s_mkfs_time = fs->super->s_wtime = fs->super->s_mtime = (__u32)o->timestamp;
+        fs->super->s_lastcheck = (__u32)o->timestamp;
     }
-    if (o.uuid) {
-        memcpy(fs->super->s_uuid, o.uuid, 16);
+    if (o->uuid) {
+        memcpy(fs->super->s_uuid, o->uuid, 16);
         /* the hash seed: the UUID's bytes reversed and flipped, still fixed */
         unsigned char seed[16];
         for (int i = 0; i < 16; i++)
-            seed[i] = (unsigned char)~o.uuid[15 - i];
+            seed[i] = (unsigned char)~o->uuid[15 - i];
         memcpy(fs->super->s_hash_seed, seed, 16);
     } else if (random_uuid(fs->super->s_uuid) != 0 ||
                random_uuid((unsigned char *)fs->super->s_hash_seed) != 0) {
-        r = si_err_set(err, SI_ERR_MKFS, "mkfs: %s: getrandom: %s", path, strerror(errno));
-        goto fail;
+        return si_err_set(err, SI_ERR_MKFS, "mkfs: %s: getrandom: %s", path, strerror(errno));
     }
     ext2fs_init_csum_seed(fs);
     fs->super->s_def_hash_version = EXT2_HASH_HALF_MD4;
@@ -250,42 +254,50 @@ si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
         fs->super->s_want_extra_isize = 32;
     }
     memset(fs->super->s_volume_name, 0, sizeof(fs->super->s_volume_name));
-    if (o.label)
-        memcpy(fs->super->s_volume_name, o.label, strlen(o.label));
+    if (o->label)
+        memcpy(fs->super->s_volume_name, o->label, strlen(o->label));
+    return SI_OK;
+}
 
+/* Group tables packed by flex_bg, then the reserved inodes. Inode tables
+ * are initialised lazily: every group is marked with all inodes unused
+ * (bg_itable_unused) and not zeroed, so the kernel's lazyinit thread zeroes
+ * them after mount, as with mke2fs on Linux. Only the reserved inodes are
+ * written now, with valid checksums. */
+static si_result write_tables(ext2_filsys fs, const char *path, si_err *err)
+{
     E2(packed_tables(fs), "allocating group tables");
     E2(ext2fs_convert_subcluster_bitmap(fs, &fs->block_map), "converting the block bitmap");
+    struct ext2_inode_large *ino = NULL;
+    E2(ext2fs_get_memzero(EXT2_INODE_SIZE(fs->super), &ino), "allocating an inode");
+    errcode_t e = 0;
+    for (ext2_ino_t i = 1; i < EXT2_FIRST_INO(fs->super) && !e; i++)
+        e = ext2fs_write_inode_full(fs, i, (struct ext2_inode *)ino, EXT2_INODE_SIZE(fs->super));
+    ext2fs_free_mem(&ino);
+    E2(e, "writing the reserved inodes");
+    return SI_OK;
+}
 
-    /* Inode tables are initialised lazily: every group is marked with all
-     * inodes unused (bg_itable_unused) and not zeroed, so the kernel's
-     * lazyinit thread zeroes them after mount, as with mke2fs on Linux. Only
-     * the reserved inodes are written now, with valid checksums. */
-    {
-        struct ext2_inode_large *ino = NULL;
-        E2(ext2fs_get_memzero(EXT2_INODE_SIZE(fs->super), &ino), "allocating an inode");
-        for (ext2_ino_t i = 1; i < EXT2_FIRST_INO(fs->super); i++) {
-            errcode_t e = ext2fs_write_inode_full(fs, i, (struct ext2_inode *)ino,
-                                                  EXT2_INODE_SIZE(fs->super));
-            if (e) {
-                ext2fs_free_mem(&ino);
-                E2(e, "writing the reserved inodes");
-            }
-        }
-        ext2fs_free_mem(&ino);
-    }
-
+/* The root directory and /lost+found (mode 0700, at least 16 KiB). */
+static si_result make_directories(ext2_filsys fs, const char *path, si_err *err)
+{
     E2(ext2fs_mkdir(fs, EXT2_ROOT_INO, EXT2_ROOT_INO, 0), "creating the root directory");
     fs->umask = 077;
     E2(ext2fs_mkdir(fs, EXT2_ROOT_INO, 0, "lost+found"), "creating /lost+found");
-    {
-        ext2_ino_t lpf;
-        E2(ext2fs_lookup(fs, EXT2_ROOT_INO, "lost+found", 10, NULL, &lpf), "looking up /lost+found");
-        unsigned sz = fs->blocksize;
-        for (int i = 1; i < EXT2_NDIR_BLOCKS && (sz < 16 * 1024 || sz < 2 * fs->blocksize); i++) {
-            E2(ext2fs_expand_dir(fs, lpf), "expanding /lost+found");
-            sz += fs->blocksize;
-        }
+    ext2_ino_t lpf;
+    E2(ext2fs_lookup(fs, EXT2_ROOT_INO, "lost+found", 10, NULL, &lpf), "looking up /lost+found");
+    unsigned sz = fs->blocksize;
+    for (int i = 1; i < EXT2_NDIR_BLOCKS && (sz < 16 * 1024 || sz < 2 * fs->blocksize); i++) {
+        E2(ext2fs_expand_dir(fs, lpf), "expanding /lost+found");
+        sz += fs->blocksize;
     }
+    return SI_OK;
+}
+
+/* The reserved inodes counted as used, the bad-block inode, the resize
+ * inode (when the feature is on) and a zeroed journal. */
+static si_result add_special_inodes(ext2_filsys fs, const char *path, si_err *err)
+{
     for (ext2_ino_t i = EXT2_ROOT_INO + 1; i < EXT2_FIRST_INODE(fs->super); i++)
         ext2fs_inode_alloc_stats2(fs, i, +1, 0);
     ext2fs_mark_ib_dirty(fs);
@@ -294,19 +306,34 @@ si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
     E2(ext2fs_update_bb_inode(fs, NULL), "writing the bad-block inode");
     if (ext2fs_has_feature_resize_inode(fs->super))
         E2(ext2fs_create_resize_inode(fs), "reserving blocks for online resize");
-
-    {
-        struct ext2fs_journal_params jp;
-        E2(ext2fs_get_journal_params(&jp, fs), "sizing the journal");
-        E2(ext2fs_add_journal_inode3(fs, &jp, ~0ULL, EXT2_MKJOURNAL_NO_MNT_CHECK),
-           "creating the journal");
-    }
-    E2(ext2fs_close_free(&fs), "writing the filesystem metadata");
+    struct ext2fs_journal_params jp;
+    E2(ext2fs_get_journal_params(&jp, fs), "sizing the journal");
+    E2(ext2fs_add_journal_inode3(fs, &jp, ~0ULL, EXT2_MKJOURNAL_NO_MNT_CHECK), "creating the journal");
     return SI_OK;
-fail:
-    if (fs)
+}
+
+si_result si_mkfs_ext4(const char *path, const si_mkfs_opts *opts, si_err *err)
+{
+    si_mkfs_opts o;
+    si_result r = check_opts(opts, &o, err);
+    if (r != SI_OK)
+        return r;
+    initialize_ext2_error_table();
+    uint64_t bytes = 0;
+    if ((r = prepare_target(path, &o, &bytes, err)) != SI_OK)
+        return r;
+    struct ext2_super_block param;
+    super_params(&param, bytes, &o);
+    ext2_filsys fs = NULL;
+    E2(ext2fs_initialize(path, EXT2_FLAG_EXCLUSIVE | EXT2_FLAG_64BITS, &param, unix_io_manager, &fs),
+       "initialising the superblock");
+    if ((r = set_identity(fs, &o, path, err)) != SI_OK || (r = write_tables(fs, path, err)) != SI_OK ||
+        (r = make_directories(fs, path, err)) != SI_OK || (r = add_special_inodes(fs, path, err)) != SI_OK) {
         ext2fs_free(fs);
-    return r;
+        return r;
+    }
+    E2(ext2fs_close_free(&fs), "writing the filesystem metadata"); /* frees fs, also on failure */
+    return SI_OK;
 }
 
 si_result si_fs_read_label(const char *path, char label[SI_FS_LABEL_MAX + 1], si_err *err)

@@ -13,6 +13,9 @@
  * other members, which are written as hardlinks to it. Tarball sources keep
  * their member order. Owners are numeric only; atime/ctime are dropped. */
 #include "payload.h"
+#include "layout.h"
+#include "manifest.h"
+#include "seal.h"
 #include "tarformat.h"
 
 #include "patch.h"
@@ -165,28 +168,6 @@ static si_result nomem(si_err *err, const char *what)
 
 /* A relative member path must be non-empty, without empty, "." or ".."
  * components. */
-static bool rel_path_ok(const char *p)
-{
-    if (!*p || *p == '/' || strlen(p) >= PATH_MAX)
-        return false;
-    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
-        if (*c < 0x20 || *c == 0x7f)
-            return false;
-    const char *c = p;
-    while (*c) {
-        const char *s = strchr(c, '/');
-        size_t len = s ? (size_t)(s - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return false;
-        if (!s)
-            break;
-        c = s + 1;
-        if (!*c)
-            return false;
-    }
-    return true;
-}
-
 static bool name_ok(const char *n)
 {
     for (const unsigned char *c = (const unsigned char *)n; *c; c++)
@@ -232,6 +213,21 @@ static void hasher_final(struct hasher *h, unsigned char out[32])
 
 static const unsigned char zeros[IOBUF];
 
+/* Up to IOBUF bytes of the open file `full` into buf (retrying EINTR):
+ * SI_OK with *got the count, 0 at the end of the file. */
+static si_result read_chunk(int fd, void *buf, const char *full, size_t *got, si_err *err)
+{
+    for (;;) {
+        ssize_t r = read(fd, buf, IOBUF);
+        if (r >= 0) {
+            *got = (size_t)r;
+            return SI_OK;
+        }
+        if (errno != EINTR)
+            return si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+    }
+}
+
 static si_result hash_tree_file(const struct manifest *mf, struct ment *m, si_err *err)
 {
     char full[PATH_MAX * 2];
@@ -249,17 +245,12 @@ static si_result hash_tree_file(const struct manifest *mf, struct ment *m, si_er
     int64_t total = 0;
     si_result rc = SI_OK;
     for (;;) {
-        ssize_t r = read(fd, buf, IOBUF);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+        size_t r;
+        rc = read_chunk(fd, buf, full, &r, err);
+        if (rc != SI_OK || r == 0)
             break;
-        }
-        if (r == 0)
-            break;
-        hasher_update(&h, buf, (size_t)r);
-        total += r;
+        hasher_update(&h, buf, r);
+        total += (int64_t)r;
     }
     hasher_final(&h, m->hash);
     free(buf);
@@ -271,44 +262,23 @@ static si_result hash_tree_file(const struct manifest *mf, struct ment *m, si_er
     return rc;
 }
 
+static si_result hash_piece(const void *buf, size_t len, void *ctx, si_err *err)
+{
+    (void)err;
+    hasher_update(ctx, buf, len);
+    return SI_OK;
+}
+
 /* Hash the current member's data, holes as zeros, up to size bytes. */
 static si_result hash_archive_data(struct archive *a, struct ment *m, const char *name,
                                    si_err *err)
 {
     struct hasher h;
     hasher_init(&h);
-    int64_t pos = 0;
-    for (;;) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            hasher_final(&h, m->hash);
-            return si_err_set(err, SI_ERR_PARSE, "%s: %s", name, archive_error_string(a));
-        }
-        if (off < pos || off > m->size || (int64_t)len > m->size - off) {
-            hasher_final(&h, m->hash);
-            return si_err_set(err, SI_ERR_PARSE, "%s: data block outside the member", name);
-        }
-        while (pos < off) {
-            size_t z = (size_t)(off - pos) < sizeof(zeros) ? (size_t)(off - pos) : sizeof(zeros);
-            hasher_update(&h, zeros, z);
-            pos += (int64_t)z;
-        }
-        hasher_update(&h, buf, len);
-        pos += (int64_t)len;
-    }
-    while (pos < m->size) {
-        size_t z = (size_t)(m->size - pos) < sizeof(zeros) ? (size_t)(m->size - pos) : sizeof(zeros);
-        hasher_update(&h, zeros, z);
-        pos += (int64_t)z;
-    }
+    si_result rc = si_tar_member_data(a, m->size, name, hash_piece, &h, err);
     hasher_final(&h, m->hash);
-    m->has_hash = true;
-    return SI_OK;
+    m->has_hash = rc == SI_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------ tree source */
@@ -376,6 +346,36 @@ static si_result read_xattrs_path(const char *full, struct ment *m, si_err *err)
     return rc;
 }
 
+/* A tree entry's metadata from its lstat. */
+static void ment_from_stat(struct ment *m, const struct stat *st)
+{
+    m->mode = st->st_mode;
+    m->uid = st->st_uid;
+    m->gid = st->st_gid;
+    m->size = S_ISREG(st->st_mode) ? st->st_size : 0;
+    m->mtime = st->st_mtim.tv_sec;
+    m->mtime_nsec = st->st_mtim.tv_nsec;
+    m->rdev = (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) ? st->st_rdev : 0;
+    m->dev = st->st_dev;
+    m->ino = (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? st->st_ino : 0;
+}
+
+/* A symlink's target into m->link (full: the path shown in errors). */
+static si_result read_link_target(int dfd, const char *name, const char *full,
+                                  struct ment *m, si_err *err)
+{
+    char target[PATH_MAX + 1];
+    ssize_t tl = readlinkat(dfd, name, target, PATH_MAX);
+    if (tl < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: readlink: %s", full, strerror(errno));
+    if (tl >= PATH_MAX)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "%s: symlink target too long", full);
+    target[tl] = '\0';
+    if (!(m->link = strdup(target)))
+        return nomem(err, "symlink");
+    return SI_OK;
+}
+
 /* Walk dirfd (path rel, "" for the root) recursively; stays on root_dev. */
 static si_result walk_tree(struct manifest *mf, int dfd, const char *rel, dev_t root_dev,
                            si_err *err)
@@ -418,31 +418,11 @@ static si_result walk_tree(struct manifest *mf, int dfd, const char *rel, dev_t 
             rc = nomem(err, "manifest");
             break;
         }
-        m->mode = st.st_mode;
-        m->uid = st.st_uid;
-        m->gid = st.st_gid;
-        m->size = S_ISREG(st.st_mode) ? st.st_size : 0;
-        m->mtime = st.st_mtim.tv_sec;
-        m->mtime_nsec = st.st_mtim.tv_nsec;
-        m->rdev = (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? st.st_rdev : 0;
-        m->dev = st.st_dev;
-        m->ino = (!S_ISDIR(st.st_mode) && st.st_nlink > 1) ? st.st_ino : 0;
+        ment_from_stat(m, &st);
         if (S_ISLNK(st.st_mode)) {
-            char target[PATH_MAX + 1];
-            ssize_t tl = readlinkat(dfd, name, target, PATH_MAX);
-            if (tl < 0) {
-                rc = si_err_set(err, SI_ERR_IO, "%s: readlink: %s", full, strerror(errno));
+            rc = read_link_target(dfd, name, full, m, err);
+            if (rc != SI_OK)
                 break;
-            }
-            if (tl >= PATH_MAX) {
-                rc = si_err_set(err, SI_ERR_TOO_LARGE, "%s: symlink target too long", full);
-                break;
-            }
-            target[tl] = '\0';
-            if (!(m->link = strdup(target))) {
-                rc = nomem(err, "symlink");
-                break;
-            }
         }
         rc = read_xattrs_path(full, m, err);
         if (rc != SI_OK)
@@ -562,7 +542,7 @@ static si_result member_rel(const char *tarpath, enum layout *layout, const char
         return si_err_set(err, SI_ERR_TOO_LARGE, "%s: member '%s': path too long", tarpath, name);
     memcpy(rel, p, len);
     rel[len] = '\0';
-    if (!rel_path_ok(rel))
+    if (!si_layout_rel_path_ok(rel))
         return si_err_set(err, SI_ERR_UNSAFE_PATH,
                           "%s: member '%s': unsafe path (empty, '.' or '..' component, absolute, "
                           "or a control character)", tarpath, name);
@@ -635,7 +615,88 @@ static struct ment *manifest_find(struct manifest *mf, const char *path)
     return bsearch(path, mf->e, mf->n, sizeof(*mf->e), ment_path_key_cmp);
 }
 
-static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
+/* A full tarball's first member `manifest` (lib/manifest.h) is not part of
+ * the tree. */
+static bool skip_member(enum layout layout, const char *name)
+{
+    return layout == LAYOUT_UNKNOWN && name && strcmp(name, SI_MANIFEST_MEMBER) == 0;
+}
+
+/* The next member of tarball src that stands in the tree: SI_OK with *ae
+ * and rel (not empty) set, or with *end set after the last member. The
+ * manifest member and the root directory (system/, ./) are passed over. */
+static si_result next_tree_member(struct archive *a, const char *src, enum layout *layout,
+                                  struct archive_entry **ae, char *rel, size_t relsz, bool *end,
+                                  si_err *err)
+{
+    *end = false;
+    for (;;) {
+        int r = archive_read_next_header(a, ae);
+        if (r == ARCHIVE_EOF) {
+            *end = true;
+            return SI_OK;
+        }
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+            return si_err_set(err, SI_ERR_PARSE, "%s: %s", src, archive_error_string(a));
+        const char *name = archive_entry_pathname(*ae);
+        if (skip_member(*layout, name))
+            continue;
+        si_result rc = member_rel(src, layout, name, rel, relsz, err);
+        if (rc != SI_OK || rel[0])
+            return rc;
+    }
+}
+
+/* The hardlink target of a tar member, as a path of the tree. */
+static si_result tar_hardlink(struct manifest *mf, struct ment *m, const char *name,
+                              const char *hl, si_err *err)
+{
+    char hrel[PATH_MAX];
+    si_result rc = member_rel(mf->src, (enum layout *)&mf->layout, hl, hrel, sizeof(hrel), err);
+    if (rc != SI_OK)
+        return rc;
+    if (!hrel[0])
+        return si_err_set(err, SI_ERR_PARSE, "%s: member '%s' links to system/", mf->src, name);
+    if (!(m->hardlink = strdup(hrel)))
+        return nomem(err, "hardlink");
+    return SI_OK;
+}
+
+/* Fill m from the member's header (and its data's hash when asked). */
+static si_result tar_ment(struct manifest *mf, struct archive *a, struct archive_entry *ae,
+                          struct ment *m, bool hash, si_err *err)
+{
+    const char *name = archive_entry_pathname(ae);
+    const char *hl = archive_entry_hardlink(ae);
+    si_result rc = hl ? tar_hardlink(mf, m, name, hl, err) : SI_OK;
+    if (rc != SI_OK)
+        return rc;
+    m->mode = archive_entry_mode(ae);
+    if (hl)
+        m->mode = S_IFREG | (m->mode & 07777);
+    m->uid = (uid_t)archive_entry_uid(ae);
+    m->gid = (gid_t)archive_entry_gid(ae);
+    m->size = S_ISREG(m->mode) && !hl ? archive_entry_size(ae) : 0;
+    m->mtime = archive_entry_mtime(ae);
+    m->mtime_nsec = archive_entry_mtime_nsec(ae);
+    if (S_ISCHR(m->mode) || S_ISBLK(m->mode))
+        m->rdev = archive_entry_rdev(ae);
+    if (S_ISLNK(m->mode)) {
+        const char *t = archive_entry_symlink(ae);
+        if (!t)
+            return si_err_set(err, SI_ERR_PARSE, "%s: symlink '%s' without target", mf->src,
+                              name);
+        if (!(m->link = strdup(t)))
+            return nomem(err, "symlink");
+    }
+    rc = entry_xattrs(ae, m, err);
+    if (rc == SI_OK && hash && S_ISREG(m->mode) && !hl)
+        rc = hash_archive_data(a, m, name, err);
+    return rc;
+}
+
+/* Every member of the tarball into mf (unsorted). */
+static si_result read_tar_entries(struct manifest *mf, bool hash, si_err *err)
 {
     struct archive *a = open_tar_reader(mf->src, err);
     if (!a)
@@ -643,86 +704,31 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
     si_result rc = SI_OK;
     struct archive_entry *ae;
     char rel[PATH_MAX];
-    for (;;) {
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
+    bool end = false;
+    while (rc == SI_OK) {
+        rc = next_tree_member(a, mf->src, (enum layout *)&mf->layout, &ae, rel, sizeof(rel), &end,
+                              err);
+        if (rc != SI_OK || end)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", mf->src, archive_error_string(a));
-            break;
-        }
-        const char *name = archive_entry_pathname(ae);
-        rc = member_rel(mf->src, (enum layout *)&mf->layout, name, rel, sizeof(rel), err);
-        if (rc != SI_OK)
-            break;
-        if (!rel[0])
-            continue;
         struct ment *m = manifest_add(mf);
-        if (!m || !(m->path = strdup(rel))) {
+        if (!m || !(m->path = strdup(rel)))
             rc = nomem(err, "manifest");
-            break;
-        }
-        const char *hl = archive_entry_hardlink(ae);
-        if (hl) {
-            char hrel[PATH_MAX];
-            rc = member_rel(mf->src, (enum layout *)&mf->layout, hl, hrel, sizeof(hrel), err);
-            if (rc != SI_OK)
-                break;
-            if (!hrel[0]) {
-                rc = si_err_set(err, SI_ERR_PARSE, "%s: member '%s' links to system/",
-                                mf->src, name);
-                break;
-            }
-            if (!(m->hardlink = strdup(hrel))) {
-                rc = nomem(err, "hardlink");
-                break;
-            }
-        }
-        m->mode = archive_entry_mode(ae);
-        if (hl)
-            m->mode = S_IFREG | (m->mode & 07777);
-        m->uid = (uid_t)archive_entry_uid(ae);
-        m->gid = (gid_t)archive_entry_gid(ae);
-        m->size = S_ISREG(m->mode) && !hl ? archive_entry_size(ae) : 0;
-        m->mtime = archive_entry_mtime(ae);
-        m->mtime_nsec = archive_entry_mtime_nsec(ae);
-        if (S_ISCHR(m->mode) || S_ISBLK(m->mode))
-            m->rdev = archive_entry_rdev(ae);
-        if (S_ISLNK(m->mode)) {
-            const char *t = archive_entry_symlink(ae);
-            if (!t || !(m->link = strdup(t))) {
-                rc = t ? nomem(err, "symlink")
-                       : si_err_set(err, SI_ERR_PARSE, "%s: symlink '%s' without target",
-                                    mf->src, name);
-                break;
-            }
-        }
-        rc = entry_xattrs(ae, m, err);
-        if (rc != SI_OK)
-            break;
-        if (hash && S_ISREG(m->mode) && !hl) {
-            rc = hash_archive_data(a, m, name, err);
-            if (rc != SI_OK)
-                break;
-        }
+        else
+            rc = tar_ment(mf, a, ae, m, hash, err);
     }
     archive_read_free(a);
-    if (rc != SI_OK)
-        return rc;
-    qsort(mf->e, mf->n, sizeof(*mf->e), ment_cmp);
-    for (size_t i = 0; i + 1 < mf->n; i++)
-        if (path_cmp(mf->e[i].path, mf->e[i + 1].path) == 0)
-            return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member system/%s appears twice",
-                              mf->src, mf->e[i].path);
-    /* Hardlink groups: root = the member that carries the data; leader =
-     * the smallest path of the group. */
+    return rc;
+}
+
+/* Hardlink groups of a tarball's entries (sorted): root = the member that
+ * carries the data; leader = the smallest path of the group. */
+static si_result group_tar_hardlinks(struct manifest *mf, si_err *err)
+{
+    si_result rc = SI_OK;
     size_t *root = malloc((mf->n ? mf->n : 1) * sizeof(*root));
-    if (!root)
-        return nomem(err, "hardlink groups");
-    for (size_t i = 0; i < mf->n; i++) {
-        root[i] = i;
-        mf->e[i].leader = i;
-    }
+    size_t *lead = malloc((mf->n ? mf->n : 1) * sizeof(*lead));
+    if (!root || !lead)
+        rc = nomem(err, "hardlink groups");
     for (size_t i = 0; i < mf->n && rc == SI_OK; i++) {
         size_t cur = i, steps = 0;
         while (mf->e[cur].hardlink) {
@@ -735,12 +741,8 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
             cur = (size_t)(t - mf->e);
         }
         root[i] = cur;
-    }
-    size_t *lead = malloc((mf->n ? mf->n : 1) * sizeof(*lead));
-    if (!lead && rc == SI_OK)
-        rc = nomem(err, "hardlink groups");
-    for (size_t i = 0; i < mf->n && rc == SI_OK; i++)
         lead[i] = SIZE_MAX;
+    }
     for (size_t i = 0; i < mf->n && rc == SI_OK; i++) {
         struct ment *r = &mf->e[root[i]];
         if (lead[root[i]] == SIZE_MAX)
@@ -756,6 +758,19 @@ static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
     free(lead);
     free(root);
     return rc;
+}
+
+static si_result read_tar_manifest(struct manifest *mf, bool hash, si_err *err)
+{
+    si_result rc = read_tar_entries(mf, hash, err);
+    if (rc != SI_OK)
+        return rc;
+    qsort(mf->e, mf->n, sizeof(*mf->e), ment_cmp);
+    for (size_t i = 0; i + 1 < mf->n; i++)
+        if (path_cmp(mf->e[i].path, mf->e[i + 1].path) == 0)
+            return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: member system/%s appears twice",
+                              mf->src, mf->e[i].path);
+    return group_tar_hardlinks(mf, err);
 }
 
 static si_result read_manifest(struct manifest *mf, const char *src, bool hash, si_err *err)
@@ -784,8 +799,26 @@ static si_result read_manifest(struct manifest *mf, const char *src, bool hash, 
 
 /* ------------------------------------------------------------ writer */
 
-static struct archive *open_writer(const char *tmp, const si_build_opts *opts, si_err *err)
+static bool opts_manifest(const si_build_opts *o)
 {
+    return !o || !o->no_manifest;
+}
+
+/* With a manifest (the default) the members go to an uncompressed body
+ * first; finish_writer seals it (lib/seal). */
+static void body_name(const char *tmp, char *body, size_t sz)
+{
+    snprintf(body, sz, "%s.body", tmp);
+}
+
+static struct archive *open_writer(const char *out_tmp, const si_build_opts *opts, si_err *err)
+{
+    char body[PATH_MAX + 8];
+    const char *tmp = out_tmp;
+    if (opts_manifest(opts)) {
+        body_name(out_tmp, body, sizeof(body));
+        tmp = body;
+    }
     struct archive *w = archive_write_new();
     if (!w) {
         nomem(err, "archive writer");
@@ -796,8 +829,11 @@ static struct archive *open_writer(const char *tmp, const si_build_opts *opts, s
         archive_write_free(w);
         return NULL;
     }
-    if (si_tar_writer_set_compression(w, opts ? opts->compression : SI_COMP_ZSTD,
-                                      opts ? opts->level : 0, tmp, err) != SI_OK) {
+    si_compression comp = opts ? opts->compression : SI_COMP_ZSTD;
+    if (opts_manifest(opts))
+        comp = SI_COMP_NONE;
+    if (si_tar_writer_set_compression(w, comp, opts && !opts_manifest(opts) ? opts->level : 0,
+                                      tmp, err) != SI_OK) {
         archive_write_free(w);
         return NULL;
     }
@@ -909,21 +945,16 @@ static si_result emit_tree_entry(struct archive *w, const struct manifest *mf,
     rc = write_header(w, ae, out, err);
     int64_t total = 0;
     while (rc == SI_OK && data) {
-        ssize_t r = read(fd, buf, IOBUF);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = si_err_set(err, SI_ERR_IO, "%s: %s", full, strerror(errno));
+        size_t r;
+        rc = read_chunk(fd, buf, full, &r, err);
+        if (rc != SI_OK || r == 0)
             break;
-        }
-        if (r == 0)
-            break;
-        if (total + r > m->size) {
+        if (total + (int64_t)r > m->size) {
             rc = si_err_set(err, SI_ERR_IO, "%s: file grew while reading", full);
             break;
         }
-        rc = write_data(w, buf, (size_t)r, out, err);
-        total += r;
+        rc = write_data(w, buf, r, out, err);
+        total += (int64_t)r;
     }
     if (rc == SI_OK && data && total != m->size)
         rc = si_err_set(err, SI_ERR_IO, "%s: file shrank while reading", full);
@@ -931,6 +962,17 @@ static si_result emit_tree_entry(struct archive *w, const struct manifest *mf,
         close(fd);
     archive_entry_free(ae);
     return rc;
+}
+
+struct copy_ctx {
+    struct archive *w;
+    const char *out;
+};
+
+static si_result copy_piece(const void *buf, size_t len, void *ctx, si_err *err)
+{
+    struct copy_ctx *cc = ctx;
+    return write_data(cc->w, buf, len, cc->out, err);
 }
 
 /* Copy the current member of a tarball into w with normalised metadata. */
@@ -963,35 +1005,11 @@ static si_result copy_tar_member(struct archive *a, struct archive *w, struct ar
     si_result rc = dedupe_entry_xattrs(ae, err);
     if (rc == SI_OK)
         rc = write_header(w, ae, out, err);
-    int64_t pos = 0;
-    while (rc == SI_OK && size > 0) {
-        const void *blk;
-        size_t len;
-        la_int64_t off;
-        int r = archive_read_data_block(a, &blk, &len, &off);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: %s", src, rel, archive_error_string(a));
-            break;
-        }
-        if (off < pos || off > size || (int64_t)len > size - off) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s: data block outside the member", src, rel);
-            break;
-        }
-        while (rc == SI_OK && pos < off) {
-            size_t z = (size_t)(off - pos) < IOBUF ? (size_t)(off - pos) : IOBUF;
-            rc = write_data(w, zeros, z, out, err);
-            pos += (int64_t)z;
-        }
-        if (rc == SI_OK)
-            rc = write_data(w, blk, len, out, err);
-        pos += (int64_t)len;
-    }
-    while (rc == SI_OK && pos < size) {
-        size_t z = (size_t)(size - pos) < IOBUF ? (size_t)(size - pos) : IOBUF;
-        rc = write_data(w, zeros, z, out, err);
-        pos += (int64_t)z;
+    if (rc == SI_OK && size > 0) {
+        struct copy_ctx cc = {w, out};
+        char what[PATH_MAX + 64];
+        snprintf(what, sizeof(what), "%s: %s", src, rel);
+        rc = si_tar_member_data(a, size, what, copy_piece, &cc, err);
     }
     (void)buf;
     archive_entry_free(ae);
@@ -1011,19 +1029,11 @@ static si_result copy_tar(const char *src, struct archive *w, struct manifest *m
     enum layout layout = LAYOUT_UNKNOWN;
     struct archive_entry *ae;
     char rel[PATH_MAX], hrel[PATH_MAX];
+    bool end = false;
     for (;;) {
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
+        rc = next_tree_member(a, src, &layout, &ae, rel, sizeof(rel), &end, err);
+        if (rc != SI_OK || end)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", src, archive_error_string(a));
-            break;
-        }
-        rc = member_rel(src, &layout, archive_entry_pathname(ae), rel, sizeof(rel), err);
-        if (rc != SI_OK)
-            break;
-        if (!rel[0])
-            continue;
         const char *hl = archive_entry_hardlink(ae);
         if (hl) {
             rc = member_rel(src, &layout, hl, hrel, sizeof(hrel), err);
@@ -1077,12 +1087,20 @@ static si_result copy_tar(const char *src, struct archive *w, struct manifest *m
     return rc;
 }
 
-static si_result finish_writer(struct archive *w, const char *tmp, const char *out, si_result rc,
-                               si_err *err)
+static si_result finish_writer(struct archive *w, const char *tmp, const char *out,
+                               const si_build_opts *opts, si_result rc, si_err *err)
 {
     if (rc == SI_OK && archive_write_close(w) != ARCHIVE_OK)
         rc = si_err_set(err, SI_ERR_IO, "%s: %s", out, archive_error_string(w));
     archive_write_free(w);
+    if (opts_manifest(opts)) {
+        char body[PATH_MAX + 8];
+        body_name(tmp, body, sizeof(body));
+        if (rc == SI_OK)
+            rc = si_seal_tarball(body, tmp, opts ? opts->compression : SI_COMP_ZSTD,
+                                 opts ? opts->level : 0, err);
+        unlink(body);
+    }
     if (rc == SI_OK) {
         int fd = open(tmp, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0)
@@ -1155,7 +1173,7 @@ si_result si_build_full(const char *from, const char *out, const si_build_opts *
     } else {
         rc = copy_tar(from, w, NULL, NULL, out, buf, err);
     }
-    rc = finish_writer(w, tmp, out, rc, err);
+    rc = finish_writer(w, tmp, out, opts, rc, err);
     manifest_free(&mf);
     free(buf);
     return rc;
@@ -1392,16 +1410,12 @@ static si_result spool_tar(struct manifest *mf, struct spool *sp, si_err *err)
     si_result rc = SI_OK;
     struct archive_entry *ae;
     char rel[PATH_MAX];
+    bool end = false;
     while (rc == SI_OK) {
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
+        rc = next_tree_member(a, mf->src, &layout, &ae, rel, sizeof(rel), &end, err);
+        if (rc != SI_OK || end)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = si_err_set(err, SI_ERR_PARSE, "%s: %s", mf->src, archive_error_string(a));
-            break;
-        }
-        rc = member_rel(mf->src, &layout, archive_entry_pathname(ae), rel, sizeof(rel), err);
-        if (rc != SI_OK || !rel[0] || archive_entry_hardlink(ae))
+        if (archive_entry_hardlink(ae))
             continue;
         struct ment *m = manifest_find(mf, rel);
         if (!m || !m->need_data)
@@ -1413,7 +1427,7 @@ static si_result spool_tar(struct manifest *mf, struct spool *sp, si_err *err)
             const void *buf;
             size_t len;
             la_int64_t off;
-            r = archive_read_data_block(a, &buf, &len, &off);
+            int r = archive_read_data_block(a, &buf, &len, &off);
             if (r == ARCHIVE_EOF)
                 break;
             if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
@@ -1631,6 +1645,63 @@ static si_result emit_patched_list(struct archive *w, const struct manifest *mn,
     return rc;
 }
 
+/* Merge-join the sorted manifests: what the delta ships (new side) and
+ * what it removes (old side). */
+static si_result mark_changes(struct manifest *mo, struct manifest *mn, si_err *err)
+{
+    si_result rc = SI_OK;
+    for (size_t k = 0; k < mn->n; k++)
+        mn->e[k].old_idx = SIZE_MAX;
+    size_t i = 0, j = 0;
+    while (rc == SI_OK && (i < mo->n || j < mn->n)) {
+        int c = i >= mo->n ? 1 : j >= mn->n ? -1 : path_cmp(mo->e[i].path, mn->e[j].path);
+        if (c < 0) {
+            mo->e[i++].in_removed = true;
+        } else if (c > 0) {
+            mn->e[j++].ship = true;
+        } else {
+            bool changed;
+            rc = entry_changed(mo, &mo->e[i], mn, &mn->e[j], &changed, err);
+            if (rc == SI_OK && changed) {
+                mn->e[j].ship = true;
+                mn->e[j].old_idx = i;
+                /* a directory that stays a directory keeps its contents:
+                 * its new metadata is applied in place */
+                if (!(S_ISDIR(mo->e[i].mode) && S_ISDIR(mn->e[j].mode)))
+                    mo->e[i].in_removed = true;
+            }
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+/* The shipped entries of a new tree: patches and whole members. */
+static si_result emit_tree_changes(struct archive *w, struct manifest *mn, struct spool *ps,
+                                   const char *out, unsigned char *buf, si_err *err)
+{
+    si_result rc = SI_OK;
+    for (size_t k = 0; k < mn->n && rc == SI_OK; k++) {
+        struct ment *m = &mn->e[k];
+        if (!m->ship)
+            continue;
+        if (!m->patch) {
+            /* a hardlink whose leader is unchanged links to the path already
+             * in the target */
+            rc = emit_tree_entry(w, mn, m, out, buf, err);
+            continue;
+        }
+        struct archive_entry *ae = archive_entry_new();
+        if (!ae)
+            return nomem(err, "entry");
+        fill_entry(ae, mn, m);
+        rc = emit_patch(w, ae, m, ps, out, buf, err);
+        archive_entry_free(ae);
+    }
+    return rc;
+}
+
 si_result si_build_delta(const char *from_old, const char *to_new, const char *out,
                          const si_build_opts *opts, si_err *err)
 {
@@ -1650,31 +1721,8 @@ si_result si_build_delta(const char *from_old, const char *to_new, const char *o
     rc = read_manifest(&mo, from_old, true, err);
     if (rc == SI_OK)
         rc = read_manifest(&mn, to_new, true, err);
-    for (size_t k = 0; k < mn.n; k++)
-        mn.e[k].old_idx = SIZE_MAX;
-    /* merge-join the sorted manifests */
-    size_t i = 0, j = 0;
-    while (rc == SI_OK && (i < mo.n || j < mn.n)) {
-        int c = i >= mo.n ? 1 : j >= mn.n ? -1 : path_cmp(mo.e[i].path, mn.e[j].path);
-        if (c < 0) {
-            mo.e[i++].in_removed = true;
-        } else if (c > 0) {
-            mn.e[j++].ship = true;
-        } else {
-            bool changed;
-            rc = entry_changed(&mo, &mo.e[i], &mn, &mn.e[j], &changed, err);
-            if (rc == SI_OK && changed) {
-                mn.e[j].ship = true;
-                mn.e[j].old_idx = i;
-                /* a directory that stays a directory keeps its contents:
-                 * its new metadata is applied in place */
-                if (!(S_ISDIR(mo.e[i].mode) && S_ISDIR(mn.e[j].mode)))
-                    mo.e[i].in_removed = true;
-            }
-            i++;
-            j++;
-        }
-    }
+    if (rc == SI_OK)
+        rc = mark_changes(&mo, &mn, err);
     if (rc == SI_OK && !opts_no_patches(opts) && (rc = spool_open(&ps, err)) == SI_OK)
         rc = make_patches(&mo, &mn, &ps, err);
     /* a patched file stays in place: the patch needs it */
@@ -1692,33 +1740,11 @@ si_result si_build_delta(const char *from_old, const char *to_new, const char *o
         rc = emit_patched_list(w, &mn, out, err);
     if (rc == SI_OK)
         rc = write_list_member(w, "removed", &removed, out, err);
-    if (rc == SI_OK) {
-        if (mn.is_tree) {
-            for (size_t k = 0; k < mn.n && rc == SI_OK; k++) {
-                struct ment *m = &mn.e[k];
-                if (!m->ship)
-                    continue;
-                if (m->patch) {
-                    struct archive_entry *ae = archive_entry_new();
-                    if (!ae) {
-                        rc = nomem(err, "entry");
-                        break;
-                    }
-                    fill_entry(ae, &mn, m);
-                    rc = emit_patch(w, ae, m, &ps, out, buf, err);
-                    archive_entry_free(ae);
-                    continue;
-                }
-                /* a hardlink whose leader is unchanged links to the path
-                 * already in the target */
-                rc = emit_tree_entry(w, &mn, m, out, buf, err);
-            }
-        } else {
-            rc = copy_tar(to_new, w, &mn, &ps, out, buf, err);
-        }
-    }
+    if (rc == SI_OK)
+        rc = mn.is_tree ? emit_tree_changes(w, &mn, &ps, out, buf, err)
+                        : copy_tar(to_new, w, &mn, &ps, out, buf, err);
     if (w)
-        rc = finish_writer(w, tmp, out, rc, err);
+        rc = finish_writer(w, tmp, out, opts, rc, err);
     spool_close(&ps);
     free(removed.p);
     free(buf);

@@ -15,6 +15,7 @@ typedef struct si_build_opts {
     si_compression compression;   /* default SI_COMP_ZSTD */
     int level;                    /* 0 = library default */
     bool whole_files;             /* deltas: no patch/ members, changed files shipped whole */
+    bool no_manifest;             /* no first member `manifest` (for recoveries before it) */
 } si_build_opts;
 
 /* from: a directory (OS tree) or a full tarball (members system/...). */

@@ -47,98 +47,116 @@ static bool is_b64_char(char c)
            c == '+' || c == '/' || c == '=';
 }
 
+/* "-----BEGIN SIGNATURE-----" (or a blank line between stanzas): a new stanza. */
+static si_result parse_magic(const char *line, size_t n, size_t lineno, enum want *want,
+                             si_sigfile *out, si_err *err)
+{
+    if (n == 0)
+        return SI_OK; /* blank line between stanzas */
+    if (n != strlen(SIG_MAGIC) || memcmp(line, SIG_MAGIC, n) != 0)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: expected '" SIG_MAGIC "'", lineno);
+    if (out->count >= SI_SIGFILE_MAX_STANZAS)
+        return si_err_set(err, SI_ERR_TOO_LARGE, "line %zu: more than %d signature stanzas",
+                          lineno, SI_SIGFILE_MAX_STANZAS);
+    memset(&out->stanzas[out->count], 0, sizeof(out->stanzas[0]));
+    *want = WANT_KEY_ID;
+    return SI_OK;
+}
+
+/* The key id (64 hex digits), kept in lowercase. */
+static si_result parse_key_id(const char *v, size_t vlen, size_t lineno, si_sig_stanza *st,
+                              si_err *err)
+{
+    if (vlen != SI_KEY_ID_LEN)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: key-id must be %d hex digits", lineno,
+                          SI_KEY_ID_LEN);
+    for (size_t i = 0; i < vlen; i++) {
+        char c = v[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return si_err_set(err, SI_ERR_PARSE, "line %zu: key-id is not hexadecimal", lineno);
+        st->key_id[i] = c;
+    }
+    st->key_id[vlen] = '\0';
+    return SI_OK;
+}
+
+/* The algorithm's name. Names of algorithms this version does not know are
+ * kept (such a stanza never verifies) so that a file signed during a
+ * migration to a new algorithm still verifies through its other stanzas. */
+static si_result parse_algorithm(const char *v, size_t vlen, size_t lineno, si_sig_stanza *st,
+                                 si_err *err)
+{
+    if (vlen >= sizeof(st->algorithm))
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: algorithm name longer than %zu", lineno,
+                          sizeof(st->algorithm) - 1);
+    for (size_t i = 0; i < vlen; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
+            return si_err_set(err, SI_ERR_PARSE,
+                              "line %zu: algorithm name must be [a-z0-9-] (e.g. "
+                              SI_ALG_ECDSA_P256 ", " SI_ALG_RSA_PSS ")",
+                              lineno);
+    memcpy(st->algorithm, v, vlen);
+    st->algorithm[vlen] = '\0';
+    return SI_OK;
+}
+
+/* The signature: canonical padded base64 only (whole quanta, '=' only at
+ * the end), decoded. */
+static si_result parse_signature(const char *v, size_t vlen, size_t lineno, si_sig_stanza *st,
+                                 si_err *err)
+{
+    for (size_t i = 0; i < vlen; i++)
+        if (!is_b64_char(v[i]))
+            return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not base64", lineno);
+    size_t pad = 0;
+    while (pad < vlen && pad < 3 && v[vlen - 1 - pad] == '=')
+        pad++;
+    if (vlen % 4 != 0 || pad > 2 || memchr(v, '=', vlen - pad))
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not valid base64", lineno);
+    size_t olen = 0;
+    int rc = mbedtls_base64_decode(st->sig, sizeof(st->sig), &olen, (const unsigned char *)v,
+                                   vlen);
+    if (rc == MBEDTLS_ERR_BASE64_BUFFER_TOO_SMALL)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: signature longer than %d bytes", lineno,
+                          SI_KEY_MAX_SIG_LEN);
+    if (rc != 0)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not valid base64", lineno);
+    if (olen == 0)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: empty signature", lineno);
+    st->sig_len = olen;
+    return SI_OK;
+}
+
+/* The fields of a stanza, in order after the magic line. */
+static const struct {
+    const char *name, *expected; /* "<name> <expected>" */
+    si_result (*parse)(const char *v, size_t vlen, size_t lineno, si_sig_stanza *st, si_err *err);
+} fields[] = {
+    [WANT_KEY_ID] = {"key-id", "<64 hex digits>", parse_key_id},
+    [WANT_ALGORITHM] = {"algorithm", "<name>", parse_algorithm},
+    [WANT_SIGNATURE] = {"signature", "<base64>", parse_signature},
+};
+
+/* One line of a stanza: what *want says comes next, then the next want. */
 static si_result parse_line(const char *line, size_t n, size_t lineno, enum want *want,
                             si_sigfile *out, si_err *err)
 {
-    if (*want == WANT_MAGIC) {
-        if (n == 0)
-            return SI_OK; /* blank line between stanzas */
-        if (n != strlen(SIG_MAGIC) || memcmp(line, SIG_MAGIC, n) != 0)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: expected '" SIG_MAGIC "'", lineno);
-        if (out->count >= SI_SIGFILE_MAX_STANZAS)
-            return si_err_set(err, SI_ERR_TOO_LARGE, "line %zu: more than %d signature stanzas",
-                              lineno, SI_SIGFILE_MAX_STANZAS);
-        memset(&out->stanzas[out->count], 0, sizeof(out->stanzas[0]));
-        *want = WANT_KEY_ID;
-        return SI_OK;
-    }
-    si_sig_stanza *st = &out->stanzas[out->count];
+    if (*want == WANT_MAGIC)
+        return parse_magic(line, n, lineno, want, out, err);
     size_t vlen = 0;
-    const char *v;
-    switch (*want) {
-    case WANT_KEY_ID:
-        v = field_value(line, n, "key-id", &vlen);
-        if (!v)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: expected 'key-id <64 hex digits>'",
-                              lineno);
-        if (vlen != SI_KEY_ID_LEN)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: key-id must be %d hex digits", lineno,
-                              SI_KEY_ID_LEN);
-        for (size_t i = 0; i < vlen; i++) {
-            char c = v[i];
-            if (c >= 'A' && c <= 'F')
-                c = (char)(c - 'A' + 'a');
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                return si_err_set(err, SI_ERR_PARSE, "line %zu: key-id is not hexadecimal",
-                                  lineno);
-            st->key_id[i] = c;
-        }
-        st->key_id[vlen] = '\0';
-        *want = WANT_ALGORITHM;
-        return SI_OK;
-    case WANT_ALGORITHM:
-        v = field_value(line, n, "algorithm", &vlen);
-        if (!v)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: expected 'algorithm <name>'", lineno);
-        /* Names of algorithms this version does not know are kept (such a
-         * stanza never verifies) so that a file signed during a migration
-         * to a new algorithm still verifies through its other stanzas. */
-        if (vlen >= sizeof(st->algorithm))
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: algorithm name longer than %zu",
-                              lineno, sizeof(st->algorithm) - 1);
-        for (size_t i = 0; i < vlen; i++)
-            if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
-                return si_err_set(err, SI_ERR_PARSE,
-                                  "line %zu: algorithm name must be [a-z0-9-] (e.g. "
-                                  SI_ALG_ECDSA_P256 ", " SI_ALG_RSA_PSS ")",
-                                  lineno);
-        memcpy(st->algorithm, v, vlen);
-        st->algorithm[vlen] = '\0';
-        *want = WANT_SIGNATURE;
-        return SI_OK;
-    case WANT_SIGNATURE: {
-        v = field_value(line, n, "signature", &vlen);
-        if (!v)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: expected 'signature <base64>'", lineno);
-        for (size_t i = 0; i < vlen; i++)
-            if (!is_b64_char(v[i]))
-                return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not base64", lineno);
-        /* Canonical padded base64 only: whole quanta, '=' only at the end. */
-        size_t pad = 0;
-        while (pad < vlen && pad < 3 && v[vlen - 1 - pad] == '=')
-            pad++;
-        if (vlen % 4 != 0 || pad > 2 || memchr(v, '=', vlen - pad))
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not valid base64",
-                              lineno);
-        size_t olen = 0;
-        int rc = mbedtls_base64_decode(st->sig, sizeof(st->sig), &olen, (const unsigned char *)v,
-                                       vlen);
-        if (rc == MBEDTLS_ERR_BASE64_BUFFER_TOO_SMALL)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: signature longer than %d bytes",
-                              lineno, SI_KEY_MAX_SIG_LEN);
-        if (rc != 0)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: signature is not valid base64", lineno);
-        if (olen == 0)
-            return si_err_set(err, SI_ERR_PARSE, "line %zu: empty signature", lineno);
-        st->sig_len = olen;
-        out->count++;
-        *want = WANT_MAGIC;
-        return SI_OK;
-    }
-    case WANT_MAGIC:
-        break;
-    }
-    return si_err_set(err, SI_ERR_INTERNAL, "line %zu: parser state", lineno);
+    const char *v = field_value(line, n, fields[*want].name, &vlen);
+    if (!v)
+        return si_err_set(err, SI_ERR_PARSE, "line %zu: expected '%s %s'", lineno,
+                          fields[*want].name, fields[*want].expected);
+    si_result r = fields[*want].parse(v, vlen, lineno, &out->stanzas[out->count], err);
+    if (r != SI_OK)
+        return r;
+    if (*want == WANT_SIGNATURE)
+        out->count++; /* the stanza is complete */
+    *want = *want == WANT_SIGNATURE ? WANT_MAGIC : (enum want)(*want + 1);
+    return SI_OK;
 }
 
 si_result si_sigfile_parse(const char *buf, size_t len, si_sigfile *out, si_err *err)

@@ -3,13 +3,13 @@
 
 #include <stdio.h>
 
-struct archive *si_tar_reader_new(void)
+/* A reader with the compressions sysimage reads and one format. */
+static struct archive *reader_new(int (*format)(struct archive *))
 {
     struct archive *a = archive_read_new();
     if (!a)
         return NULL;
-    if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-        archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+    if (format(a) != ARCHIVE_OK || archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
         archive_read_support_filter_xz(a) != ARCHIVE_OK ||
         archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
         archive_read_support_filter_none(a) != ARCHIVE_OK) {
@@ -17,6 +17,16 @@ struct archive *si_tar_reader_new(void)
         return NULL;
     }
     return a;
+}
+
+struct archive *si_tar_reader_new(void)
+{
+    return reader_new(archive_read_support_format_tar);
+}
+
+struct archive *si_raw_reader_new(void)
+{
+    return reader_new(archive_read_support_format_raw);
 }
 
 si_result si_tar_writer_set_compression(struct archive *w, si_compression comp, int level,

@@ -17,6 +17,9 @@ typedef enum si_compression { SI_COMP_ZSTD, SI_COMP_XZ, SI_COMP_NONE } si_compre
  * memory or a filter cannot be registered. */
 struct archive *si_tar_reader_new(void);
 
+/* The same filters, no format: the decompressed bytes as one entry (lib/unpack). */
+struct archive *si_raw_reader_new(void);
+
 /* Add the compression filter `comp` to a writer and set its level; levels
  * out of range (zstd 1..19, xz 0..9; 0 = library
  * default) are SI_ERR_USAGE naming `out`. */

@@ -7,10 +7,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "payload.h"
 #include "result.h"
 
-#define SI_VERSION_MEMBER "system/etc/sysimage/version.json"
+#define SI_VERSION_MEMBER SI_LAYOUT_VERSION_MEMBER
 #define SI_VERSION_MAX_BYTES 4096
 
 typedef struct si_version {

@@ -19,6 +19,7 @@
 #include "layout.h"
 #include "mkfs.h"
 #include "protocol.h"
+#include "manifest.h"
 #include "rec.h"
 #include "sha256.h"
 #include "sigfile.h"
@@ -129,19 +130,15 @@ static si_result open_staged(struct rec *r, const si_command *c, const char *nam
  * never blocks or redirects a read: issue 10 finding 6). */
 static si_result check_staged(struct rec *r, si_err *err)
 {
-    for (size_t i = 0; i < r->cf->count; i++) {
-        const si_command *c = &r->cf->cmds[i];
-        const si_command_verb *v = si_command_verb_of(c->op);
-        if (!v || v->args != SI_ARGS_FILES)
-            continue;
-        const char *names[2] = {c->file, c->sig};
-        for (int k = 0; k < 2; k++) {
-            int fd;
-            si_result res = open_staged(r, c, names[k], &fd, NULL, err);
-            if (res != SI_OK)
-                return res;
-            close(fd);
-        }
+    size_t pos = 0;
+    const si_command *c;
+    const char *name;
+    while ((name = si_command_file_next_name(r->cf, &pos, &c))) {
+        int fd;
+        si_result res = open_staged(r, c, name, &fd, NULL, err);
+        if (res != SI_OK)
+            return res;
+        close(fd);
     }
     return SI_OK;
 }
@@ -399,8 +396,55 @@ static si_result check_file(struct rec *r, const si_job_file *jf, si_version *ve
     return res;
 }
 
+/* A file whose index entry binds a manifest (lib/manifest.h): its size, its
+ * signature (over the index's sha256, which the apply checks at the end of
+ * its one read of the file) and its manifest (read, checked against the
+ * index and parsed). *onepass = false, nothing kept, when the file writes a
+ * raw partition (written in place: such a file is verified whole first). */
+static si_result check_file_onepass(struct rec *r, const si_job_file *jf, bool *onepass,
+                                    si_err *err)
+{
+    const si_command *c = &r->cf->cmds[jf->cmd];
+    const si_index_file *e = jf->entry;
+    uint8_t d[SI_SHA256_LEN], md[SI_SHA256_LEN];
+    *onepass = false;
+    if (!e->has_manifest || strlen(e->checksum) != SI_SHA256_HEX_LEN ||
+        si_hex_decode(e->checksum, d, sizeof(d)) < 0 ||
+        si_hex_decode(e->manifest_checksum, md, sizeof(md)) < 0)
+        return SI_OK;
+    int fd;
+    struct stat st;
+    si_result res = open_staged(r, c, c->file, &fd, &st, err);
+    if (res != SI_OK)
+        return res;
+    close(fd);
+    if ((uint64_t)st.st_size != e->size)
+        return si_err_set(err, SI_ERR_SIZE, SI_PROTO_COMMAND " line %u: %s: %" PRIu64
+                          " bytes, the index says %" PRIu64, c->line, c->file,
+                          (uint64_t)st.st_size, e->size);
+    char p[PATH_MAX];
+    rec_path(p, sizeof(p), r->rdir, c->file);
+    si_manifest *m = NULL;
+    if ((res = si_manifest_load_bound(p, e->manifest_size, md, &m, err)) != SI_OK)
+        return si_err_prefix(err, SI_PROTO_COMMAND " line %u", c->line);
+    if (m->nparts) {
+        si_manifest_free(m);
+        return SI_OK;
+    }
+    if ((res = verify_digest(r, c, SI_PURPOSE_UPDATE, d, err)) != SI_OK) {
+        si_manifest_free(m);
+        return res;
+    }
+    r->mf[jf->cmd] = m;
+    *onepass = true;
+    rlog_msg(&r->log, "%s: manifest of %zu members as the index says: checked while applied",
+             c->file, m->n);
+    return SI_OK;
+}
+
 /* Every staged file; the version record must come from the path's last
- * image and name its version. */
+ * image and name its version (a file installed in one read: checked once
+ * applied, recovery/execute.c). */
 static si_result check_files(struct rec *r, si_err *err)
 {
     const si_job_plan *p = &r->plan;
@@ -408,11 +452,17 @@ static si_result check_files(struct rec *r, si_err *err)
     struct verify_progress vp = {.r = r};
     for (size_t i = 0; i < p->nfiles; i++) {
         si_version v;
-        bool has = false;
-        si_result res = check_file(r, &p->files[i], &v, &has, &vp, err);
+        bool has = false, onepass;
+        const si_job_file *jf = &p->files[i];
+        r->entry[jf->cmd] = jf->entry;
+        si_result res = check_file_onepass(r, jf, &onepass, err);
+        if (res == SI_OK && !onepass)
+            res = check_file(r, jf, &v, &has, &vp, err);
         if (res != SI_OK)
             return res;
-        if (!has || p->files[i].image != p->nimages - 1)
+        if (onepass && r->mf[jf->cmd]->has_version && jf->image == p->nimages - 1)
+            found = r->check_version[jf->cmd] = true;
+        if (!has || jf->image != p->nimages - 1)
             continue;
         if (v.build != p->target)
             return si_err_set(err, SI_ERR_DOWNGRADE,

@@ -8,6 +8,8 @@
 
 #include "apply.h"
 #include "mkfs.h"
+#include "sha256.h"
+#include "version.h"
 #include "rec.h"
 #include "sysmount.h"
 
@@ -19,6 +21,7 @@ struct exec {
     size_t nupdates, upd;     /* update lines in the job, and this one's number */
     uint32_t step;            /* index of the running command */
     const char *name;         /* progress label */
+    bool fresh;               /* the system was formatted by this run, no update since */
 };
 
 typedef si_result (*handler_fn)(struct exec *x, const si_command *c, si_err *err);
@@ -45,6 +48,9 @@ static si_result do_format(struct exec *x, const si_command *c, si_err *err)
         mo.label = "system";
         rlog_msg(&r->log, "formatting system (%s)", r->system);
         res = si_mkfs_ext4(r->system, &mo, err);
+        /* the next update (the full) writes its members at their final names:
+         * not on a resumed run, whose format was an earlier attempt's */
+        x->fresh = res == SI_OK;
         si_last_result_add_duration(&r->res, "format", rlog_now() - t);
         return res;
     }
@@ -108,6 +114,20 @@ static uint64_t file_size(struct rec *r, const char *name)
     return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* The version record a file installed in one read put on the system must
+ * name the build the job installs (checked before the read for other files). */
+static si_result check_applied_version(struct rec *r, si_err *err)
+{
+    si_version v;
+    si_result res = si_version_read_tree(r->sysmnt, &v, err);
+    if (res != SI_OK)
+        return res;
+    if (v.build != r->plan.target)
+        return si_err_set(err, SI_ERR_DOWNGRADE, "the version record says build %" PRId64
+                          ", the index's image says %" PRId64, v.build, r->plan.target);
+    return SI_OK;
+}
+
 static si_result do_update(struct exec *x, const si_command *c, si_err *err)
 {
     struct rec *r = x->r;
@@ -119,15 +139,30 @@ static si_result do_update(struct exec *x, const si_command *c, si_err *err)
     si_apply_opts ao = {
         .target_dir = r->sysmnt,
         .format = false,
+        .fresh = x->fresh,   /* the system stays marked incomplete until the job ends */
         .partitions = r->raw,
         .npartitions = r->nraw,
         .progress = on_progress,
         .progress_ctx = x,
     };
+    if (x->fresh)
+        rlog_msg(&r->log, "%s: onto the system formatted just before: members written at "
+                 "their final names (the system stays marked incomplete until the end)", label);
+    x->fresh = false;
     const char *files[1] = {p};
+    size_t ci = (size_t)(c - r->cf->cmds);
+    si_apply_expect ex = {.manifest = r->mf[ci]};
+    if (r->mf[ci]) {
+        /* one read: members checked against the manifest, the file against the index */
+        ex.size = r->entry[ci]->size;
+        si_hex_decode(r->entry[ci]->checksum, ex.sha256, sizeof(ex.sha256));
+        ao.expect = &ex;
+    }
     double t = rlog_now();
     si_result res = si_apply_files(&ao, files, 1, err);
     si_last_result_add_duration(&r->res, "apply", rlog_now() - t);
+    if (res == SI_OK && r->check_version[ci])
+        res = check_applied_version(r, err);
     if (res != SI_OK)
         return si_err_prefix(err, "%s", c->file);
     uint64_t sz = file_size(r, c->file);

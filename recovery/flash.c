@@ -210,10 +210,8 @@ static si_result verify_media(flasher *f, si_err *err)
     if (rc != SI_OK)
         return si_err_prefix(err, "this recovery's board file");
     if (f->board.nslots)
-        return si_err_set(err, SI_ERR_UNSUPPORTED,
-                          "board %s is an A/B board (slots %s, %s): flash mode does not write A/B disks; "
-                          "write its factory image with `sysimage image` (docs/flashing.md)",
-                          f->board.name, f->board.slots[0], f->board.slots[1]);
+        say("board %s: A/B, the build goes to slot %s, slot %s gets an empty file system", f->board.name,
+            f->board.slots[0], f->board.slots[1]);
     char repo[CAP];
     media_path(f, "repo", repo, sizeof(repo));
     si_keyring *am = NULL;
@@ -413,11 +411,12 @@ static si_result write_ext4(flasher *f, const si_board_extent *e, si_err *err)
             media_path(f, "flash/initrd.img", i, sizeof(i));
             const char *names[] = {"vmlinuz", "initrd.img"}, *srcs[] = {k, i};
             rc = si_ext4_add_files(path, names, srcs, 2, (int64_t)time(NULL), &st, err);
-        } else if (strcmp(label, "system") == 0) {
+        } else if (strcmp(label, si_board_system_label(&f->board)) == 0) {
             rc = si_ext4_from_tarballs(path, (const char *const *)f->rb.paths, f->rb.nfiles,
                                        (int64_t)time(NULL), &st, err);
             if (rc == SI_OK)
-                say("system: %" PRIu64 " entries, %" PRIu64 " MiB written", st.members, st.bytes / SI_MIB_BYTES);
+                say("%s: %" PRIu64 " entries, %" PRIu64 " MiB written", label, st.members,
+                    st.bytes / SI_MIB_BYTES);
         }
     }
     if (rc == SI_OK && f->target_is_file)

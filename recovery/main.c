@@ -39,10 +39,13 @@ static const char usage_text[] =
     "                             holds an incomplete install, write why and what can\n"
     "                             be done to FILE (/init then stays instead of\n"
     "                             rebooting)\n"
+    "  -b, --bootcount PROGRAM    an A/B board's boot counters (docs/ab.md; default\n"
+    "                             " REC_AB_BOOTCOUNT ")\n"
     "Overrides for tests on a host:\n"
     "  -p, --partition LABEL=PATH use PATH (block device or image file, attached to a\n"
     "                             loop device to mount it) for the partition LABEL\n"
-    "                             (system, userdata, cache, misc, or a raw one such as\n"
+    "                             (system, or system_a and system_b on an A/B board,\n"
+    "                             userdata, cache, misc, or a raw one such as\n"
     "                             boot, recovery); once given, no partition is looked\n"
     "                             up by GPT label\n"
     "  -c, --cache-dir DIR        the cache partition is already mounted at DIR\n"
@@ -129,7 +132,7 @@ static const struct option run_options[] = {
     {"device", required_argument, NULL, 'd'},    {"partition", required_argument, NULL, 'p'},
     {"cache-dir", required_argument, NULL, 'c'}, {"mount-root", required_argument, NULL, 'r'},
     {"stay-file", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"bootcount", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
 };
 
 static int parse_run(int argc, char **argv, recovery_opts *o)
@@ -137,7 +140,7 @@ static int parse_run(int argc, char **argv, recovery_opts *o)
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:nd:p:c:r:s:h", run_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:nd:p:c:r:s:b:h", run_options, NULL)) != -1) {
         switch (c) {
         case 'm':
             if (strcmp(optarg, "update") == 0)
@@ -152,6 +155,7 @@ static int parse_run(int argc, char **argv, recovery_opts *o)
         case 'c': o->cache_dir = optarg; break;
         case 'r': o->mount_root = optarg; break;
         case 's': o->stay_file = optarg; break;
+        case 'b': o->bootcount = optarg; break;
         case 'p':
             if (add_partition(o, optarg) != SI_OK)
                 return SI_ERR_USAGE;
@@ -196,6 +200,7 @@ static int cmd_run(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     o.mode = MODE_UPDATE;
     o.mount_root = "";
+    o.bootcount = REC_AB_BOOTCOUNT;
     int rc = parse_run(argc, argv, &o);
     if (rc != SI_OK)
         return rc < 0 ? SI_OK : rc;

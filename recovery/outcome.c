@@ -319,18 +319,13 @@ static si_result wipe_cache(struct rec *r, si_err *err)
 /* The staged files the job named (keyrings, index, updates). */
 static void remove_consumed(struct rec *r)
 {
-    for (size_t i = 0; i < r->cf->count; i++) {
-        const si_command *c = &r->cf->cmds[i];
-        const si_command_verb *v = si_command_verb_of(c->op);
-        if (!v || v->args != SI_ARGS_FILES)
-            continue;
-        const char *names[2] = {c->file, c->sig};
-        for (int k = 0; k < 2; k++) {
-            char p[PATH_MAX];
-            rec_path(p, sizeof(p), r->rdir, names[k]);
-            if (unlink(p) < 0 && errno != ENOENT)
-                rlog_msg(&r->log, "warning: %s: %s", p, strerror(errno));
-        }
+    size_t pos = 0;
+    const char *name;
+    while ((name = si_command_file_next_name(r->cf, &pos, NULL))) {
+        char p[PATH_MAX];
+        rec_path(p, sizeof(p), r->rdir, name);
+        if (unlink(p) < 0 && errno != ENOENT)
+            rlog_msg(&r->log, "warning: %s: %s", p, strerror(errno));
     }
 }
 
@@ -362,5 +357,6 @@ si_result rec_succeed(struct rec *r, const char *msg)
         rlog_msg(&r->log, "warning: %s: %s", p, strerror(errno));
     remove_state(r);
     si_fsync_parent_dir(p);
+    rec_ab_job_done(r);
     return SI_OK;
 }

@@ -19,6 +19,7 @@
 #include "job.h"
 #include "keyring.h"
 #include "lastresult.h"
+#include "manifest.h"
 #include "partitions.h"
 #include "recovery.h"
 #include "rlog.h"
@@ -39,6 +40,7 @@ struct rec {
     bool cache_mounted, system_mounted;
     si_grubenv env;
     bool incomplete;            /* boot control: the system holds a partial install */
+    char ab_slot;               /* A/B board: 'a' or 'b', the slot `system` is; 0 = not chosen */
     double point_saved_at;      /* when the attempt's point was last saved */
     /* the job */
     si_command_file *cf;
@@ -54,6 +56,11 @@ struct rec {
     si_job_plan plan;
     si_job_installed installed;
     si_trust_record trec;       /* read from the system, raised by this job */
+    /* per update line (command index): the manifest the index binds, when the
+     * file is installed in one read (docs/recovery.md); else NULL */
+    si_manifest *mf[SI_COMMAND_MAX_LINES];
+    const si_index_file *entry[SI_COMMAND_MAX_LINES];
+    bool check_version[SI_COMMAND_MAX_LINES]; /* its version record is checked once applied */
     size_t nraw;
     si_partition_map raw[REC_MAX_RAW_PARTS];
     char raw_paths[REC_MAX_RAW_PARTS][SI_PART_PATH_MAX];
@@ -69,6 +76,12 @@ void rec_set_step(struct rec *r, const char *fmt, ...) __attribute__((format(pri
 int rec_path(char *out, size_t outlen, const char *dir, const char *name);
 si_result rec_part_path(struct rec *r, const char *label, char *out, size_t outlen, si_err *err);
 void rec_unmount_system(struct rec *r);
+
+/* abslot.c (A/B boards, docs/ab.md): with no partition labelled system, the
+ * good slot of system_a/system_b (chosen once, from GRUB's counters); after a
+ * job that wrote it, no trial of the other slot stays pending. */
+si_result rec_ab_system(struct rec *r, char *out, size_t outlen, si_err *err);
+void rec_ab_job_done(struct rec *r);
 
 /* outcome.c: each returns the run's result code (also kept in r->code). */
 si_result rec_bootctl_write(struct rec *r, const char *request, unsigned tries, si_err *err);

@@ -11,6 +11,9 @@
 
 typedef enum recovery_mode { MODE_UPDATE, MODE_FACTORY_RESET } recovery_mode;
 
+/* A/B boards (docs/ab.md): GRUB's counters on the ESP, the board's script */
+#define REC_AB_BOOTCOUNT "/bin/sysimage-bootcount"
+
 typedef struct recovery_opts {
     recovery_mode mode;
     bool dry_run;
@@ -18,6 +21,7 @@ typedef struct recovery_opts {
     const char *cache_dir;        /* cache already mounted there; NULL = mount it */
     const char *mount_root;       /* prefix of /cache and /system; "" = / */
     const char *stay_file;        /* written when the job stops on an incomplete system */
+    const char *bootcount;        /* A/B boards: the program that gets/sets GRUB's counters */
     unsigned long long fault_apply_bytes; /* test builds only (SI_TEST_FAULTS): crash there */
     size_t nparts;
     struct {

@@ -69,15 +69,20 @@ int rec_path(char *out, size_t outlen, const char *dir, const char *name)
  * never have its own partitions picked); otherwise libblkid/sysfs. */
 si_result rec_part_path(struct rec *r, const char *label, char *out, size_t outlen, si_err *err)
 {
+    si_result rc = SI_ERR_PARTITION;
     if (!r->o->nparts)
-        return si_partition_find_path(label, out, outlen, err);
+        rc = si_partition_find_path(label, out, outlen, err);
     for (size_t i = 0; i < r->o->nparts; i++) {
         if (strcmp(r->o->parts[i].label, label) == 0) {
             snprintf(out, outlen, "%s", r->o->parts[i].path);
             return SI_OK;
         }
     }
-    return si_err_set(err, SI_ERR_PARTITION, "partition '%s': not given with --partition", label);
+    if (rc == SI_ERR_PARTITION && strcmp(label, "system") == 0) /* an A/B board? */
+        return rec_ab_system(r, out, outlen, err);
+    if (r->o->nparts)
+        return si_err_set(err, SI_ERR_PARTITION, "partition '%s': not given with --partition", label);
+    return rc;
 }
 
 void rec_unmount_system(struct rec *r)
@@ -446,6 +451,8 @@ si_result recovery_run(const recovery_opts *opts)
     rec_unmount_system(r);
     if (r->trust_init)
         si_trust_free(&r->trust);
+    for (size_t i = 0; i < SI_COMMAND_MAX_LINES; i++)
+        si_manifest_free(r->mf[i]);
     si_index_free(r->idx);
     rlog_msg(&r->log, "exit %d (%s)", (int)res, si_result_name(res));
     rlog_close(&r->log);

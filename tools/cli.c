@@ -13,6 +13,12 @@ int si_tool_fail(const struct si_err *err)
     return (int)err->code;
 }
 
+int si_tool_usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "sysimage %s: %s (see --help)\n", cmd, msg);
+    return SI_ERR_USAGE;
+}
+
 int si_tool_wants_help(int argc, char **argv, const char *usage)
 {
     for (int i = 1; i < argc; i++) {

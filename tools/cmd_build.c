@@ -20,7 +20,9 @@ static const char full_usage[] =
     "  --zstd        zstd compression (default; levels 1..19)\n"
     "  --xz          xz compression (levels 0..9; above 6 needs over 64 MiB to unpack)\n"
     "  --none        no compression\n"
-    "  --level N     compression level (default: the compressor's)\n";
+    "  --level N     compression level (default: the compressor's)\n"
+    "  --no-manifest no first member `manifest` (the per-member digests the\n"
+    "                recovery checks in one read); for recoveries built before it\n";
 
 static const char delta_usage[] =
     "usage: sysimage build delta --from OLD --to NEW --out FILE [--zstd|--xz] [--level N]\n"
@@ -36,7 +38,7 @@ static const char delta_usage[] =
     "  --to NEW         new tree or tarball\n"
     "  --out FILE       output tarball (written atomically)\n"
     "  --whole-files    no patches: modified files are shipped whole\n"
-    "  --zstd | --xz | --none, --level N   as for `build full`\n";
+    "  --zstd | --xz | --none, --level N, --no-manifest   as for `build full`\n";
 
 static int parse(int argc, char **argv, bool delta, const char **from, const char **to,
                  const char **out, si_build_opts *o)
@@ -46,11 +48,12 @@ static int parse(int argc, char **argv, bool delta, const char **from, const cha
         {"out", required_argument, NULL, 'o'},  {"zstd", no_argument, NULL, 'z'},
         {"xz", no_argument, NULL, 'x'},         {"none", no_argument, NULL, 'n'},
         {"level", required_argument, NULL, 'l'}, {"whole-files", no_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
+        {"no-manifest", no_argument, NULL, 'm'}, {NULL, 0, NULL, 0},
     };
     o->compression = SI_COMP_ZSTD;
     o->level = 0;
     o->whole_files = false;
+    o->no_manifest = false;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -67,6 +70,7 @@ static int parse(int argc, char **argv, bool delta, const char **from, const cha
         case 'z': o->compression = SI_COMP_ZSTD; break;
         case 'x': o->compression = SI_COMP_XZ; break;
         case 'n': o->compression = SI_COMP_NONE; break;
+        case 'm': o->no_manifest = true; break;
         case 'w':
             if (!delta) {
                 fprintf(stderr, "sysimage build full: --whole-files is for deltas\n");

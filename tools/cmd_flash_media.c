@@ -46,16 +46,19 @@ extern char **environ;
 /* ------------------------------------------------------------ flash media */
 
 static const char media_usage[] =
-    "usage: sysimage flash-media --board B --repo DIR --channel C [--build N] --keys KEYDIR\n"
+    "usage: sysimage flash-media --board B --repo DIR|URL --channel C [--build N] --keys KEYDIR\n"
     "                            --archive-master FILE --out stick.img [--erase]\n"
-    "                            [--recovery DIR] [--images DIR]\n\n"
+    "                            [--recovery DIR] [--images DIR] [--ca FILE]\n\n"
     "Write provisioning media (docs/flashing.md): a GPT disk with one ext4\n"
     "partition `flash` holding the board file, the ESP image, GRUB's BIOS images,\n"
     "the recovery image, the build's repository subset (keyrings, channels.json,\n"
     "index.json, the full image's files, all with their signatures) and the flash\n"
     "job flash.json, signed with KEYDIR/image-signing.key. The recovery booted with\n"
     "sysimage.mode=flash verifies all of it and provisions the internal disk. The\n"
-    "repository is verified before anything is written.\n\n"
+    "repository is verified before anything is written; an expired index is\n"
+    "refused (the recovery would refuse it: sysimage publish --refresh). A/B\n"
+    "boards: the build goes to slot A, slot B is left empty (docs/ab.md). The\n"
+    "recovery image must be the board's (make recovery-image BOARD=B).\n\n"
     "  --erase     the job consents to erasing a disk that is not blank\n"
     "  (other options as for `sysimage image`)\n";
 
@@ -135,15 +138,7 @@ static si_result stick_esp(build_ctx *c, const char *efi, const char *target, ui
         (rc = ik_set_tree_times(dst, c->timestamp, err)) != SI_OK ||
         (rc = ik_set_times_below(stage, c->timestamp, err)) != SI_OK)
         return rc;
-    uint8_t id[16];
-    ik_derive(c->seed, "media:esp", id);
-    char volid[16], offset_arg[32], kib[32];
-    snprintf(volid, sizeof(volid), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
-    snprintf(offset_arg, sizeof(offset_arg), "--offset=%" PRIu64, offset / 512);
-    snprintf(kib, sizeof(kib), "%" PRIu64, size / 1024);
-    char *mkfs[] = {"mkfs.vfat", "-F", "32", "-s", "1", "-n", "FLASH-ESP", "-i", volid, "--invariant",
-                    offset_arg, (char *)target, kib, NULL};
-    if ((rc = ik_run(mkfs, NULL, err)) != SI_OK)
+    if ((rc = ik_mkfs_fat32(c, "media:esp", "FLASH-ESP", target, offset, size, err)) != SI_OK)
         return si_err_prefix(err, "media ESP");
     char img[PATH_CAP + 64], src[PATH_CAP + 16], epoch[64];
     snprintf(img, sizeof(img), "%s@@%" PRIu64, target, offset);
@@ -158,14 +153,9 @@ static si_result stick_esp(build_ctx *c, const char *efi, const char *target, ui
 
 static const char *const media_labels[3] = {"flash-bios", "flash-esp", "flash"};
 
-/* A/B boards are refused; the signing key must load before anything is built */
+/* The signing key must load before anything is built. */
 static si_result check_media_board_and_key(build_ctx *c, char *keypath, size_t keypath_cap, si_err *err)
 {
-    if (c->board.nslots)
-        return si_err_set(err, SI_ERR_UNSUPPORTED,
-                          "board %s is an A/B board (slots %s, %s): the recovery's flash mode does not "
-                          "write A/B disks; use `sysimage image` (docs/flashing.md)",
-                          c->board.name, c->board.slots[0], c->board.slots[1]);
     snprintf(keypath, keypath_cap, "%.4000s/image-signing.key", c->o->keys);
     si_key *signer = NULL;
     if (si_key_load_private_file(keypath, &signer, err) != SI_OK)
@@ -207,11 +197,10 @@ static void init_flash_job(const build_ctx *c, si_flashjob *job)
 static si_result add_flash_files_and_job(build_ctx *c, struct media_files *m, si_flashjob *job, const char *esp,
                                          const char *core, const char *keypath, si_err *err)
 {
-    const image_opts *o = c->o;
     si_result rc = SI_OK;
     char kern[PATH_CAP + 16], initrd[PATH_CAP + 16];
-    snprintf(kern, sizeof(kern), "%s/vmlinuz", o->recovery);
-    snprintf(initrd, sizeof(initrd), "%s/initrd.img", o->recovery);
+    snprintf(kern, sizeof(kern), "%s/vmlinuz", c->recovery);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.img", c->recovery);
     const char *srcs[SI_FLASH_NFILES] = {c->board_path, esp, core, c->board.bios.boot_img, kern, initrd};
     for (int k = 0; rc == SI_OK && k < SI_FLASH_NFILES; k++) {
         char name[PATH_CAP];
@@ -242,26 +231,25 @@ static si_result add_flash_files_and_job(build_ctx *c, struct media_files *m, si
 /* the repository subset */
 static si_result add_repo_subset(build_ctx *c, struct media_files *m, const char *device, si_err *err)
 {
-    const image_opts *o = c->o;
     si_result rc = SI_OK;
     static const char *const rings[] = {"image-master", "image-signing", "blacklist"};
     for (size_t i = 0; rc == SI_OK && i < 3; i++) {
         char rel[128];
         snprintf(rel, sizeof(rel), "keyrings/%s.keyring", rings[i]);
-        rc = media_add_repo(m, o->repo, rel, true, i == 2, err);
+        rc = media_add_repo(m, c->repo_root, rel, true, i == 2, err);
     }
     if (rc == SI_OK) {
         char rel[256];
         snprintf(rel, sizeof(rel), "keyrings/%.64s/device-signing.keyring", device);
-        rc = media_add_repo(m, o->repo, rel, true, true, err);
+        rc = media_add_repo(m, c->repo_root, rel, true, true, err);
     }
     if (rc == SI_OK)
-        rc = media_add_repo(m, o->repo, "channels.json", true, false, err);
+        rc = media_add_repo(m, c->repo_root, "channels.json", true, false, err);
     if (rc == SI_OK)
-        rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.index_path), true, false, err);
+        rc = media_add_repo(m, c->repo_root, repo_rel(c->repo_root, c->rb.index_path), true, false, err);
     for (size_t i = 0; rc == SI_OK && i < c->rb.nfiles; i++) {
-        if ((rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.paths[i]), false, false, err)) == SI_OK)
-            rc = media_add_repo(m, o->repo, repo_rel(o->repo, c->rb.sigpaths[i]), false, false, err);
+        if ((rc = media_add_repo(m, c->repo_root, repo_rel(c->repo_root, c->rb.paths[i]), false, false, err)) == SI_OK)
+            rc = media_add_repo(m, c->repo_root, repo_rel(c->repo_root, c->rb.sigpaths[i]), false, false, err);
     }
     return rc;
 }
@@ -341,7 +329,7 @@ static si_result write_media_early_cfg(const build_ctx *c, const char *early, si
              "serial --unit=0 --speed=115200\n"
              "terminal_output serial\n"
              "echo \"sysimage: booting the recovery from the media (mode flash, %s build %" PRId64 ")\"\n"
-             "linux ($root)/flash/vmlinuz console=%s panic=-1 sysimage.mode=flash sysimage.halt=poweroff\n"
+             "linux ($root)/flash/vmlinuz console=%s panic=-1 no_timer_check sysimage.mode=flash sysimage.halt=poweroff\n"
              "initrd ($root)/flash/initrd.img\n"
              "boot\n",
              c->board.name, c->rb.version, console);

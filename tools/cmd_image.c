@@ -50,26 +50,33 @@
 extern char **environ;
 
 static const char usage[] =
-    "usage: sysimage image --board B --repo DIR --channel C [--build N] --out disk.img\n"
+    "usage: sysimage image --board B --repo DIR|URL --channel C [--build N] --out disk.img\n"
     "                      --archive-master FILE [--recovery DIR] [--size MIB]\n"
-    "                      [--compress zstd] [--images DIR] [--timeout S]\n\n"
+    "                      [--compress zstd] [--images DIR] [--timeout S] [--ca FILE]\n"
+    "                      [--allow-expired-index]\n\n"
     "Write a factory disk image of a published build: GPT of the board, GRUB for\n"
     "UEFI and BIOS, the recovery image, the build's full image on `system` (slot a\n"
     "of an A/B board, docs/ab.md), a clean\n"
     "boot-control block on `misc`, empty `cache` and `userdata`. The repository is\n"
-    "verified as a device verifies it (keyrings, channels.json, index.json, each\n"
-    "file's size, sha256 and signature) before anything is written. Output: the\n"
+    "verified as a device verifies it (keyrings, channels.json, index.json and its\n"
+    "expiry, each file's size, sha256 and signature) before anything is written. Output: the\n"
     "sparse image and OUT.bmap (bmaptool copy OUT DEVICE); with --compress zstd,\n"
     "OUT.zst instead of OUT. Same inputs, same bytes.\n\n"
     "  --board B             board name (images/B/board.json) or a board.json path\n"
-    "  --repo DIR            the published tree (sysimage publish --repo); a URL is\n"
-    "                        not supported: mirror it first (e.g. wget -m)\n"
+    "  --repo DIR|URL        the published tree (sysimage publish --repo), or its\n"
+    "                        http(s):// URL: fetched into a temporary cache as it is\n"
+    "                        verified, files streamed to disk\n"
+    "  --ca FILE             CA bundle for an https:// repository (default: the\n"
+    "                        system's store)\n"
+    "  --allow-expired-index write the image although the index has expired (said\n"
+    "                        on stdout; better: sysimage publish --refresh)\n"
     "  --channel C           channel\n"
     "  --build N             build (default: the newest full image of the channel)\n"
     "  --device D            device model in channels.json (default: the board name)\n"
     "  --archive-master F    the archive-master keyring devices carry built in\n"
-    "  --recovery DIR        recovery image: DIR/vmlinuz and DIR/initrd.img\n"
-    "                        (default: build/recovery next to this program)\n"
+    "  --recovery DIR        recovery image: DIR/vmlinuz and DIR/initrd.img (and\n"
+    "                        DIR/board.json: must be this board's); default, next\n"
+    "                        to this program: build/recovery-B, else build/recovery\n"
     "  --size MIB            disk size (default: the board's; `rest` grows)\n"
     "  --compress zstd       write OUT.zst (and OUT.bmap of the raw image)\n"
     "  --images DIR          where boards live (default: $SI_IMAGES_DIR, ./images,\n"
@@ -101,8 +108,8 @@ static si_result ext4_part(build_ctx *c, const char *label, si_ext4tar_stats *st
         return si_err_prefix(err, "%s", label);
     if (strcmp(label, "recovery") == 0) {
         char k[PATH_CAP + 32], i[PATH_CAP + 32];
-        snprintf(k, sizeof(k), "%s/vmlinuz", c->o->recovery);
-        snprintf(i, sizeof(i), "%s/initrd.img", c->o->recovery);
+        snprintf(k, sizeof(k), "%s/vmlinuz", c->recovery);
+        snprintf(i, sizeof(i), "%s/initrd.img", c->recovery);
         const char *names[] = {"vmlinuz", "initrd.img"}, *srcs[] = {k, i};
         rc = si_ext4_add_files(path, names, srcs, 2, c->timestamp, st, err);
     } else if (strcmp(label, si_board_system_label(&c->board)) == 0) {

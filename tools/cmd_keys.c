@@ -19,12 +19,6 @@
 #define PATH_CAP 4096
 #define CHECK_MAX_FILES 16
 
-static int usage_error(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "sysimage %s: %s (see --help)\n", cmd, msg);
-    return SI_ERR_USAGE;
-}
-
 /* Strict decimal integer in [min, max]. */
 static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
@@ -64,17 +58,17 @@ int cmd_keygen(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'r') {
             if (!parse_i64(optarg, SI_KEY_MIN_RSA_BITS, 8192, &bits))
-                return usage_error("keygen", "--rsa: BITS must be 2048 to 8192");
+                return si_tool_usage_error("keygen", "--rsa: BITS must be 2048 to 8192");
         } else {
-            return usage_error("keygen", "unknown option");
+            return si_tool_usage_error("keygen", "unknown option");
         }
     }
     if (argc - optind != 1)
-        return usage_error("keygen", "expected exactly one OUT argument");
+        return si_tool_usage_error("keygen", "expected exactly one OUT argument");
     const char *out = argv[optind];
     char keypath[PATH_CAP], pubpath[PATH_CAP];
     if (!path_with_suffix(keypath, out, ".key") || !path_with_suffix(pubpath, out, ".pub"))
-        return usage_error("keygen", "OUT path too long");
+        return si_tool_usage_error("keygen", "OUT path too long");
     struct stat st;
     if (stat(keypath, &st) == 0) {
         fprintf(stderr, "sysimage keygen: %s exists, refusing to overwrite a private key\n",
@@ -177,15 +171,17 @@ static int parse_create_args(int argc, char **argv, create_args *a)
         case 'b': a->blacklist = optarg; break;
         case 'e':
             if (!parse_i64(optarg, 1, 9007199254740992LL, &a->expiry))
-                return usage_error("keyring create", "--expiry: EPOCH must be a positive integer");
+                return si_tool_usage_error("keyring create",
+                                           "--expiry: EPOCH must be a positive integer");
             a->has_expiry = true;
             break;
         case 'v':
             if (!parse_i64(optarg, 0, 9007199254740992LL, &a->version))
-                return usage_error("keyring create", "--version: N must be an integer >= 0");
+                return si_tool_usage_error("keyring create",
+                                           "--version: N must be an integer >= 0");
             break;
         default:
-            return usage_error("keyring create", "unknown option");
+            return si_tool_usage_error("keyring create", "unknown option");
         }
     }
     return -1;
@@ -195,19 +191,21 @@ static int parse_create_args(int argc, char **argv, create_args *a)
 static int check_create_args(int argc, char **argv, create_args *a)
 {
     if (!a->type)
-        return usage_error("keyring create", "--type is required");
+        return si_tool_usage_error("keyring create", "--type is required");
     if (si_keyring_type_parse(a->type, &a->kt) != SI_OK)
-        return usage_error("keyring create", "--type: unknown keyring type");
+        return si_tool_usage_error("keyring create", "--type: unknown keyring type");
     if (a->kt == SI_KR_ARCHIVE_MASTER && a->signer)
-        return usage_error("keyring create", "an archive-master keyring is not signed");
+        return si_tool_usage_error("keyring create", "an archive-master keyring is not signed");
     if (a->kt != SI_KR_ARCHIVE_MASTER && !a->signer)
-        return usage_error("keyring create", "--sign-with PARENT.key is required for this type");
+        return si_tool_usage_error("keyring create",
+                                   "--sign-with PARENT.key is required for this type");
     if (a->model && (!*a->model || strlen(a->model) >= SI_MODEL_MAX))
-        return usage_error("keyring create", "--model: 1 to 127 characters");
+        return si_tool_usage_error("keyring create", "--model: 1 to 127 characters");
     if (a->blacklist && a->kt != SI_KR_IMAGE_SIGNING)
-        return usage_error("keyring create", "--blacklist: only an image-signing keyring names one");
+        return si_tool_usage_error("keyring create",
+                                   "--blacklist: only an image-signing keyring names one");
     if (argc - optind < 1)
-        return usage_error("keyring create", "expected OUT.keyring");
+        return si_tool_usage_error("keyring create", "expected OUT.keyring");
     a->out = argv[optind];
     return -1;
 }
@@ -362,17 +360,18 @@ static int cmd_keyring_check(int argc, char **argv)
         else if (c == 'd')
             device = optarg;
         else if (c != 'n')
-            return usage_error("keyring check", "unknown option");
+            return si_tool_usage_error("keyring check", "unknown option");
         else if (!parse_i64(optarg, 0, INT64_MAX, &now))
-            return usage_error("keyring check", "--now: EPOCH must be a non-negative integer");
+            return si_tool_usage_error("keyring check",
+                                       "--now: EPOCH must be a non-negative integer");
     }
     if (!am_path)
-        return usage_error("keyring check", "--archive-master is required");
+        return si_tool_usage_error("keyring check", "--archive-master is required");
     int nfiles = argc - optind + (bl_path ? 1 : 0);
     if (argc - optind < 1)
-        return usage_error("keyring check", "expected at least one KEYRING");
+        return si_tool_usage_error("keyring check", "expected at least one KEYRING");
     if (nfiles > CHECK_MAX_FILES)
-        return usage_error("keyring check", "too many keyrings");
+        return si_tool_usage_error("keyring check", "too many keyrings");
     const char *paths[CHECK_MAX_FILES], *sigpaths[CHECK_MAX_FILES];
     char sigbuf[CHECK_MAX_FILES][PATH_CAP];
     int n = 0;
@@ -382,7 +381,7 @@ static int cmd_keyring_check(int argc, char **argv)
         paths[n++] = argv[i];
     for (int i = 0; i < n; i++) {
         if (!path_with_suffix(sigbuf[i], paths[i], ".sig"))
-            return usage_error("keyring check", "path too long");
+            return si_tool_usage_error("keyring check", "path too long");
         sigpaths[i] = sigbuf[i];
     }
     si_err err = {0};

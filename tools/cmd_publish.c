@@ -29,6 +29,7 @@
 #include "commands.h"
 #include "fsutil.h"
 #include "index.h"
+#include "manifest.h"
 #include "key.h"
 #include "keyring.h"
 #include "layout.h"
@@ -119,8 +120,7 @@ typedef struct pub_ctx {
 
 static int usage_error(const char *msg)
 {
-    fprintf(stderr, "sysimage publish: %s (see --help)\n", msg);
-    return SI_ERR_USAGE;
+    return si_tool_usage_error("publish", msg);
 }
 
 static bool valid_name(const char *s)
@@ -280,6 +280,14 @@ static si_result pool_add(pub_ctx *c, const char *tmp, const char *name, const c
     memcpy(f->checksum, hex, sizeof(f->checksum));
     f->size = size;
     f->order = order;
+    /* a first member `manifest` (sysimage build): the index binds it too */
+    bool present = false;
+    uint8_t md[SI_SHA256_LEN];
+    if ((r = si_manifest_read_first(final, &present, md, &f->manifest_size, NULL, err)) != SI_OK)
+        return r;
+    f->has_manifest = present;
+    if (present)
+        si_hex_encode(md, sizeof(md), f->manifest_checksum);
     return SI_OK;
 }
 

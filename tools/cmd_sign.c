@@ -13,12 +13,6 @@
 #define PATH_CAP 4096
 #define VERIFY_MAX_KEYRINGS 8
 
-static int usage_error(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "sysimage %s: %s (see --help)\n", cmd, msg);
-    return SI_ERR_USAGE;
-}
-
 static const char sign_usage[] =
     "usage: sysimage sign --key K.key [--append] FILE\n\n"
     "Write the detached signature FILE.sig: SHA-256 of FILE signed with K.key\n"
@@ -43,12 +37,12 @@ int cmd_sign(int argc, char **argv)
         else if (c == 'a')
             append = true;
         else
-            return usage_error("sign", "unknown option");
+            return si_tool_usage_error("sign", "unknown option");
     }
     if (!keypath)
-        return usage_error("sign", "--key is required");
+        return si_tool_usage_error("sign", "--key is required");
     if (argc - optind != 1)
-        return usage_error("sign", "expected exactly one FILE");
+        return si_tool_usage_error("sign", "expected exactly one FILE");
     const char *file = argv[optind];
     si_err err = {0};
     si_key *k = NULL;
@@ -84,22 +78,22 @@ int cmd_verify(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'k') {
             if (nrings == VERIFY_MAX_KEYRINGS)
-                return usage_error("verify", "too many --keyring options");
+                return si_tool_usage_error("verify", "too many --keyring options");
             rings[nrings++] = optarg;
         } else if (c == 'b') {
             bl_path = optarg;
         } else {
-            return usage_error("verify", "unknown option");
+            return si_tool_usage_error("verify", "unknown option");
         }
     }
     if (nrings == 0)
-        return usage_error("verify", "at least one --keyring is required");
+        return si_tool_usage_error("verify", "at least one --keyring is required");
     if (argc - optind != 1)
-        return usage_error("verify", "expected exactly one FILE");
+        return si_tool_usage_error("verify", "expected exactly one FILE");
     const char *file = argv[optind];
     char sigpath[PATH_CAP];
     if ((size_t)snprintf(sigpath, sizeof(sigpath), "%s.sig", file) >= sizeof(sigpath))
-        return usage_error("verify", "FILE path too long");
+        return si_tool_usage_error("verify", "FILE path too long");
     si_err err = {0};
     si_keyring *kr[VERIFY_MAX_KEYRINGS] = {0};
     si_keyring *bl = NULL;

@@ -15,6 +15,8 @@ struct si_tool_command {
 /* Print "sysimage: <msg>" to stderr for a failed si_err and return its code. */
 struct si_err;
 int si_tool_fail(const struct si_err *err);
+/* Print "sysimage CMD: MSG (see --help)" to stderr; returns SI_ERR_USAGE. */
+int si_tool_usage_error(const char *cmd, const char *msg);
 /* true if argv has -h/--help; prints usage text then. */
 int si_tool_wants_help(int argc, char **argv, const char *usage);
 

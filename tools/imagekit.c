@@ -37,6 +37,7 @@
 #include "grubbios.h"
 #include "grubenv.h"
 #include "localrepo.h"
+#include "repofetch.h"
 #include "mkfs.h"
 #include "result.h"
 #include "sha256.h"
@@ -129,7 +130,7 @@ void ik_derive(const uint8_t seed[SI_SHA256_LEN], const char *what, uint8_t out[
 
 static int dir_has(const char *dir, const char *name)
 {
-    char p[PATH_CAP];
+    char p[PATH_CAP + 64];
     snprintf(p, sizeof(p), "%s/%s", dir, name);
     return access(p, R_OK) == 0;
 }
@@ -346,6 +347,21 @@ static si_result stage_esp_tree(build_ctx *c, const char *efi, const char *stage
     return rc;
 }
 
+si_result ik_mkfs_fat32(const build_ctx *c, const char *what, const char *label, const char *target,
+                        uint64_t offset, uint64_t size, si_err *err)
+{
+    /* volume ID from the build, --invariant for the rest */
+    uint8_t id[16];
+    ik_derive(c->seed, what, id);
+    char volid[16], offset_arg[32], kib[32];
+    snprintf(volid, sizeof(volid), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    snprintf(offset_arg, sizeof(offset_arg), "--offset=%" PRIu64, offset / 512);
+    snprintf(kib, sizeof(kib), "%" PRIu64, size / 1024);
+    char *mkfs[] = {"mkfs.vfat", "-F", "32", "-s", "1", "-n", (char *)label, "-i", volid, "--invariant",
+                    offset_arg, (char *)target, kib, NULL};
+    return ik_run(mkfs, NULL, err);
+}
+
 /* FAT32 in place in `target` at `offset`, then the staged tree copied in */
 static si_result format_and_fill_esp(build_ctx *c, const char *stage, const char *target, uint64_t offset,
                                      si_err *err)
@@ -353,16 +369,7 @@ static si_result format_and_fill_esp(build_ctx *c, const char *stage, const char
     const si_board_extent *e = ik_extent(c, "esp");
     int64_t t = c->timestamp;
     si_result rc;
-    /* FAT32 in place; volume ID from the build, --invariant for the rest */
-    uint8_t id[16];
-    ik_derive(c->seed, "fs:esp", id);
-    char volid[16], offset_arg[32], kib[32];
-    snprintf(volid, sizeof(volid), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
-    snprintf(offset_arg, sizeof(offset_arg), "--offset=%" PRIu64, offset / 512);
-    snprintf(kib, sizeof(kib), "%" PRIu64, e->size / 1024);
-    char *mkfs[] = {"mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", "-i", volid, "--invariant",
-                    offset_arg, (char *)target, kib, NULL};
-    if ((rc = ik_run(mkfs, NULL, err)) != SI_OK)
+    if ((rc = ik_mkfs_fat32(c, "fs:esp", "ESP", target, offset, e->size, err)) != SI_OK)
         return si_err_prefix(err, "ESP");
     char img[PATH_CAP + 64];
     snprintf(img, sizeof(img), "%s@@%" PRIu64, target, offset);
@@ -414,6 +421,100 @@ double ik_now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* A temporary directory under $TMPDIR (or /tmp) into out. */
+static si_result make_tmp(const char *what, char *out, size_t cap, si_err *err)
+{
+    const char *td = getenv("TMPDIR");
+    snprintf(out, cap, "%.4000s/sysimage-%s.XXXXXX", td && *td ? td : "/tmp", what);
+    if (!mkdtemp(out)) {
+        out[0] = '\0';
+        return si_err_set(err, SI_ERR_IO, "mkdtemp: %s", strerror(errno));
+    }
+    return SI_OK;
+}
+
+/* The repository verified (lib/localrepo) with the clock rule for keyrings
+ * and the index's expiry: a directory as it is, a URL mirrored into a cache
+ * directory as it is verified (lib/repofetch). */
+static si_result open_repo(build_ctx *c, si_err *err)
+{
+    const image_opts *o = c->o;
+    si_repo_query q = {.channel = o->channel, .device = o->device ? o->device : c->board.name,
+                       .build = o->build, .allow_expired = o->allow_expired};
+    int64_t now = si_index_clock((int64_t)time(NULL), si_build_epoch(), -1);
+    si_repo_src src = {.root = o->repo};
+    si_repofetch *rf = NULL;
+    si_result rc = SI_OK;
+    if (strstr(o->repo, "://")) {
+        if ((rc = make_tmp("repo", c->cache, sizeof(c->cache), err)) != SI_OK ||
+            (rc = si_repofetch_open(o->repo, o->ca, c->cache, &rf, err)) != SI_OK)
+            return rc;
+        si_repofetch_src(rf, &src);
+    }
+    double t0 = ik_now_s();
+    rc = si_repo_open_build_from(&src, o->archive_master, &q, now, &c->rb, err);
+    if (rf && rc == SI_OK) {
+        uint64_t bytes = 0, files = 0;
+        si_repofetch_stats(rf, &bytes, &files);
+        printf("%s: fetched %" PRIu64 " files, %" PRIu64 " KiB from %s in %.1f s\n",
+               o->keys ? "flash-media" : "image", files, bytes / 1024, o->repo, ik_now_s() - t0);
+    }
+    c->repo_root = rf ? c->cache : o->repo;
+    si_repofetch_close(rf);
+    if (rc != SI_OK)
+        return si_err_prefix(err, "--repo %s", o->repo);
+    if (c->rb.expired) {
+        char when[64];
+        si_index_format_time(c->rb.index->expires_epoch, when);
+        printf("image: WARNING: index.json expired on %s; written anyway because of "
+               "--allow-expired-index\n", when);
+    }
+    return SI_OK;
+}
+
+/* The recovery image: --recovery, or the board's next to this program
+ * (build/recovery-<board> from `make recovery-image BOARD=<board>`, else
+ * build/recovery). The image is a per-board product: when its directory has
+ * the board file it embeds (board.json, initramfs/build.sh), that file must
+ * be this board's, byte for byte, or the image is refused. */
+static si_result find_recovery(build_ctx *c, si_err *err)
+{
+    const image_opts *o = c->o;
+    if (o->recovery)
+        snprintf(c->recovery, sizeof(c->recovery), "%s", o->recovery);
+    else {
+        char root[PATH_CAP];
+        self_root(root, sizeof(root));
+        snprintf(c->recovery, sizeof(c->recovery), "%.2000s/build/recovery-%s", root, c->board.name);
+        if (!dir_has(c->recovery, "initrd.img"))
+            snprintf(c->recovery, sizeof(c->recovery), "%.2000s/build/recovery", root);
+    }
+    if (!dir_has(c->recovery, "vmlinuz") || !dir_has(c->recovery, "initrd.img"))
+        return si_err_set(err, SI_ERR_MISSING_FILE,
+                          "%s: no vmlinuz and initrd.img (the recovery image of board '%s': make "
+                          "recovery-image BOARD=%s)",
+                          c->recovery, c->board.name, c->board.name);
+    if (!dir_has(c->recovery, "board.json"))
+        return SI_OK;
+    char theirs[PATH_CAP + 16];
+    snprintf(theirs, sizeof(theirs), "%s/board.json", c->recovery);
+    uint8_t a[SI_SHA256_LEN], b[SI_SHA256_LEN];
+    if (si_sha256_file(theirs, a, NULL) < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: unreadable", theirs);
+    if (si_sha256_file(c->board_path, b, NULL) < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: unreadable", c->board_path);
+    if (memcmp(a, b, sizeof(a)) == 0)
+        return SI_OK;
+    si_board other;
+    si_err ignored;
+    si_err_clear(&ignored);
+    const char *name = si_board_load(theirs, &other, &ignored) == SI_OK ? other.name : "?";
+    return si_err_set(err, SI_ERR_UNSUPPORTED,
+                      "%s is the recovery image of board '%s' (its board.json differs from %s): build "
+                      "the one of board '%s' with `make recovery-image BOARD=%s`, or give --recovery",
+                      c->recovery, name, c->board_path, c->board.name, c->board.name);
+}
+
 /* Board, layout, recovery image, the repository verified, the build's
  * tarballs scanned, the seed of every UUID, a temporary directory. */
 si_result ik_prepare(build_ctx *c, si_err *err)
@@ -433,16 +534,13 @@ si_result ik_prepare(build_ctx *c, si_err *err)
     c->disk_bytes = o->size_mib ? o->size_mib * SI_MIB_BYTES : si_board_default_disk_bytes(&c->board);
     if ((rc = si_board_layout(&c->board, c->disk_bytes, c->ex, err)) != SI_OK)
         return rc;
-    if (!dir_has(o->recovery, "vmlinuz") || !dir_has(o->recovery, "initrd.img"))
-        return si_err_set(err, SI_ERR_MISSING_FILE,
-                          "%s: no vmlinuz and initrd.img (the recovery image: make recovery-image)",
-                          o->recovery);
+    if ((rc = find_recovery(c, err)) != SI_OK)
+        return rc;
 
     /* 1. the repository, verified before anything is written */
-    const char *device = o->device ? o->device : c->board.name;
-    if ((rc = si_repo_open_build(o->repo, o->archive_master, o->channel, device, o->build,
-                                 si_index_clock((int64_t)time(NULL), si_build_epoch(), -1), &c->rb, err)) != SI_OK)
+    if ((rc = open_repo(c, err)) != SI_OK)
         return rc;
+    const char *device = o->device ? o->device : c->board.name;
     uint64_t data = 0, members = 0;
     if ((rc = si_ext4tar_scan((const char *const *)c->rb.paths, c->rb.nfiles, &c->timestamp, &data,
                               &members, err)) != SI_OK)
@@ -471,15 +569,7 @@ si_result ik_prepare(build_ctx *c, si_err *err)
     printf("%s: %s build %" PRId64 " of %s (%zu files verified, %" PRIu64 " members, %" PRIu64
            " MiB of data)\n",
            o->keys ? "flash-media" : "image", device, c->rb.version, o->channel, c->rb.nfiles, members, data / SI_MIB_BYTES);
-    snprintf(c->tmp, sizeof(c->tmp), "%s", "/tmp/sysimage-image.XXXXXX");
-    const char *td = getenv("TMPDIR");
-    if (td && *td)
-        snprintf(c->tmp, sizeof(c->tmp), "%.4000s/sysimage-image.XXXXXX", td);
-    if (!mkdtemp(c->tmp)) {
-        c->tmp[0] = '\0';
-        return si_err_set(err, SI_ERR_IO, "mkdtemp: %s", strerror(errno));
-    }
-    return SI_OK;
+    return make_tmp("image", c->tmp, sizeof(c->tmp), err);
 }
 
 /* The options into `o`; SI_OK, or the exit code of a usage error (reported) */
@@ -493,6 +583,7 @@ static int parse_image_opts(int argc, char **argv, bool media, image_opts *o)
         {"compress", required_argument, NULL, 'z'}, {"images", required_argument, NULL, 'i'},
         {"device", required_argument, NULL, 'd'},  {"timeout", required_argument, NULL, 't'},
         {"keys", required_argument, NULL, 'k'},    {"erase", no_argument, NULL, 'e'},
+        {"ca", required_argument, NULL, 'C'},      {"allow-expired-index", no_argument, NULL, 'X'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -508,6 +599,8 @@ static int parse_image_opts(int argc, char **argv, bool media, image_opts *o)
         case 'R': o->recovery = optarg; break;
         case 'i': o->images = optarg; break;
         case 'd': o->device = optarg; break;
+        case 'C': o->ca = optarg; break;
+        case 'X': o->allow_expired = true; break;
         case 'k':
         case 'e':
             if (!media) {
@@ -572,10 +665,10 @@ static int check_image_opts(int argc, char **argv, bool media, const char *cmd, 
         fprintf(stderr, "sysimage %s: %s is required (see --help)\n", cmd, missing);
         return SI_ERR_USAGE;
     }
-    if (strstr(o->repo, "://")) {
-        fprintf(stderr, "sysimage %s: --repo %s: only a local directory is supported; mirror the "
-                        "repository first (e.g. wget -m) and give its directory\n", cmd, o->repo);
-        return SI_ERR_UNSUPPORTED;
+    if (media && o->allow_expired) {
+        fprintf(stderr, "sysimage flash-media: --allow-expired-index is for `sysimage image`: the "
+                        "recovery refuses an expired index; run `sysimage publish --refresh`\n");
+        return SI_ERR_USAGE;
     }
     return SI_OK;
 }
@@ -591,13 +684,6 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
         code = check_image_opts(argc, argv, media, cmd, &o);
     if (code != SI_OK)
         return code;
-    char recdir[PATH_CAP];
-    if (!o.recovery) {
-        char root[PATH_CAP];
-        self_root(root, sizeof(root));
-        snprintf(recdir, sizeof(recdir), "%.4000s/build/recovery", root);
-        o.recovery = recdir;
-    }
     build_ctx c;
     memset(&c, 0, sizeof(c));
     c.o = &o;
@@ -611,6 +697,8 @@ int ik_main(int argc, char **argv, bool media, const char *usage_text, ik_build_
         unlink(c.partial);
     if (c.tmp[0])
         rm_rf(c.tmp);
+    if (c.cache[0])
+        rm_rf(c.cache);
     si_repo_build_free(&c.rb);
     if (rc != SI_OK) {
         if (!err.msg[0])

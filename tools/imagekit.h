@@ -20,6 +20,8 @@ typedef struct image_opts {
     const char *keys;
     bool erase;
     const char *board, *repo, *channel, *out, *archive_master, *recovery, *images, *device;
+    const char *ca;           /* --ca: CA bundle for an https:// repository */
+    bool allow_expired;       /* --allow-expired-index (image only; said in the output) */
     int64_t build;
     uint64_t size_mib;
     bool zstd;
@@ -31,7 +33,10 @@ typedef struct build_ctx {
     si_board board;
     char board_path[PATH_CAP];
     char board_dir[PATH_CAP];
+    char recovery[PATH_CAP];  /* the recovery image: --recovery or the board's (ik_prepare) */
     si_repo_build rb;
+    const char *repo_root;    /* the verified repository on disk (o->repo or cache) */
+    char cache[PATH_CAP];     /* a URL repository's files, removed at the end */
     char tmp[PATH_CAP];
     char partial[PATH_CAP + 16];
     uint8_t seed[SI_SHA256_LEN];
@@ -53,6 +58,10 @@ const si_board_extent *ik_extent(const build_ctx *c, const char *label);
 /* GRUB's images of the board's recipe (early_cfg: embedded, media). */
 si_result ik_grub_images_ex(build_ctx *c, char *efi, char *core, const char *early_cfg, si_err *err);
 si_result ik_grub_images(build_ctx *c, char *efi, char *core, si_err *err);
+/* An empty FAT32 of size bytes in place in target at offset, labelled
+ * label, its volume ID derived from the seed and `what`. */
+si_result ik_mkfs_fat32(const build_ctx *c, const char *what, const char *label, const char *target,
+                        uint64_t offset, uint64_t size, si_err *err);
 /* The board's ESP (FAT32) in place in target at offset. */
 si_result ik_make_esp(build_ctx *c, const char *efi, const char *target, uint64_t offset, si_err *err);
 double ik_now_s(void);

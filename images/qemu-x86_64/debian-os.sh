@@ -22,6 +22,7 @@ v=$1
 out=$2
 case "$v" in 1|2) ;; *) usage ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/stub-config.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "debian-os.sh: needs root (debootstrap, chroot)" >&2; exit 1; }
 : "${SI_KERNEL_DIR:?debian-os.sh: SI_KERNEL_DIR (the unpacked cloud kernel) is required}"
@@ -69,27 +70,8 @@ cat > etc/systemd/system/sysimage-stub.timer.d/device.conf <<EOT
 OnBootSec=${SI_TIMER_ON_BOOT:-2min}
 RandomizedDelaySec=0
 EOT
-{
-    echo "[service]"
-    echo "base = ${SI_SERVER_URL:-https://updates.example.com/sysimage}"
-    echo "channel = ${SI_CHANNEL:-stable}"
-    echo "device = qemu-x86_64"
-    echo
-    echo "[system]"
-    echo "cache_dir = /cache/recovery"
-    echo "state_dir = /data/sysimage"
-    echo "machine_id = /data/sysimage/machine-id"
-    echo "boot_control = /dev/disk/by-partlabel/misc"
-    if [ -n "${SI_ARCHIVE_MASTER:-}" ] || [ -n "${SI_CA_FILE:-}" ]; then
-        echo
-        echo "[trust]"
-        [ -z "${SI_ARCHIVE_MASTER:-}" ] || echo "archive_master = /etc/sysimage/archive-master.keyring"
-        [ -z "${SI_CA_FILE:-}" ] || echo "ca_file = /etc/sysimage/server-ca.pem"
-    fi
-} > etc/sysimage/client.ini
-echo "qemu-x86_64" > etc/sysimage/device
-[ -z "${SI_ARCHIVE_MASTER:-}" ] || install -m 0644 "$SI_ARCHIVE_MASTER" etc/sysimage/archive-master.keyring
-[ -z "${SI_CA_FILE:-}" ] || install -m 0644 "$SI_CA_FILE" etc/sysimage/server-ca.pem
+si_client_ini > etc/sysimage/client.ini
+si_stub_files
 install -m 0755 "$HERE/bootcount.sh" usr/sbin/sysimage-bootcount
 
 # ---------------------------------------------------------------- layout

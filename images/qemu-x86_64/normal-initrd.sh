@@ -14,6 +14,7 @@ set -eu
 KDIR=$1
 OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../../initramfs/stage.sh"
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 kver=$(ls "$KDIR/lib/modules")
 MODULES=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["kernel"]["system_modules"]))' "$HERE/board.json")
@@ -21,10 +22,7 @@ MODULES=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/si-normal-initrd.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/dev" "$STAGE/proc" "$STAGE/sys" "$STAGE/newroot"
-install -m 0755 "$BUSYBOX" "$STAGE/bin/busybox"
-for a in $("$BUSYBOX" --list); do
-    [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
-done
+si_stage_busybox "$STAGE" "$BUSYBOX"
 cat > "$STAGE/init" <<'EOT'
 #!/bin/sh
 # /init of the normal OS's initramfs (images/qemu-x86_64/normal-initrd.sh)
@@ -67,23 +65,5 @@ exec switch_root /newroot /sbin/init
 EOT
 chmod 0755 "$STAGE/init"
 
-SRCMOD=$KDIR/lib/modules/$kver
-DSTMOD=$STAGE/lib/modules/$kver
-mkdir -p "$DSTMOD"
-for m in $MODULES; do
-    f=$(find "$SRCMOD/kernel" -name "$m.ko" | head -n 1)
-    [ -n "$f" ] || { echo "normal-initrd.sh: module $m not in $KDIR" >&2; exit 1; }
-    rel=${f#"$SRCMOD"/}
-    mkdir -p "$DSTMOD/$(dirname "$rel")"
-    cp "$f" "$DSTMOD/$rel"
-done
-for f in modules.builtin modules.builtin.modinfo modules.order; do
-    [ ! -f "$SRCMOD/$f" ] || cp "$SRCMOD/$f" "$DSTMOD/$f"
-done
-depmod -b "$STAGE" "$kver"
-find "$DSTMOD" -maxdepth 1 -type f -name 'modules.*' ! -name modules.dep ! -name modules.alias \
-    ! -name modules.builtin ! -name modules.symbols ! -name modules.softdep -delete
-find "$STAGE" -exec touch -h -d @1 {} +
-(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
-    zstd -q -19 -T1 > "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+si_stage_modules normal-initrd.sh "$STAGE" "$KDIR" "$kver" "$MODULES"
+si_pack_initrd "$STAGE" "$OUT" 1

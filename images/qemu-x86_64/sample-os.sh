@@ -37,6 +37,7 @@
 #                   never comes up, for the rollback tests
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/stub-config.sh"
 
 usage() { echo "usage: $0 1|2 OUTDIR" >&2; exit 1; }
 [ $# -eq 2 ] || usage
@@ -189,22 +190,7 @@ chmod 0755 etc/init.d/rcK
 
 # The stub's configuration, as a device built from this tree ships it.
 {
-    echo "[service]"
-    echo "base = ${SI_SERVER_URL:-https://updates.example.com/sysimage}"
-    echo "channel = ${SI_CHANNEL:-stable}"
-    echo "device = qemu-x86_64"
-    echo
-    echo "[system]"
-    echo "cache_dir = /cache/recovery"
-    echo "state_dir = /data/sysimage"
-    echo "machine_id = /data/sysimage/machine-id"
-    echo "boot_control = /dev/disk/by-partlabel/misc"
-    if [ -n "${SI_ARCHIVE_MASTER:-}" ] || [ -n "${SI_CA_FILE:-}" ]; then
-        echo
-        echo "[trust]"
-        [ -z "${SI_ARCHIVE_MASTER:-}" ] || echo "archive_master = /etc/sysimage/archive-master.keyring"
-        [ -z "${SI_CA_FILE:-}" ] || echo "ca_file = /etc/sysimage/server-ca.pem"
-    fi
+    si_client_ini
     if [ -n "${SI_AB:-}" ]; then
         # an A/B device (board qemu-x86_64-ab, docs/ab.md): `sysimage-stub install`
         echo
@@ -218,9 +204,7 @@ chmod 0755 etc/init.d/rcK
     echo "low_speed_time = 30"
     echo "retries = 3"
 } > etc/sysimage/client.ini
-echo "qemu-x86_64" > etc/sysimage/device
-[ -z "${SI_ARCHIVE_MASTER:-}" ] || install -m 0644 "$SI_ARCHIVE_MASTER" etc/sysimage/archive-master.keyring
-[ -z "${SI_CA_FILE:-}" ] || install -m 0644 "$SI_CA_FILE" etc/sysimage/server-ca.pem
+si_stub_files
 
 # ---------------------------------------------------------------- stub
 if [ -n "${SI_STUB:-}" ]; then

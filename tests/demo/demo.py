@@ -160,14 +160,12 @@ def _kind(rec):
 def describe_changes(a, b):
     """What changed between two treecmp snapshots, one line per path, in words."""
     out = []
-    for p in sorted(set(a) | set(b)):
-        name = os.fsdecode(p)
-        if p not in b:
-            out.append(f"removed   {name} ({_kind(a[p])})")
-        elif p not in a:
-            out.append(f"added     {name} ({_kind(b[p])})")
-        elif a[p] != b[p]:
-            x, y = a[p], b[p]
+    for name, x, y in treecmp.changes(a, b):
+        if y is None:
+            out.append(f"removed   {name} ({_kind(x)})")
+        elif x is None:
+            out.append(f"added     {name} ({_kind(y)})")
+        else:
             if x["type"] != y["type"]:
                 what = f"{_kind(x)} -> {_kind(y)}"
             else:

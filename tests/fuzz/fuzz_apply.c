@@ -1,5 +1,6 @@
 /* fuzz_apply.c - apply arbitrary bytes as an update tarball into a fresh
- * directory and check that nothing appeared outside it. */
+ * directory (si_apply_opts.fresh by the input's size: odd) and check that
+ * nothing appeared outside it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -43,7 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     close(fd);
     si_partition_map map[] = {{"boot", part}};
-    si_apply_opts o = {.target_dir = target, .partitions = map, .npartitions = 1};
+    /* the target was just made: both ways of placing members are fuzzed
+     * (final names directly, or temporary name + rename) */
+    si_apply_opts o = {.target_dir = target, .fresh = size & 1, .partitions = map,
+                       .npartitions = 1};
     const char *files[] = {input};
     si_err err = {0};
     si_apply_files(&o, files, 1, &err);

@@ -11,8 +11,9 @@ import stat
 import pytest
 
 from conftest import RECOVERY, STUB, run
-from test_recovery_host import (CHECKSUM, DELTA_COMMANDS, DOWNGRADE, Device, Mounted,  # noqa: F401
-                                expected_tree, full_commands, payloads, sha256_file, snapshot)
+from test_recovery_host import (CHECKSUM, DELTA_COMMANDS, DEVICE, DOWNGRADE, OK, Device,  # noqa: F401
+                                Mounted, expected_tree, full_commands, grubenv_block, payloads,
+                                read_grubenv, sha256_file, snapshot)
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mount"),
@@ -31,6 +32,15 @@ case "$1" in
   *) exit 1 ;;
 esac
 """
+
+
+def flip_byte(path, offset):
+    """a tampered staged file: one bit changed"""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 1]))
 
 
 class AbDevice(Device):
@@ -72,6 +82,16 @@ bootcount = {bc}
 cmdline = {self.cmdline}
 work_dir = {d}/work
 """)
+
+    def recovery(self):
+        """The recovery booted by GRUB on this board: no `system`, the slots."""
+        return run([RECOVERY, "run", "--mode", "update", "--device", DEVICE,
+                    "--cache-dir", self.cache, "--mount-root", self.mnt,
+                    "--partition", f"system_a={self.slots['a']}",
+                    "--partition", f"system_b={self.slots['b']}",
+                    "--partition", f"userdata={self.userdata}",
+                    "--partition", f"misc={self.misc}",
+                    "--bootcount", self.d / "bootcount"], timeout=300)
 
     def boot(self, slot):
         self.cmdline.write_text(f"root=PARTLABEL=system_{slot} ro quiet sysimage.slot={slot}\n")
@@ -155,11 +175,7 @@ def test_refused_before_the_inactive_slot_is_touched(ab, case):
     ab.esp_before = ab.espenv.read_text()
     if case == "tampered":
         ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
-        with open(ab.rdir / "delta-1-2.tar.zst", "r+b") as f:
-            f.seek(200)
-            b = f.read(1)
-            f.seek(200)
-            f.write(bytes([b[0] ^ 1]))
+        flip_byte(ab.rdir / "delta-1-2.tar.zst", 200)
         code, needle = CHECKSUM, "delta-1-2.tar.zst"
     else:
         # slot a now runs build 2; build 1 is offered again
@@ -245,3 +261,92 @@ def test_no_install_from_a_slot_on_trial(ab):
     assert sha256_file(ab.slots["a"]) == a_before
     assert ab.stub("mark-good").returncode == 0
     assert ab.stub("install").returncode == 0
+
+
+def test_delta_base_is_the_active_filesystem_from_its_used_blocks(ab, payloads):
+    """The copy of step 3 alone (an engine that stops after verifying): slot b
+    first full of random bytes, then only the blocks slot a's filesystem uses
+    are written; b is then the same filesystem as a (e2fsck clean, same
+    superblock, same tree) and far fewer bytes than the slot were written."""
+    with open(ab.slots["b"], "wb") as f:
+        f.write(os.urandom(48 << 20))
+    stop = ab.d / "engine-stops"
+    stop.write_text(f'#!/bin/sh\ncase " $* " in *" --dry-run "*) exec {RECOVERY} "$@";; esac\nexit 22\n')
+    stop.chmod(0o755)
+    ab.config.write_text(ab.config.read_text().replace(f"engine = {RECOVERY}", f"engine = {stop}"))
+    ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    p = ab.stub("install", "--json")
+    assert p.returncode == 22 and "no trial boot is set" in p.stderr, p.stdout + p.stderr
+    copied = [json.loads(line) for line in p.stdout.splitlines() if '"copied"' in line][0]
+    assert copied["fs_bytes"] == os.path.getsize(ab.slots["a"])
+    assert 0 < copied["bytes"] < copied["fs_bytes"] / 2, copied
+    fsck = run(["e2fsck", "-fn", ab.slots["b"]])
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    head = [run(["dumpe2fs", "-h", ab.slots[s]]).stdout for s in "ab"]
+    assert head[0] == head[1]
+    assert ab.tree("b") == ab.tree("a") == expected_tree(payloads["tree1"], 1)
+    assert ab.esp()["ab_try"] == ""
+
+
+@pytest.fixture
+def ab_b_good_a_on_trial(ab):
+    """Build 2 in slot b, marked good; build 2 again installed into a, on trial."""
+    ab.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz")
+    assert ab.stub("install").returncode == 0
+    ab.boot("b")
+    assert ab.stub("mark-good").returncode == 0
+    ab.stage(full_commands(2), "full-2.tar.zst", "version-2.tar.xz")
+    assert ab.stub("install").returncode == 0
+    env = ab.esp()
+    assert (env["ab_active"], env["ab_try"]) == ("b", "a"), env
+    return ab
+
+
+def test_recovery_repairs_the_good_slot(ab_b_good_a_on_trial, payloads):
+    """The recovery on the A/B board (no `system`): a repair (the installed
+    build's full image) rewrites the good slot b; slot a, on trial, is not
+    touched and its trial is withdrawn: the next boot is the repaired slot."""
+    ab = ab_b_good_a_on_trial
+    # the good slot damaged
+    assert run(["debugfs", "-w", "-R", "rm /etc/hostname", ab.slots["b"]]).returncode == 0
+    assert ab.tree("b") != expected_tree(payloads["tree2"], 2)
+    a_before = sha256_file(ab.slots["a"])
+    ab.stage(full_commands(2), "full-2.tar.zst", "version-2.tar.xz")
+    ab.misc.write_bytes(grubenv_block(recovery_request=1) + b"\0" * ((1 << 20) - 1024))
+    p = ab.recovery()
+    assert p.returncode == OK, p.stdout + p.stderr
+    assert "the job is for slot b" in p.stderr and "slot b repaired" in p.stderr, p.stderr
+    res = ab.result()
+    assert (res["from_version"], res["to_version"]) == (2, 2)
+    assert ab.tree("b") == expected_tree(payloads["tree2"], 2)
+    assert sha256_file(ab.slots["a"]) == a_before
+    env = ab.esp()
+    assert (env["ab_active"], env["ab_try"], env["ab_tries"], env["ab_try_build"]) == ("b", "", "0", "")
+    assert read_grubenv(ab.misc)["recovery_request"] == "0"
+
+
+@pytest.mark.parametrize("case", ["downgrade", "tampered"])
+def test_recovery_refuses_before_the_good_slot_is_touched(ab_b_good_a_on_trial, case):
+    ab = ab_b_good_a_on_trial
+    before = {s: sha256_file(ab.slots[s]) for s in "ab"}
+    esp_before = ab.espenv.read_text()
+    if case == "downgrade":
+        ab.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+        code = DOWNGRADE
+    else:
+        ab.stage(full_commands(2), "full-2.tar.zst", "version-2.tar.xz")
+        flip_byte(ab.rdir / "full-2.tar.zst", 300)
+        code = CHECKSUM
+    p = ab.recovery()
+    assert p.returncode == code, p.stdout + p.stderr
+    assert {s: sha256_file(ab.slots[s]) for s in "ab"} == before
+    assert ab.espenv.read_text() == esp_before  # the trial of a still pending
+
+
+def test_recovery_without_system_or_slots_says_so(ab):
+    ab.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = run([RECOVERY, "run", "--mode", "update", "--device", DEVICE, "--cache-dir", ab.cache,
+             "--mount-root", ab.mnt, "--partition", f"system_a={ab.slots['a']}",
+             "--partition", f"misc={ab.misc}", "--partition", f"userdata={ab.userdata}"])
+    assert p.returncode != OK
+    assert "no partition labelled 'system' (nor 'system_a' and 'system_b'" in p.stdout + p.stderr

@@ -110,8 +110,9 @@ def pair(tmp_path_factory):
 
 def members(path):
     out = subprocess.run(["tar", "--zstd", "-tf", path], capture_output=True, text=True,
-                         check=True).stdout
-    return out.splitlines()
+                         check=True).stdout.splitlines()
+    assert out[0] == "manifest"
+    return out[1:]
 
 
 def fresh_copy(src, dst):

@@ -8,21 +8,22 @@ tampered file, tampered job, media for another board, disk too small, a disk
 that is not blank without the job's consent. An interrupted flash (misc
 still marked) is provisioned again without consent. The QEMU run of the same
 mode is tests/qemu/test_flash.py."""
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, RECOVERY, run, sysimage
+from conftest import ROOT, RECOVERY, run
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "qemu"))
 sys.path.insert(0, os.path.join(ROOT, "images"))
 import board as boardlib  # noqa: E402
+import nginx_server  # noqa: E402
+import provkit  # noqa: E402
 import sihw  # noqa: E402
+from provkit import blank, read_media, sha  # noqa: E402
 
 KEYS = os.path.join(ROOT, "keys", "dev")  # the recovery's built-in archive-master is keys/dev's
 BOARD_FILE = os.path.join(ROOT, "images", "qemu-x86_64", "board.json")
@@ -37,26 +38,9 @@ pytestmark = [
 ]
 
 
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def read_media(stick, dest):
-    """The `flash` partition of a stick, copied out with debugfs."""
-    p = sihw.partitions(stick)["flash"]
-    os.makedirs(dest)
-    run(["debugfs", "-R", f"rdump / {dest}", f"{stick}?offset={p.start}"], check=True)
-    return dest
-
-
 def make_media(d, repo, out, *extra, images=IMAGES, board="qemu-x86_64"):
-    proc = sysimage("flash-media", "--board", board, "--images", images, "--repo", repo, "--channel", "stable",
-                    "--keys", KEYS, "--archive-master", os.path.join(KEYS, "archive-master.keyring"),
-                    "--recovery", str(d / "recovery"), "--out", out, *extra)
+    proc = provkit.tool("flash-media", board, repo, out, *extra, keys=KEYS, recovery=d / "recovery",
+                        images=images)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -70,25 +54,14 @@ def media(tmp_path_factory):
     (tree / "boot").mkdir()
     (tree / "boot" / "vmlinuz").write_bytes(b"kernel\n" * 100)
     os.symlink("hostname", tree / "etc" / "name-link")
-    repo = str(d / "repo")
-    sysimage("publish", "--repo", repo, "--keys", KEYS, "--channel", "stable", "--device", "qemu-x86_64",
-             "--version", "3", "--tree", tree, check=True)
-    rec = d / "recovery"
-    rec.mkdir()
-    (rec / "vmlinuz").write_bytes(b"recovery kernel\n" * 500)
-    (rec / "initrd.img").write_bytes(os.urandom(32 * 1024))
+    repo = provkit.publish(d / "repo", KEYS, tree, 3)
+    provkit.fake_recovery(d / "recovery", 500, 32 * 1024)
     stick = make_media(d, repo, str(d / "stick.img"))
     return {"dir": d, "repo": repo, "stick": stick, "root": read_media(stick, str(d / "m"))}
 
 
 def flash(root, target, board_file=BOARD_FILE):
     return run([RECOVERY, "flash", "--board", board_file, "--media", root, "--target", target])
-
-
-def blank(path, mib=600):
-    with open(path, "wb") as f:
-        f.truncate(mib << 20)
-    return path
 
 
 def result(root):
@@ -144,13 +117,7 @@ def test_refuses_a_disk_that_is_not_blank(media, tmp_path):
 def test_refuses_tampered_media(media, tmp_path):
     disk = blank(str(tmp_path / "disk.img"))
     root = copy_media(media, tmp_path)
-    pool = os.path.join(root, "repo", "pool")
-    full = [n for n in os.listdir(pool) if "rootfs-full" in n and not n.endswith(".sig")][0]
-    with open(os.path.join(pool, full), "r+b") as f:
-        f.seek(64)
-        b = f.read(1)
-        f.seek(64)
-        f.write(bytes([b[0] ^ 0x10]))
+    provkit.flip_byte(provkit.full_tarball(os.path.join(root, "repo")), 64, 0x10)
     refused(root, disk, 12, "sha256")
     root2 = copy_media(media, tmp_path / "2")
     with open(os.path.join(root2, "flash", "flash.json"), "r+") as f:
@@ -184,11 +151,12 @@ def test_refuses_media_for_another_board(media, tmp_path):
     refused(root, disk, 18, "made for board 'other-board'")
 
 
-def test_an_ab_recovery_refuses_to_flash(media, tmp_path):
-    """A recovery whose board is the A/B one: flash mode does not write A/B
-    disks (docs/flashing.md), said before the target is touched."""
+def test_an_ab_recovery_refuses_media_of_the_other_board(media, tmp_path):
+    """A recovery whose board is the A/B one refuses media made for the
+    recovery-mode board (the layouts differ), before the target is touched.
+    Flashing A/B media: tests/integration/test_image_ab.py."""
     disk = blank(str(tmp_path / "disk.img"), 900)
-    refused(copy_media(media, tmp_path), disk, 18, "is an A/B board",
+    refused(copy_media(media, tmp_path), disk, 18, "this recovery is for board 'qemu-x86_64-ab'",
             board_file=os.path.join(IMAGES, "qemu-x86_64-ab", "board.json"))
 
 
@@ -212,4 +180,33 @@ def test_consent_erases_and_an_interrupted_flash_is_redone(media, tmp_path):
     proc = flash(root, disk)
     assert proc.returncode == 0, proc.stdout
     assert "consents to erasing it" in proc.stdout
+    assert sihw.read_file(disk, "system", "/etc/hostname") == b"flashed\n"
+
+
+def test_an_expired_index_on_the_media_is_refused(media, tmp_path):
+    """The index on the media re-signed to expire (as a stick kept in a
+    drawer): refused with the clock rule before the target is touched."""
+    root = copy_media(media, tmp_path)
+    provkit.expire(os.path.join(root, "repo"), KEYS)
+    refused(root, blank(str(tmp_path / "disk.img")), 25, "index.json: expired on")
+
+
+def test_media_from_a_url_repository(media, tmp_path):
+    """flash-media --repo URL (nginx): the stick holds the same repository
+    subset as one made from the directory, and it provisions a blank disk."""
+    tls = nginx_server.make_tls(tmp_path)
+    (tmp_path / "nginx").mkdir()
+    ng = nginx_server.Nginx(media["repo"], tmp_path / "nginx", tls)
+    try:
+        stick = make_media(media["dir"], ng.url, str(tmp_path / "url.img"), "--ca", tls[0])
+    finally:
+        ng.stop()
+    root = read_media(stick, str(tmp_path / "m"))
+    for dirpath, _, files in os.walk(os.path.join(media["root"], "repo")):
+        for n in files:
+            rel = os.path.relpath(os.path.join(dirpath, n), media["root"])
+            assert sha(os.path.join(root, rel)) == sha(os.path.join(media["root"], rel)), rel
+    disk = blank(str(tmp_path / "disk.img"))
+    proc = flash(root, disk)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sihw.read_file(disk, "system", "/etc/hostname") == b"flashed\n"

@@ -6,14 +6,14 @@ every ext4 with e2fsck, the system partition against the published tree
 hardlinks), the recovery files, misc's boot-control block, the ESP's files
 (mtools), the BIOS boot code; two builds are byte-identical; bmaptool copies
 the image (raw and zstd) to the same bytes. Refusals (tampered repository,
-other keys, unknown build, disk too small, URL) exit with their code, name
-the problem and leave no output behind. Booting the image is
+other keys, unknown build, disk too small, an expired index) exit with their
+code, name the problem and leave no output behind. A repository served by
+nginx (--repo URL) gives the same bytes as the directory; a tampered file on
+the server and an unreachable server are refused. Booting the image is
 tests/qemu/test_image_boot.py."""
-import hashlib
 import os
 import shutil
 import struct
-import subprocess
 import sys
 
 import pytest
@@ -24,25 +24,15 @@ import treecmp
 sys.path.insert(0, os.path.join(ROOT, "tests", "qemu"))
 sys.path.insert(0, os.path.join(ROOT, "images"))
 import board as boardlib  # noqa: E402
+import nginx_server  # noqa: E402
+import provkit  # noqa: E402
 import sihw  # noqa: E402
+from provkit import sha  # noqa: E402
 
 BOARD = boardlib.Board("qemu-x86_64")
 IMAGES = os.path.join(ROOT, "images")
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sample tree has device nodes and owners: needs root"),
-    pytest.mark.skipif(not shutil.which("mcopy") or not shutil.which("mkfs.vfat"),
-                       reason="mtools/dosfstools not installed (scripts/deps.sh)"),
-    pytest.mark.skipif(not shutil.which("grub-mkimage"), reason="grub-common not installed"),
-]
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
+pytestmark = provkit.IMAGE_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +46,14 @@ def published(tmp_path_factory, devkeys):
     os.makedirs(os.path.join(tree, "boot"))
     with open(os.path.join(tree, "boot", "vmlinuz"), "wb") as f:
         f.write(b"kernel of build 1\n")
-    repo = str(d / "repo")
-    sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", "stable", "--device", "qemu-x86_64",
-             "--version", "1", "--tree", tree, check=True)
-    rec = d / "recovery"
-    rec.mkdir()
-    (rec / "vmlinuz").write_bytes(b"recovery kernel\n" * 1000)
-    (rec / "initrd.img").write_bytes(os.urandom(64 * 1024))
-    return {"dir": d, "tree": tree, "repo": repo, "keys": str(devkeys), "recovery": str(rec)}
+    repo = provkit.publish(d / "repo", devkeys, tree, 1)
+    rec = provkit.fake_recovery(d / "recovery")
+    return {"dir": d, "tree": tree, "repo": repo, "keys": str(devkeys), "recovery": rec}
 
 
-def make_image(p, out, *extra, repo=None, am=None):
-    return sysimage("image", "--board", "qemu-x86_64", "--images", IMAGES, "--repo", repo or p["repo"],
-                    "--channel", "stable", "--archive-master", am or os.path.join(p["keys"], "archive-master.keyring"),
-                    "--recovery", p["recovery"], "--out", out, *extra)
+def make_image(p, out, *extra, repo=None, keys=None):
+    return provkit.tool("image", "qemu-x86_64", repo or p["repo"], out, *extra, keys=keys or p["keys"],
+                        recovery=p["recovery"])
 
 
 @pytest.fixture(scope="module")
@@ -82,43 +66,19 @@ def image(published):
 
 
 def test_gpt_follows_the_board(image):
-    parts = sihw.partitions(image)
-    layout = BOARD.layout()
-    assert [p.label for p in sorted(parts.values(), key=lambda p: p.number)] == [l for l, *_ in layout]
-    off = 1 * sihw.MIB
-    for label, mib, fs, ptype in layout:
-        p = parts[label]
-        assert (p.start, p.size) == (off, mib * sihw.MIB), label
-        assert p.type.upper() == ptype.upper(), label
-        off += p.size
-    assert os.path.getsize(image) == off + sihw.MIB
+    provkit.check_gpt(image, BOARD)
     # sparse: far less is allocated than the disk's size
     assert os.stat(image).st_blocks * 512 < os.path.getsize(image) // 4
 
 
 def test_every_ext4_is_clean(image):
-    for label, _, fs, _ in BOARD.layout():
-        if fs != "ext4":
-            continue
-        p = sihw.partitions(image)[label]
-        proc = run(["e2fsck", "-fn", f"{image}?offset={p.start}"])
-        assert proc.returncode == 0, f"{label}: {proc.stdout}{proc.stderr}"
-        out = run(["dumpe2fs", "-h", f"{image}?offset={p.start}"]).stdout
-        assert f"Filesystem volume name:   {label}" in out
+    provkit.check_ext4(image, BOARD)
 
 
 @pytest.mark.skipif(not sihw.can_mount(), reason="reading the system partition back needs a loop mount")
 def test_system_is_the_published_tree(image, published):
     with sihw.mounted_ro(image, "system") as mnt:
-        got = treecmp.snapshot(mnt)
-    want = treecmp.snapshot(published["tree"])
-    got.pop(b"lost+found", None)
-    # the version tarball adds etc/sysimage/version.json; the rest is the tree
-    extra = sorted(k for k in got if k not in want)
-    assert all(k in (b"etc/sysimage", b"etc/sysimage/version.json") for k in extra), extra
-    assert b"etc/sysimage/version.json" in got
-    problems = treecmp.diff(want, {k: v for k, v in got.items() if k in want})
-    assert not problems, "\n".join(problems[:40])
+        treecmp.check_installed(mnt, published["tree"])
 
 
 def test_recovery_misc_esp_and_bios(image, published):
@@ -189,15 +149,8 @@ def _refused(proc, out, code, needle):
 
 
 def test_refuses_a_tampered_file(published, tmp_path):
-    repo = str(tmp_path / "repo")
-    shutil.copytree(published["repo"], repo)
-    pool = os.path.join(repo, "pool")
-    full = [n for n in os.listdir(pool) if "rootfs-full" in n and not n.endswith(".sig")][0]
-    with open(os.path.join(pool, full), "r+b") as f:
-        f.seek(100)
-        b = f.read(1)
-        f.seek(100)
-        f.write(bytes([b[0] ^ 1]))
+    repo = shutil.copytree(published["repo"], str(tmp_path / "repo"))
+    provkit.flip_byte(provkit.full_tarball(repo))
     out = str(tmp_path / "t.img")
     _refused(make_image(published, out, repo=repo), out, 12, "sha256")
 
@@ -207,14 +160,73 @@ def test_refuses_other_keys(published, tmp_path):
     run([os.path.join(ROOT, "scripts", "make-dev-keys.sh"), os.path.join(ROOT, "build", "bin", "sysimage"),
          other], check=True)
     out = str(tmp_path / "k.img")
-    _refused(make_image(published, out, am=str(other / "archive-master.keyring")), out, 7, "image-master")
+    _refused(make_image(published, out, keys=str(other)), out, 7, "image-master")
 
 
-def test_refuses_unknown_build_small_disk_url(published, tmp_path):
+def test_refuses_unknown_build_small_disk(published, tmp_path):
     out = str(tmp_path / "u.img")
     _refused(make_image(published, out, "--build", "7"), out, 28, "no full image of build 7")
     _refused(make_image(published, out, "--size", "579"), out, 24, "at least 580 MiB")
-    _refused(make_image(published, out, repo="https://example.org/repo"), out, 18, "mirror")
     proc = sysimage("image", "--board", "nope", "--images", IMAGES, "--repo", published["repo"], "--channel",
                     "stable", "--archive-master", "x", "--out", out)
     _refused(proc, out, 28, "board 'nope'")
+
+
+@pytest.fixture(scope="module")
+def served(published, tmp_path_factory):
+    """nginx (HTTPS, a throw-away CA) serving a copy of the published repository."""
+    d = tmp_path_factory.mktemp("served")
+    root = str(d / "www")
+    shutil.copytree(published["repo"], root)
+    tls = nginx_server.make_tls(d)
+    (d / "nginx").mkdir()
+    ng = nginx_server.Nginx(root, d / "nginx", tls)
+    yield {"root": root, "url": ng.url + "/", "ca": tls[0], "nginx": ng}
+    ng.stop()
+
+
+def test_url_repository_gives_the_same_bytes(image, published, served, tmp_path):
+    out = str(tmp_path / "url.img")
+    proc = make_image(published, out, "--build", "1", repo=served["url"], *("--ca", served["ca"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fetched" in proc.stdout and served["url"] in proc.stdout, proc.stdout
+    assert sha(out) == sha(image)
+    with open(out + ".bmap") as a, open(image + ".bmap") as b:
+        assert a.read() == b.read()
+    # every file came from nginx, the update files in one whole GET each
+    log = served["nginx"].access_log()
+    assert any("rootfs-full" in uri and status == 200 and not rng for uri, status, _, rng in log), log
+
+
+def test_url_repository_refusals(published, served, tmp_path):
+    out = str(tmp_path / "u.img")
+    # a tampered update file on the server
+    full = provkit.full_tarball(served["root"])
+    provkit.flip_byte(full)
+    try:
+        _refused(make_image(published, out, repo=served["url"], *("--ca", served["ca"])), out, 12, "sha256")
+    finally:
+        provkit.flip_byte(full)
+    # nobody listening
+    dead = f"https://127.0.0.1:{nginx_server.free_port()}/"
+    proc = make_image(published, out, repo=dead)
+    _refused(proc, out, 23, dead.rstrip("/") + "/keyrings/image-master.keyring")
+    # the server's CA is not trusted (the system's store)
+    _refused(make_image(published, out, repo=served["url"]), out, 23, "certificate")
+    # not a URL nor a directory we know
+    _refused(make_image(published, out, repo="ftp://example.org/repo"), out, 1, "not an http")
+
+
+def test_expired_index_is_refused_unless_overridden(published, tmp_path):
+    repo = provkit.expire(shutil.copytree(published["repo"], str(tmp_path / "repo")), published["keys"])
+    out = str(tmp_path / "e.img")
+    _refused(make_image(published, out, repo=repo), out, 25, "index.json: expired on")
+    _refused(provkit.tool("flash-media", "qemu-x86_64", repo, out, keys=published["keys"],
+                          recovery=published["recovery"]), out, 25, "index.json: expired on")
+    # the factory's explicit override, said in the output
+    proc = make_image(published, out, "--allow-expired-index", repo=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING: index.json expired on" in proc.stdout and "--allow-expired-index" in proc.stdout
+    proc = provkit.tool("flash-media", "qemu-x86_64", repo, out + "2", "--allow-expired-index",
+                        keys=published["keys"], recovery=published["recovery"])
+    assert proc.returncode == 1 and "publish --refresh" in proc.stderr, proc.stderr

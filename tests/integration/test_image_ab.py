@@ -4,31 +4,28 @@ checks the recovery-mode board: the GPT against board.json, every ext4 with
 e2fsck, slot a against the published tree, slot b an empty filesystem (the
 first `sysimage-stub install` formats it), the ESP's grub.cfg rendered as
 images/board.py renders it (@SLOT_A@, @SLOT_B@, ...) and its counters file
-holding the board's boot.env_defaults. `flash-media` refuses the board with
-a clear error (docs/flashing.md)."""
+holding the board's boot.env_defaults. The recovery's flash mode
+(`sysimage-recovery flash` on the host, media from `sysimage flash-media`)
+provisions a blank disk of the same size that passes the same checks
+(docs/flashing.md); booting such a disk is tests/qemu/test_flash.py."""
 import os
-import shutil
 import sys
 
 import pytest
 
-from conftest import ROOT, run, sysimage
+from conftest import RECOVERY, ROOT, run
 import treecmp
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "qemu"))
 sys.path.insert(0, os.path.join(ROOT, "images"))
 import board as boardlib  # noqa: E402
+import provkit  # noqa: E402
 import sihw  # noqa: E402
 
 BOARD = boardlib.Board("qemu-x86_64-ab")
 IMAGES = os.path.join(ROOT, "images")
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sample tree has device nodes and owners: needs root"),
-    pytest.mark.skipif(not shutil.which("mcopy") or not shutil.which("mkfs.vfat"),
-                       reason="mtools/dosfstools not installed (scripts/deps.sh)"),
-    pytest.mark.skipif(not shutil.which("grub-mkimage"), reason="grub-common not installed"),
-]
+pytestmark = provkit.IMAGE_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -37,51 +34,53 @@ def published(tmp_path_factory, devkeys):
     d = tmp_path_factory.mktemp("image-ab")
     tree = str(d / "tree")
     test_payloads.make_v1(tree)
-    repo = str(d / "repo")
-    sysimage("publish", "--repo", repo, "--keys", devkeys, "--channel", "stable", "--device", BOARD.name,
-             "--version", "1", "--tree", tree, check=True)
-    rec = d / "recovery"
-    rec.mkdir()
-    (rec / "vmlinuz").write_bytes(b"recovery kernel\n" * 1000)
-    (rec / "initrd.img").write_bytes(os.urandom(64 * 1024))
-    return {"dir": d, "tree": tree, "repo": repo, "keys": str(devkeys), "recovery": str(rec)}
-
-
-def _args(p, out):
-    return ["--board", BOARD.name, "--images", IMAGES, "--repo", p["repo"], "--channel", "stable",
-            "--archive-master", os.path.join(p["keys"], "archive-master.keyring"), "--recovery", p["recovery"],
-            "--out", out]
+    repo = provkit.publish(d / "repo", devkeys, tree, 1, BOARD.name)
+    rec = provkit.fake_recovery(d / "recovery")
+    return {"dir": d, "tree": tree, "repo": repo, "keys": str(devkeys), "recovery": rec}
 
 
 @pytest.fixture(scope="module")
-def image(published):
+def factory_image(published):
     out = str(published["dir"] / "ab.img")
-    proc = sysimage("image", *_args(published, out))
+    proc = provkit.tool("image", BOARD.name, published["repo"], out, keys=published["keys"],
+                        recovery=published["recovery"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
 
+def _flashed(published, factory_image):
+    """The same build through flash mode: keys/dev (the recovery's built-in
+    archive-master) signs a second repository, the media holds it, and the
+    recovery provisions a blank disk of the factory image's size."""
+    d = published["dir"]
+    repo = provkit.publish(d / "repo-dev", provkit.DEVKEYS, published["tree"], 1, BOARD.name)
+    stick = str(d / "stick.img")
+    proc = provkit.tool("flash-media", BOARD.name, repo, stick, recovery=published["recovery"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    media = provkit.read_media(stick, str(d / "media"))
+    disk = provkit.blank(str(d / "flashed.img"), os.path.getsize(factory_image) >> 20)
+    proc = run([RECOVERY, "flash", "--board", os.path.join(IMAGES, BOARD.name, "board.json"), "--media", media,
+                "--target", disk])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "A/B, the build goes to slot system_a" in proc.stdout, proc.stdout
+    return disk
+
+
+@pytest.fixture(scope="module", params=["image", "flash"])
+def image(request, published, factory_image):
+    if request.param == "flash":
+        if not os.path.exists(RECOVERY) or not os.path.exists(os.path.join(provkit.DEVKEYS, "archive-master.keyring")):
+            pytest.skip("sysimage-recovery or keys/dev missing (make, make keys)")
+        return _flashed(published, factory_image)
+    return factory_image
+
+
 def test_gpt_follows_the_board(image):
-    parts = sihw.partitions(image)
-    layout = BOARD.layout()
-    assert [p.label for p in sorted(parts.values(), key=lambda p: p.number)] == [l for l, *_ in layout]
-    assert "system" not in parts
-    off = sihw.MIB
-    for label, mib, fs, ptype in layout:
-        assert (parts[label].start, parts[label].size) == (off, mib * sihw.MIB), label
-        assert parts[label].type.upper() == ptype.upper(), label
-        off += mib * sihw.MIB
-    assert os.path.getsize(image) == off + sihw.MIB
+    assert "system" not in provkit.check_gpt(image, BOARD)
 
 
 def test_every_ext4_is_clean(image):
-    for label, _, fs, _ in BOARD.layout():
-        if fs != "ext4":
-            continue
-        p = sihw.partitions(image)[label]
-        proc = run(["e2fsck", "-fn", f"{image}?offset={p.start}"])
-        assert proc.returncode == 0, f"{label}: {proc.stdout}{proc.stderr}"
-        assert f"Filesystem volume name:   {label}" in run(["dumpe2fs", "-h", f"{image}?offset={p.start}"]).stdout
+    provkit.check_ext4(image, BOARD)
 
 
 def test_slot_b_is_empty(image):
@@ -96,13 +95,7 @@ def test_slot_b_is_empty(image):
 @pytest.mark.skipif(not sihw.can_mount(), reason="reading slot a back needs a loop mount")
 def test_slot_a_is_the_published_tree(image, published):
     with sihw.mounted_ro(image, "system_a") as mnt:
-        got = treecmp.snapshot(mnt)
-    want = treecmp.snapshot(published["tree"])
-    got.pop(b"lost+found", None)
-    extra = sorted(k for k in got if k not in want)
-    assert all(k in (b"etc/sysimage", b"etc/sysimage/version.json") for k in extra), extra
-    problems = treecmp.diff(want, {k: v for k, v in got.items() if k in want})
-    assert not problems, "\n".join(problems[:40])
+        treecmp.check_installed(mnt, published["tree"])
 
 
 def test_esp_grub_cfg_and_env_defaults(image):
@@ -122,9 +115,26 @@ def test_esp_grub_cfg_and_env_defaults(image):
     assert sihw.read_misc_env(image) == {"recovery_request": "0"}
 
 
-def test_flash_media_refuses_the_ab_board(published, tmp_path):
-    out = str(tmp_path / "stick.img")
-    proc = sysimage("flash-media", *_args(published, out), "--keys", published["keys"])
-    assert proc.returncode == 18, proc.stdout + proc.stderr
-    assert "A/B board" in proc.stderr and "sysimage image" in proc.stderr, proc.stderr
-    assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+def test_recovery_image_of_another_board_is_refused(published, tmp_path):
+    """The recovery image is a per-board product (`make recovery-image
+    BOARD=...`, initramfs/build.sh leaves a copy of the board file it embeds
+    next to it): `image` and `flash-media` for the A/B board refuse the
+    recovery-mode board's image before writing anything, and take one that
+    carries the A/B board file; images/board.py refuses it too."""
+    import shutil
+    other = provkit.fake_recovery(tmp_path / "recovery-qemu-x86_64")
+    shutil.copy(os.path.join(IMAGES, "qemu-x86_64", "board.json"), other)
+    for cmd in ("image", "flash-media"):
+        out = str(tmp_path / f"{cmd}.img")
+        proc = provkit.tool(cmd, BOARD.name, published["repo"], out, keys=published["keys"], recovery=other)
+        assert proc.returncode == 18, proc.stdout + proc.stderr
+        assert "is the recovery image of board 'qemu-x86_64'" in proc.stderr, proc.stderr
+        assert "make recovery-image BOARD=qemu-x86_64-ab" in proc.stderr, proc.stderr
+        assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+    with pytest.raises(boardlib.BoardError, match="recovery image of board 'qemu-x86_64', not of 'qemu-x86_64-ab'"):
+        boardlib.build_disk(str(tmp_path / "disk.img"), BOARD, recovery_image=other, grub=False)
+    ours = provkit.fake_recovery(tmp_path / "recovery-ab")
+    shutil.copy(BOARD.path, ours)
+    out = str(tmp_path / "ok.img")
+    proc = provkit.tool("image", BOARD.name, published["repo"], out, keys=published["keys"], recovery=ours)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -63,6 +63,14 @@ def data(tmp_path):
     return p
 
 
+def create_ring(out, typ, signer, *pubs, extra=()):
+    """The keyring out of type typ holding the public keys pubs, signed with
+    the private key signer (extra: more options of `keyring create`)."""
+    sysimage("keyring", "create", "--type", typ, *extra, "--sign-with", signer, out, *pubs,
+             check=True)
+    return out
+
+
 # ------------------------------------------------------------------ help / usage
 
 @pytest.mark.parametrize("cmd", [["keygen"], ["keyring", "create"], ["keyring", "check"],
@@ -157,9 +165,9 @@ def test_dev_hierarchy(devkeys):
 
 def test_keyring_create_contents(devkeys, tmp_path):
     out = tmp_path / "device-signing.keyring"
-    sysimage("keyring", "create", "--type", "device-signing", "--expiry", "2000000000",
-             "--model", "board-x", "--sign-with", devkeys / "image-signing.key", out,
-             devkeys / "device-signing.pub", devkeys / "image-signing.pub", check=True)
+    create_ring(out, "device-signing", devkeys / "image-signing.key",
+                devkeys / "device-signing.pub", devkeys / "image-signing.pub",
+                extra=["--expiry", "2000000000", "--model", "board-x"])
     doc = json.loads(out.read_text())
     assert doc["format"] == 1 and doc["type"] == "device-signing"
     assert doc["expiry"] == 2000000000 and doc["model"] == "board-x"
@@ -193,13 +201,12 @@ def test_keyring_create_version_and_blacklist(devkeys, tmp_path):
     """Issue 10.3: keyrings carry a version; an image-signing keyring names its blacklist."""
     import hashlib
     bl = tmp_path / "blacklist.keyring"
-    sysimage("keyring", "create", "--type", "blacklist", "--version", "3", "--sign-with",
-             devkeys / "image-master.key", bl, devkeys / "device-signing.pub", check=True)
+    create_ring(bl, "blacklist", devkeys / "image-master.key", devkeys / "device-signing.pub",
+                extra=["--version", "3"])
     assert json.loads(bl.read_text())["version"] == 3
     out = tmp_path / "image-signing.keyring"
-    sysimage("keyring", "create", "--type", "image-signing", "--version", "2", "--blacklist", bl,
-             "--sign-with", devkeys / "image-master.key", out, devkeys / "image-signing.pub",
-             check=True)
+    create_ring(out, "image-signing", devkeys / "image-master.key", devkeys / "image-signing.pub",
+                extra=["--version", "2", "--blacklist", bl])
     doc = json.loads(out.read_text())
     assert doc["version"] == 2
     assert doc["blacklist"] == hashlib.sha256(bl.read_bytes()).hexdigest()
@@ -208,8 +215,7 @@ def test_keyring_create_version_and_blacklist(devkeys, tmp_path):
              devkeys / "image-master.keyring", out, check=True)
     # version 0 is the default and is not written
     plain = tmp_path / "plain.keyring"
-    sysimage("keyring", "create", "--type", "image-signing", "--sign-with",
-             devkeys / "image-master.key", plain, devkeys / "image-signing.pub", check=True)
+    create_ring(plain, "image-signing", devkeys / "image-master.key", devkeys / "image-signing.pub")
     assert "version" not in json.loads(plain.read_text())
     # errors: a negative version, --blacklist on another type, a file that is no blacklist
     for args in (["--type", "blacklist", "--version", "-1"],
@@ -293,16 +299,14 @@ def test_append_rotation_and_blacklist(devkeys, tmp_path, data):
     new_id = key_id_of_pub(tmp_path / "new.pub")
     assert sorted(ids) == sorted([old_id, new_id])
     new_ring = tmp_path / "image-signing.keyring"
-    sysimage("keyring", "create", "--type", "image-signing", "--sign-with",
-             devkeys / "image-master.key", new_ring, tmp_path / "new.pub", check=True)
+    create_ring(new_ring, "image-signing", devkeys / "image-master.key", tmp_path / "new.pub")
     p = sysimage("verify", "--keyring", new_ring, data, check=True)
     assert new_id in p.stdout
     p = sysimage("verify", "--keyring", devkeys / "image-signing.keyring", data, check=True)
     assert old_id in p.stdout
     # blacklist the old key: only the new one is accepted
     bl = tmp_path / "blacklist.keyring"
-    sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
-             devkeys / "image-master.key", bl, devkeys / "image-signing.pub", check=True)
+    create_ring(bl, "blacklist", devkeys / "image-master.key", devkeys / "image-signing.pub")
     p = sysimage("verify", "--keyring", devkeys / "image-signing.keyring", "--blacklist", bl, data)
     assert p.returncode == BLACKLISTED and old_id in p.stderr
     p = sysimage("verify", "--keyring", devkeys / "image-signing.keyring", "--keyring", new_ring,
@@ -316,10 +320,7 @@ def test_append_rotation_and_blacklist(devkeys, tmp_path, data):
 # ------------------------------------------------------------------ OpenSSL interop
 
 def make_ring_for(devkeys, tmp_path, pub, name="image-signing"):
-    ring = tmp_path / f"{name}.keyring"
-    sysimage("keyring", "create", "--type", name, "--sign-with", devkeys / "image-master.key",
-             ring, pub, check=True)
-    return ring
+    return create_ring(tmp_path / f"{name}.keyring", name, devkeys / "image-master.key", pub)
 
 
 @pytest.mark.parametrize("kind", ["ecdsa", "rsa"])
@@ -441,8 +442,7 @@ def test_keyring_check_wrong_type(devkeys, tmp_path):
     d = tmp_path / "w"
     d.mkdir()
     fake = d / "image-signing.keyring"
-    sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
-             devkeys / "image-master.key", fake, devkeys / "image-signing.pub", check=True)
+    create_ring(fake, "blacklist", devkeys / "image-master.key", devkeys / "image-signing.pub")
     p = check_cmd(devkeys, devkeys / "image-master.keyring", fake)
     assert p.returncode == KEYRING_TYPE and str(fake) in p.stderr
     # the archive-master keyring is never a chain member
@@ -463,8 +463,7 @@ def test_keyring_check_wrong_signer_and_missing_parent(devkeys, tmp_path):
     d.mkdir()
     # device-signing signed by image-master instead of image-signing
     ds = d / "device-signing.keyring"
-    sysimage("keyring", "create", "--type", "device-signing", "--sign-with",
-             devkeys / "image-master.key", ds, devkeys / "device-signing.pub", check=True)
+    create_ring(ds, "device-signing", devkeys / "image-master.key", devkeys / "device-signing.pub")
     p = check_cmd(devkeys, devkeys / "image-master.keyring", devkeys / "image-signing.keyring", ds)
     assert p.returncode == BAD_SIGNATURE and str(ds) in p.stderr
     # no image-signing keyring given: the parent is missing
@@ -480,8 +479,7 @@ def test_keyring_check_blacklisted_signer(devkeys, tmp_path):
     d.mkdir()
     bl = d / "blacklist.keyring"
     # the image-signing key is compromised: device-signing (signed by it) fails
-    sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
-             devkeys / "image-master.key", bl, devkeys / "image-signing.pub", check=True)
+    create_ring(bl, "blacklist", devkeys / "image-master.key", devkeys / "image-signing.pub")
     p = check_cmd(devkeys, devkeys / "device-signing.keyring", devkeys / "image-signing.keyring",
                   devkeys / "image-master.keyring", extra=["--blacklist", bl])
     assert p.returncode == BLACKLISTED

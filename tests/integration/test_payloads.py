@@ -139,7 +139,16 @@ def copytree(src, dst):
     subprocess.run(["cp", "-a", "--sparse=always", src, dst], check=True)
 
 
-def members(path):
+def assert_delta_gives(base, delta, target, want):
+    """delta applied to a fresh copy of the tree base at target gives the tree want."""
+    if os.path.lexists(target):
+        shutil.rmtree(target)
+    copytree(base, target)
+    assert apply(target, delta).returncode == 0
+    assert_same(want, target)
+
+
+def all_members(path):
     data = subprocess.run(["zstd", "-dc", path], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         out = []
@@ -147,6 +156,17 @@ def members(path):
             content = tf.extractfile(m).read() if m.isreg() else None
             out.append((m, content))
         return out
+
+
+def members(path):
+    """The members after the first one, `manifest`, which lists them in order."""
+    ms = all_members(path)
+    assert ms[0][0].name == "manifest"
+    lines = ms[0][1].decode("utf-8", "surrogateescape").splitlines()
+    assert lines[0] == "sysimage-manifest 1"
+    assert [ln.split(" ", 9)[9] for ln in lines[1:]] == [m.name + ("/" if m.isdir() else "")
+                                                         for m, _ in ms[1:]]
+    return ms[1:]
 
 
 def assert_same(a, b):
@@ -198,9 +218,7 @@ def test_delta_applies_exactly_and_twice(trees, tmp_path):
     out = str(tmp_path / "delta.tar.zst")
     build("delta", "--from", trees["v1"], "--to", trees["v2"], "--out", out)
     target = str(tmp_path / "t")
-    copytree(trees["v1"], target)
-    assert apply(target, out).returncode == 0
-    assert_same(trees["v2"], target)
+    assert_delta_gives(trees["v1"], out, target, trees["v2"])
     assert apply(target, out).returncode == 0
     assert_same(trees["v2"], target)
 
@@ -257,10 +275,7 @@ def test_build_from_tarball_equals_from_tree(trees, tmp_path):
     for old, new in ((t1, t2), (trees["v1"], t2), (t1, trees["v2"])):
         d = str(tmp_path / "d")
         build("delta", "--from", old, "--to", new, "--out", d)
-        shutil.rmtree(b)
-        copytree(trees["v1"], b)
-        assert apply(b, d).returncode == 0
-        assert_same(trees["v2"], b)
+        assert_delta_gives(trees["v1"], d, b, trees["v2"])
 
 
 def test_unchanged_delta_is_empty(trees, tmp_path):
@@ -472,3 +487,58 @@ def test_progress_on_stderr(trees, tmp_path):
     assert 1 <= len(lines) <= 12, lines
     assert lines[-1] == f"apply: 100% ({size:.1f} of {size:.1f} MiB)"
     assert all(l.startswith("apply: ") and "%" in l for l in lines)
+
+
+# ------------------------------------------------------------------ one read (issue 11)
+
+def index_for(path, manifest=True):
+    import hashlib
+    import json
+    data = open(path, "rb").read()
+    e = {"path": "/pool/" + os.path.basename(path), "signature": "/pool/x.sig",
+         "checksum": hashlib.sha256(data).hexdigest(), "size": len(data), "order": 0}
+    m, body = all_members(path)[0]
+    if manifest:
+        e["manifest"] = {"checksum": hashlib.sha256(body).hexdigest(), "size": len(body)}
+    idx = str(path) + ".index.json"
+    with open(idx, "w") as f:
+        json.dump({"global": {}, "images": [{"type": "full", "version": 1, "files": [e]}]}, f)
+    return idx
+
+
+def test_apply_index_one_read_refuses_a_tampered_member_before_it_lands(trees, tmp_path):
+    out = str(tmp_path / "full.tar.zst")
+    build("full", "--from", trees["v1"], "--out", out)
+    target = str(tmp_path / "t")
+    os.makedirs(target)
+    for manifest in (True, False):
+        assert apply(target, out, format=True, extra=["--index", index_for(out, manifest)]) \
+            .returncode == 0
+        assert_same(trees["v1"], target)
+    # same size, one byte of etc/passwd changed; the index lists the tampered
+    # file's sha256 (so only the member check can catch it) and the manifest
+    raw = subprocess.run(["zstd", "-dc", out], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        m = next(m for m in tf.getmembers() if m.name == "system/etc/passwd")
+    bad = bytearray(raw)
+    bad[m.offset_data] ^= 1
+    badf = str(tmp_path / "bad.tar.zst")
+    subprocess.run(["zstd", "-q", "-o", badf], input=bytes(bad), check=True)
+    fresh = str(tmp_path / "t2")
+    os.makedirs(fresh)
+    p = apply(fresh, badf, format=True, extra=["--index", index_for(badf)])
+    assert p.returncode == 12 and "(system/etc/passwd) differs from the manifest" in p.stderr, \
+        p.stderr
+    # --format: members created at their final names; the bad one is removed
+    assert not os.path.exists(os.path.join(fresh, "etc/passwd"))
+    assert not [f for f in os.listdir(os.path.join(fresh, "etc")) if "sysimage-tmp" in f]
+    # onto a tree already there (no --format): temporary name + rename, the
+    # installed etc/passwd is never replaced by the bad one
+    p = apply(target, badf, extra=["--index", index_for(badf)])
+    assert p.returncode == 12 and "(system/etc/passwd) differs from the manifest" in p.stderr, \
+        p.stderr
+    assert_same(trees["v1"], target)
+    assert not [f for f in os.listdir(os.path.join(target, "etc")) if "sysimage-tmp" in f]
+    # a file the index does not list, or whose manifest is another: refused before writing
+    p = apply(fresh, out, extra=["--index", index_for(badf)])
+    assert p.returncode == 28 and "not a file of the index" in p.stderr, p.stderr

@@ -146,15 +146,45 @@ TREE2 = {
 }
 
 
+def first_member(path):
+    """(name, bytes) of a tarball's first member."""
+    if str(path).endswith(".zst"):
+        data = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+        tf = tarfile.open(fileobj=io.BytesIO(data))
+    else:
+        tf = tarfile.open(path)
+    with tf:
+        m = tf.next()
+        return m.name, tf.extractfile(m).read() if m.isreg() else None
+
+
+def manifest_field(path):
+    """The index's "manifest" field for an update file, or None (none in it)."""
+    name, data = first_member(path)
+    if name != "manifest":
+        return None
+    return {"checksum": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def file_entry(d, n, i, manifests):
+    e = {"path": f"/pool/{n}", "signature": f"/pool/{n}.sig", "checksum": sha256_file(d / n),
+         "size": os.path.getsize(d / n), "order": i}
+    m = manifest_field(d / n) if manifests else None
+    if m:
+        e["manifest"] = m
+    return e
+
+
 def index_time(t):
     return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(t))
 
 
 def make_index(d, images, name="index.json", generated=None, expires=7 * 86400,
-               key=os.path.join(KEYS, "image-signing.key")):
+               key=os.path.join(KEYS, "image-signing.key"), manifests=True):
     """Write and sign d/name: images = [(type, version, base, [file names in d],
     extra fields)]. generated: epoch (default: a minute ago); expires: seconds
-    after it, or None for no expiry."""
+    after it, or None for no expiry. manifests: list each file's manifest
+    (one-read install); False: the old index format (verify, then apply)."""
     gen = int(time.time()) - 60 if generated is None else generated
     g = {"generated_at": index_time(gen)}
     if expires is not None:
@@ -162,8 +192,7 @@ def make_index(d, images, name="index.json", generated=None, expires=7 * 86400,
     imgs = []
     for typ, version, base, names, *extra in images:
         img = {"type": typ, "version": version, "description": f"{typ} {version}", "files": [
-            {"path": f"/pool/{n}", "signature": f"/pool/{n}.sig", "checksum": sha256_file(d / n),
-             "size": os.path.getsize(d / n), "order": i} for i, n in enumerate(names)]}
+            file_entry(d, n, i, manifests) for i, n in enumerate(names)]}
         if base is not None:
             img["base"] = base
         if extra:
@@ -264,6 +293,14 @@ class Device:
                 shutil.copy(self.payloads["dir"] / (n + ext), self.rdir / (n + ext))
         (self.rdir / "sysimage_command").write_text("\n".join(commands) + "\n")
 
+
+    def stage_full(self, version, files, index_name, with_standard=True):
+        """Stage a full job of build `version` installing `files` (in the
+        payloads' directory) under a new signed index `index_name` that lists
+        it (after the standard images unless with_standard is false)."""
+        images = (STANDARD_IMAGES if with_standard else []) + [("full", version, None, files)]
+        idx = make_index(self.payloads["dir"], images, name=index_name)
+        self.stage(full_commands(version, files), *files, index=idx)
     def run(self, *extra, mode="update"):
         cmd = [RECOVERY, "run", "--mode", mode, "--device", DEVICE,
                "--cache-dir", self.cache, "--mount-root", self.mnt,
@@ -481,10 +518,7 @@ def test_downgrade_refused(device):
 def test_update_without_version_record_refused_when_system_has_one(device):
     device.install(1)
     before = device.digests()
-    d = device.payloads["dir"]
-    idx = make_index(d, STANDARD_IMAGES + [("full", 3, None, ["full-2.tar.zst"])],
-                     name="index-noversion.json")
-    device.stage(full_commands(3, ["full-2.tar.zst"]), "full-2.tar.zst", index=idx)
+    device.stage_full(3, ["full-2.tar.zst"], "index-noversion.json")
     p = device.run()
     assert p.returncode == DOWNGRADE, p.stderr
     assert "no version record" in device.result()["message"]
@@ -520,14 +554,18 @@ def test_dry_run_changes_nothing(device):
     assert snapshot(device.cache) == cache_before
 
 
-def hostile_payload(d):
-    path = d / "evil.tar.xz"
+def one_member_payload(path, member, data):
+    """A signed xz tarball at path holding one member with data."""
     with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
-        ti = tarfile.TarInfo("system/../../escaped")
-        ti.size = 3
-        tar.addfile(ti, io.BytesIO(b"bad"))
+        ti = tarfile.TarInfo(member)
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
     sign(path)
     return path
+
+
+def hostile_payload(d):
+    return one_member_payload(d / "evil.tar.xz", "system/../../escaped", b"bad")
 
 
 def test_failures_are_counted_then_stopped(device):
@@ -539,10 +577,8 @@ def test_failures_are_counted_then_stopped(device):
     hostile_payload(d)
     version_tarball(d / "version-3.tar.xz", 3)
     sign(d / "version-3.tar.xz")
-    idx = make_index(d, [("full", 3, None, ["evil.tar.xz", "version-3.tar.xz"])],
-                     name="index-evil.json")
-    device.stage(full_commands(3, ["evil.tar.xz", "version-3.tar.xz"]), "evil.tar.xz",
-                 "version-3.tar.xz", index=idx)
+    device.stage_full(3, ["evil.tar.xz", "version-3.tar.xz"], "index-evil.json",
+                      with_standard=False)
     stay = device.d / "stay"
     for attempt in (1, 2):
         p = device.run("--stay-file", stay)
@@ -789,12 +825,7 @@ def test_version_record_comes_from_the_last_image(device, payloads):
     """Finding 2: an image whose version tarball names another build."""
     device.install(1)
     before = device.digests()
-    d = payloads["dir"]
-    idx = make_index(d, STANDARD_IMAGES + [("full", 5, None, ["full-2.tar.zst",
-                                                              "version-2.tar.xz"])],
-                     name="index-liar.json")
-    device.stage(full_commands(5, ["full-2.tar.zst", "version-2.tar.xz"]), "full-2.tar.zst",
-                 "version-2.tar.xz", index=idx)
+    device.stage_full(5, ["full-2.tar.zst", "version-2.tar.xz"], "index-liar.json")
     p = device.run()
     assert_refused_intact(device, before, p, DOWNGRADE, "the version record says build 2")
 
@@ -975,18 +1006,11 @@ def test_raw_misc_image_refused_before_anything_is_touched(device, payloads, tmp
     device.install(1)
     before = device.digests()
     d = payloads["dir"]
-    path = d / "misc-img.tar.xz"
-    with tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
-        ti = tarfile.TarInfo("partitions/misc.img")
-        ti.size = 4
-        tar.addfile(ti, io.BytesIO(b"evil"))
-    sign(path)
+    one_member_payload(d / "misc-img.tar.xz", "partitions/misc.img", b"evil")
     version_tarball(d / "version-4.tar.xz", 4)
     sign(d / "version-4.tar.xz")
-    idx = make_index(d, [("full", 4, None, ["misc-img.tar.xz", "version-4.tar.xz"])],
-                     name="index-misc.json")
-    device.stage(full_commands(4, ["misc-img.tar.xz", "version-4.tar.xz"]), "misc-img.tar.xz",
-                 "version-4.tar.xz", index=idx)
+    device.stage_full(4, ["misc-img.tar.xz", "version-4.tar.xz"], "index-misc.json",
+                      with_standard=False)
     p = device.run()
     assert_refused_intact(device, before, p, UNSAFE_PATH, "partitions/misc.img")
 
@@ -1013,3 +1037,120 @@ def test_unusable_cache_on_an_incomplete_system_stops(device):
     assert p.returncode != OK, p.stderr
     assert device.env() == {"recovery_request": "0", "recovery_tries": "0"}
     assert not stay.exists()
+
+
+# ------------------------------------------------------------------ one read (issue 11)
+
+def tar_bytes(path):
+    return subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+
+
+def write_zst(data, path):
+    subprocess.run(["zstd", "-q", "-f", "-o", str(path)], input=data, check=True)
+
+
+def tar_members(data):
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return tf.getmembers()
+
+
+def end_of_members(data):
+    last = tar_members(data)[-1]
+    return last.offset_data + (last.size + 511) // 512 * 512
+
+
+def tampered_member(data):
+    """etc/hostname's content changed, same size."""
+    m = next(m for m in tar_members(data) if m.name == "system/etc/hostname")
+    b = bytearray(data)
+    b[m.offset_data] ^= 0x20
+    return bytes(b)
+
+
+def extra_member(data):
+    buf = io.BytesIO()
+    tf = tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT)
+    ti = tarfile.TarInfo("system/etc/planted")
+    ti.size = 3
+    tf.addfile(ti, io.BytesIO(b"x=1"))
+    extra = buf.getvalue()          # the member, before close() adds the end blocks
+    end = end_of_members(data)
+    return data[:end] + extra + b"\0" * 1024
+
+
+def missing_member(data):
+    last = tar_members(data)[-1]
+    return data[:last.offset] + b"\0" * 1024
+
+
+def stage_variant(device, tmp_path, name, data, manifest_from=None):
+    """Stage full 1 with full-1.tar.zst replaced by data (signed, listed in an
+    index with its size and sha256; its manifest field from manifest_from,
+    default its own)."""
+    d = tmp_path / ("v-" + name)
+    d.mkdir()
+    write_zst(data, d / "full-1.tar.zst")
+    shutil.copy(device.payloads["dir"] / "version-1.tar.xz", d / "version-1.tar.xz")
+    for n in ("full-1.tar.zst", "version-1.tar.xz"):
+        sign(d / n)
+    idx = make_index(d, [("full", 1, None, ["full-1.tar.zst", "version-1.tar.xz"])])
+    if manifest_from is not None:
+        doc = json.loads(idx.read_text())
+        doc["images"][0]["files"][0]["manifest"] = manifest_field(manifest_from)
+        idx.write_text(json.dumps(doc, indent=4, sort_keys=True))
+        sign(idx)
+    device.stage(full_commands(1), index=idx)
+    for n in ("full-1.tar.zst", "version-1.tar.xz"):
+        for ext in ("", ".sig"):
+            shutil.copy(d / (n + ext), device.rdir / (n + ext))
+
+
+def test_one_read_install_checks_members_while_applying(device):
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "full-1.tar.zst: manifest of" in p.stderr and "checked while applied" in p.stderr
+    assert "version-1.tar.xz: manifest of" not in p.stderr   # none in it: verified first
+    # the full right after `format system`: no temporary names; the version file after it: yes
+    assert "update 1/2: onto the system formatted just before" in p.stderr, p.stderr
+    assert "update 2/2: onto the system formatted" not in p.stderr
+    assert device.system_tree() == expected_tree(device.payloads["tree1"], 1)
+
+
+@pytest.mark.parametrize("variant,code,needle", [
+    ("tampered", CHECKSUM, "member 4 (system/etc/hostname) differs from the manifest"),
+    ("extra", 4, "system/etc/planted is not in the manifest"),
+    ("missing", 4, "the tarball ends after"),
+])
+def test_one_read_refuses_members_not_as_the_manifest_says(device, tmp_path, variant, code,
+                                                           needle):
+    data = tar_bytes(device.payloads["dir"] / "full-1.tar.zst")
+    bad = {"tampered": tampered_member, "extra": extra_member, "missing": missing_member}[variant]
+    stage_variant(device, tmp_path, variant, bad(data))
+    p = device.run()
+    assert p.returncode == code, p.stderr
+    assert needle in device.result()["message"], device.result()["message"]
+    # a full install onto a fresh system: still marked incomplete
+    assert device.env().get("system_incomplete") == "1"
+    if variant == "tampered":
+        with Mounted(device.system, device.d / "check") as m:
+            assert not os.path.exists(os.path.join(m, "etc/hostname"))
+
+
+def test_one_read_refuses_a_manifest_other_than_the_index_says(device, tmp_path):
+    before = device.digests()
+    data = tar_bytes(device.payloads["dir"] / "full-1.tar.zst")
+    stage_variant(device, tmp_path, "othermanifest", data,
+                  manifest_from=device.payloads["dir"] / "full-2.tar.zst")
+    p = device.run()
+    assert_refused_intact(device, before, p, CHECKSUM, "the manifest differs from the index's")
+
+
+def test_old_index_without_manifests_verifies_then_applies(device, tmp_path):
+    d = device.payloads["dir"]
+    idx = make_index(d, STANDARD_IMAGES, name="index-old.json", manifests=False)
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz", index=idx)
+    p = device.run()
+    assert p.returncode == OK, p.stderr
+    assert "checked while applied" not in p.stderr
+    assert device.system_tree() == expected_tree(device.payloads["tree1"], 1)

@@ -3,7 +3,9 @@
 snapshot(root) records, for every path below root (not root itself): type,
 mode, owner, size, content digest, xattrs, symlink target, device number and
 hardlink grouping (the sorted list of paths sharing its inode). mtimes are
-not compared. diff(a, b) lists the differences as readable lines."""
+not compared. diff(a, b) lists the differences as readable lines;
+check_installed(root, tree) asserts a mounted system is tree plus the
+version file."""
 import hashlib
 import os
 import stat
@@ -58,6 +60,16 @@ def snapshot(root):
     return out
 
 
+def changes(a, b):
+    """(name, record in a, record in b) for every path whose record differs
+    between the snapshots a and b, in path order; a record is None where the
+    path is missing."""
+    for p in sorted(set(a) | set(b)):
+        x, y = a.get(p), b.get(p)
+        if x != y:
+            yield os.fsdecode(p), x, y
+
+
 def diff(a, b):
     """Differences between two snapshots (or tree paths)."""
     if not isinstance(a, dict):
@@ -65,14 +77,27 @@ def diff(a, b):
     if not isinstance(b, dict):
         b = snapshot(b)
     lines = []
-    for p in sorted(set(a) | set(b)):
-        name = os.fsdecode(p)
-        if p not in b:
+    for name, x, y in changes(a, b):
+        if y is None:
             lines.append(f"only in first: {name}")
-        elif p not in a:
+        elif x is None:
             lines.append(f"only in second: {name}")
-        elif a[p] != b[p]:
-            keys = sorted(k for k in set(a[p]) | set(b[p]) if a[p].get(k) != b[p].get(k))
+        else:
+            keys = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
             lines.append(f"differs: {name}: " +
-                         ", ".join(f"{k} {a[p].get(k)!r} != {b[p].get(k)!r}" for k in keys))
+                         ", ".join(f"{k} {x.get(k)!r} != {y.get(k)!r}" for k in keys))
     return lines
+
+
+def check_installed(root, tree):
+    """The filesystem at root (a system installed from a published tree) is
+    tree, plus etc/sysimage/version.json the version tarball adds (and
+    lost+found)."""
+    got = snapshot(root)
+    want = snapshot(tree)
+    got.pop(b"lost+found", None)
+    extra = sorted(k for k in got if k not in want)
+    assert all(k in (b"etc/sysimage", b"etc/sysimage/version.json") for k in extra), extra
+    assert b"etc/sysimage/version.json" in got
+    problems = diff(want, {k: v for k, v in got.items() if k in want})
+    assert not problems, "\n".join(problems[:40])

@@ -178,6 +178,27 @@ def _sha256(path):
     return h.hexdigest()
 
 
+def manifest_field(path):
+    """The index's "manifest" field for an update file whose first member is
+    `manifest` (sysimage build), else None: the recovery then installs the
+    file in one read (docs/recovery.md)."""
+    dec = {".zst": ["zstd", "-dc"], ".xz": ["xz", "-dc"]}.get(os.path.splitext(str(path))[1])
+    if not dec:
+        return None
+    with open(path, "rb") as f:
+        proc = subprocess.Popen(dec, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+                m = tf.next()
+                if not m or m.name != "manifest" or not m.isreg():
+                    return None
+                body = tf.extractfile(m).read()
+        finally:
+            proc.kill()
+            proc.wait()
+    return {"checksum": hashlib.sha256(body).hexdigest(), "size": len(body)}
+
+
 def make_index(images, keys=KEYS, out=None, generated=None, expires=7 * 86400):
     """A signed index.json (docs/formats.md) offering `images`: a list of
     (type, version, base, {staged name: source path, or None for an entry
@@ -194,6 +215,9 @@ def make_index(images, keys=KEYS, out=None, generated=None, expires=7 * 86400):
             entries.append({"path": f"/pool/{name}", "signature": f"/pool/{name}.sig",
                             "checksum": _sha256(src) if src else "0" * 64,
                             "size": os.path.getsize(src) if src else 0, "order": order})
+            m = manifest_field(src) if src else None
+            if m:
+                entries[-1]["manifest"] = m
         img = {"type": typ, "version": version, "files": entries}
         if base is not None:
             img["base"] = base

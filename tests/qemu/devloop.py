@@ -157,22 +157,23 @@ def guest_status(m):
     return json.loads(out[out.index("{"):])
 
 
-def system_diff(disk, tree, build):
-    """Differences between the disk's system partition and tree (plus the
+def system_diff(disk, tree, build, label="system"):
+    """Differences between the disk's system partition (label: e.g. an A/B
+    slot, system_a) and tree (plus the
     version.json of build `build` that the published version tarball adds),
     read with debugfs rdump (no root: owners, special mode bits and hardlinks
     are not compared). Returns (problems, number of paths compared)."""
     import tempfile
     import treecmp
     problems = []
-    v = sihw.read_file(disk, "system", "/etc/sysimage/version.json")
+    v = sihw.read_file(disk, label, "/etc/sysimage/version.json")
     doc = json.loads(v) if v else None
     if not isinstance(doc, dict) or doc.get("build") != build or doc.get("channel") != CHANNEL:
         problems.append(f"etc/sysimage/version.json is {v!r}, not build {build} of {CHANNEL}")
     expected = treecmp.snapshot(tree)
     tmp = tempfile.mkdtemp(prefix="devloop-system-")
     try:
-        sihw.read_tree(disk, "system", tmp)
+        sihw.read_tree(disk, label, tmp)
         actual = treecmp.snapshot(tmp)
     finally:
         shutil.rmtree(tmp)

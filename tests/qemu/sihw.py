@@ -29,6 +29,15 @@ sys.path.insert(0, os.path.join(ROOT, "images"))
 import board as boardlib  # noqa: E402
 BUILD = os.path.join(ROOT, "build")
 RECOVERY_DIR = os.path.join(BUILD, "recovery")
+
+
+def recovery_dir(board="qemu-x86_64"):
+    """The recovery image of a board (`make recovery-image BOARD=board`):
+    build/recovery for qemu-x86_64, build/recovery-<board> for another."""
+    return RECOVERY_DIR if board == "qemu-x86_64" else os.path.join(BUILD, f"recovery-{board}")
+
+
+AB_RECOVERY_DIR = recovery_dir("qemu-x86_64-ab")
 QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
 MIB = 1024 * 1024
 
@@ -44,8 +53,8 @@ _FS = {v: k for k, v in _KIND.items()}
 # label -> (size in MiB, content kind), "rest" resolved to its minimum.
 DEFAULT_LAYOUT = [(label, size, _KIND[fs]) for label, size, fs, _ in BOARD.layout()]
 
-GRUBENV_SIZE = 1024
-GRUBENV_SIG = b"# GRUB Environment Block\n"
+GRUBENV_SIZE = boardlib.GRUBENV_SIZE
+GRUBENV_SIG = boardlib.GRUBENV_SIG
 
 
 class HarnessError(Exception):
@@ -53,27 +62,20 @@ class HarnessError(Exception):
 
 
 def _run(cmd, env=None, **kw):
-    env = dict(env or os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, env=env, **kw)
-    if proc.returncode != 0:
-        raise HarnessError(f"{' '.join(map(str, cmd))} -> {proc.returncode}\n"
-                           f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
-    return proc
+    """images/board.py's runner; its errors as HarnessError"""
+    try:
+        return boardlib._run(cmd, env=env, **kw)
+    except boardlib.BoardError as e:
+        raise HarnessError(str(e)) from None
 
 
 # ---------------------------------------------------------------- grubenv
 def grubenv_block(env):
     """Format a GRUB environment block (exactly 1024 bytes) from a dict."""
-    out = bytearray(GRUBENV_SIG)
-    for k, v in env.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
-            raise HarnessError(f"grubenv: invalid name {k!r}")
-        val = str(v).replace("\\", "\\\\").replace("\n", "\\\n")
-        out += f"{k}={val}\n".encode()
-    if len(out) > GRUBENV_SIZE:
-        raise HarnessError("grubenv: variables do not fit in 1024 bytes")
-    out += b"#" * (GRUBENV_SIZE - len(out))
-    return bytes(out)
+    try:
+        return boardlib.grubenv_block(env)
+    except boardlib.BoardError as e:
+        raise HarnessError(str(e)) from None
 
 
 def parse_grubenv(block):
@@ -309,7 +311,7 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
                  extra_append="", extra_disks=()):
     kernel = kernel or os.path.join(RECOVERY_DIR, "vmlinuz")
     initrd = initrd or os.path.join(RECOVERY_DIR, "initrd.img")
-    append = f"console=ttyS0 panic=-1 sysimage.halt=poweroff sysimage.mode={mode}"
+    append = f"console=ttyS0 panic=-1 no_timer_check sysimage.halt=poweroff sysimage.mode={mode}"
     if extra_append:
         append += " " + extra_append
     cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(mem), "-nodefaults", "-no-reboot",
@@ -653,3 +655,32 @@ def read_bootcount(disk):
     p = _part(disk, "esp")
     out = _run(["mtype", "-i", f"{disk}@@{p.start}", "::/" + BOARD.boot["env_file"]]).stdout
     return parse_grubenv(out)
+
+
+# ---------------------------------------------------------------- test requirements
+KEYS = os.path.abspath(os.environ.get("SI_KEYS") or os.path.join(ROOT, "keys", "dev"))
+BIN = os.path.join(BUILD, "bin")
+
+
+def device_skips(keys=KEYS, grub=True, stub=False, board="qemu-x86_64"):
+    """pytest's skip marks of a whole-device test (its `pytestmark`): QEMU,
+    OVMF, GRUB for both firmwares (grub), the board's recovery image, the key
+    hierarchy and the built sysimage-stub (stub)."""
+    import pytest
+    marks = [
+        pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86_64 not installed"),
+        pytest.mark.skipif(not os.path.exists(OVMF_CODE), reason="ovmf not installed (make deps)"),
+        pytest.mark.skipif(not os.path.exists(os.path.join(recovery_dir(board), "initrd.img")),
+                           reason=f"{os.path.relpath(recovery_dir(board), ROOT)}/initrd.img missing: "
+                                  f"make recovery-image BOARD={board}"),
+        pytest.mark.skipif(not os.path.exists(os.path.join(keys, "archive-master.keyring")),
+                           reason=f"{keys} has no key hierarchy: make keys"),
+    ]
+    if grub:
+        marks.append(pytest.mark.skipif(
+            not os.path.isdir("/usr/lib/grub/i386-pc") or not os.path.isdir("/usr/lib/grub/x86_64-efi"),
+            reason="grub-pc-bin / grub-efi-amd64-bin not installed (make deps)"))
+    if stub:
+        marks.append(pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "sysimage-stub")),
+                                        reason="sysimage-stub not built"))
+    return marks

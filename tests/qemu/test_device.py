@@ -18,20 +18,10 @@ import devloop  # noqa: E402
 import sihw  # noqa: E402
 
 ROOT = sihw.ROOT
-KEYS = os.path.abspath(os.environ.get("SI_KEYS") or os.path.join(ROOT, "keys", "dev"))
-BIN = os.path.join(ROOT, "build", "bin")
+KEYS = sihw.KEYS
+BIN = sihw.BIN
 
-pytestmark = [
-    pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86_64 not installed"),
-    pytest.mark.skipif(not os.path.exists(sihw.OVMF_CODE), reason="ovmf not installed (make deps)"),
-    pytest.mark.skipif(not os.path.isdir("/usr/lib/grub/i386-pc") or not os.path.isdir("/usr/lib/grub/x86_64-efi"),
-                       reason="grub-pc-bin / grub-efi-amd64-bin not installed (make deps)"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(sihw.RECOVERY_DIR, "initrd.img")),
-                       reason="build/recovery/initrd.img missing: make recovery-image"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "sysimage-stub")), reason="sysimage-stub not built"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(KEYS, "archive-master.keyring")),
-                       reason=f"{KEYS} has no key hierarchy: make keys"),
-]
+pytestmark = sihw.device_skips(KEYS, stub=True)
 
 BOOT = 300  # seconds for one boot step under TCG, with room for a busy machine
 

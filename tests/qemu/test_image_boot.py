@@ -7,8 +7,6 @@ recovery, which installs it, and build 2 comes up.
 Boots: one UEFI run (build 1, update, build 2), one BIOS run (build 1) and one
 BIOS run of the A/B board's image (build 1 from slot a)."""
 import os
-import shutil
-import subprocess
 import sys
 
 import pytest
@@ -16,23 +14,14 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import devloop  # noqa: E402
+import provkit  # noqa: E402
 import sihw  # noqa: E402
+from provkit import copy_sparse  # noqa: E402
 
-ROOT = sihw.ROOT
-KEYS = os.path.abspath(os.environ.get("SI_KEYS") or os.path.join(ROOT, "keys", "dev"))
-BIN = os.path.join(ROOT, "build", "bin")
+KEYS = provkit.DEVKEYS
 BOOT = 300
 
-pytestmark = [
-    pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="qemu-system-x86_64 not installed"),
-    pytest.mark.skipif(not os.path.exists(sihw.OVMF_CODE), reason="ovmf not installed (make deps)"),
-    pytest.mark.skipif(not os.path.isdir("/usr/lib/grub/i386-pc") or not os.path.isdir("/usr/lib/grub/x86_64-efi"),
-                       reason="grub-pc-bin / grub-efi-amd64-bin not installed (make deps)"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(sihw.RECOVERY_DIR, "initrd.img")),
-                       reason="build/recovery/initrd.img missing: make recovery-image"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(KEYS, "archive-master.keyring")),
-                       reason=f"{KEYS} has no key hierarchy: make keys"),
-]
+pytestmark = provkit.QEMU_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +33,16 @@ def factory(tmp_path_factory):
         trees = {v: devloop.device_tree(srv, v, str(d / f"os{v}")) for v in (1, 2)}
         devloop.publish(srv, trees[1], 1)
         img = str(d / "factory.img")
-        proc = subprocess.run([os.path.join(BIN, "sysimage"), "image", "--board", "qemu-x86_64",
-                               "--repo", srv.repo, "--channel", devloop.CHANNEL, "--build", "1",
-                               "--archive-master", os.path.join(KEYS, "archive-master.keyring"),
-                               "--recovery", sihw.RECOVERY_DIR, "--out", img],
-                              capture_output=True, text=True)
+        proc = provkit.tool("image", "qemu-x86_64", srv.repo, img, "--build", "1", keys=KEYS,
+                            channel=devloop.CHANNEL)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield {"dir": d, "server": srv, "trees": trees, "image": img}
     finally:
         srv.stop()
 
 
-def copy_image(src, dst):
-    subprocess.run(["cp", "--sparse=always", src, dst], check=True)
-    return dst
-
-
 def test_uefi_boots_the_build_then_updates(factory, tmp_path):
-    disk = copy_image(factory["image"], str(tmp_path / "disk.img"))
+    disk = copy_sparse(factory["image"], str(tmp_path / "disk.img"))
     srv, trees = factory["server"], factory["trees"]
     with sihw.Machine(disk, firmware="efi", log=str(tmp_path / "serial.log")) as m:
         m.expect(r"booting Normal \(system", BOOT)
@@ -83,7 +64,7 @@ def test_uefi_boots_the_build_then_updates(factory, tmp_path):
 
 
 def test_bios_boots_the_build(factory, tmp_path):
-    disk = copy_image(factory["image"], str(tmp_path / "disk.img"))
+    disk = copy_sparse(factory["image"], str(tmp_path / "disk.img"))
     with sihw.Machine(disk, firmware="bios", net=False, log=str(tmp_path / "serial.log")) as m:
         m.expect(r"booting Normal \(system, normal_boots=0 system_new=0\)", BOOT)
         assert m.expect(devloop.UP, BOOT).group(1) == "1"
@@ -93,27 +74,20 @@ def test_bios_boots_the_build(factory, tmp_path):
         m.wait(60)
 
 
+@provkit.AB_RECOVERY_MARK
 def test_ab_image_boots_slot_a(tmp_path):
-    """The A/B board's factory image (docs/ab.md): GRUB boots slot a, the
+    """The A/B board's factory image (docs/ab.md), with the A/B board's
+    recovery image (build/recovery-qemu-x86_64-ab): GRUB boots slot a, the
     good slot of the env_defaults, and build 1 comes up there (BIOS, one boot)."""
     srv = devloop.Server(str(tmp_path), KEYS)
     try:
-        ab = {"SI_AB": "1", "SI_RECOVERY_BIN": os.path.join(BIN, "sysimage-recovery")}
-        tree = devloop.device_tree(srv, 1, str(tmp_path / "os1"), ab)
+        tree = devloop.device_tree(srv, 1, str(tmp_path / "os1"), provkit.AB_OS_ENV)
         devloop.publish(srv, tree, 1)
         disk = str(tmp_path / "ab.img")
-        proc = subprocess.run([os.path.join(BIN, "sysimage"), "image", "--board", "qemu-x86_64-ab",
-                               "--device", "qemu-x86_64", "--repo", srv.repo, "--channel", devloop.CHANNEL,
-                               "--build", "1", "--archive-master", os.path.join(KEYS, "archive-master.keyring"),
-                               "--recovery", sihw.RECOVERY_DIR, "--timeout", "1", "--out", disk],
-                              capture_output=True, text=True)
+        proc = provkit.tool("image", "qemu-x86_64-ab", srv.repo, disk, "--device", "qemu-x86_64", "--build", "1",
+                            "--timeout", "1", keys=KEYS, channel=devloop.CHANNEL)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         with sihw.Machine(disk, firmware="bios", net=False, log=str(tmp_path / "serial.log")) as m:
-            m.expect(r"booting slot a \(active a, on trial 0", BOOT)
-            assert m.expect(devloop.UP, BOOT).group(1) == "1"
-            rc, out = m.shell("sysimage-stub status")
-            assert rc == 0 and "slot:             a (good slot a)" in out, out
-            m.send("poweroff\n")
-            m.wait(60)
+            provkit.expect_ab_slot_a(m, BOOT)
     finally:
         srv.stop()

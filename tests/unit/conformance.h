@@ -8,6 +8,7 @@
 #ifndef SI_TEST_CONFORMANCE_H
 #define SI_TEST_CONFORMANCE_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -49,6 +50,37 @@ static inline char *read_fixture(const char *rel, size_t *len)
     if (si_read_file(conformance_path(rel, p), 8 * 1024 * 1024, &buf, len) != 0)
         return NULL;
     return buf;
+}
+
+/* For each fixture in the folders dirs[0..n) whose file name match()
+ * accepts: fn(rel, name, buf, len, ctx) with rel its path under the
+ * fixtures, name its file name and buf its whole text (freed after). Returns
+ * how many were seen. Needs cmocka. */
+typedef void (*conformance_fn)(const char *rel, const char *name, char *buf, size_t len, void *ctx);
+static inline int conformance_each(const char *const *dirs, size_t n, int (*match)(const char *name),
+                                   conformance_fn fn, void *ctx)
+{
+    int seen = 0;
+    for (size_t d = 0; d < n; d++) {
+        char p[4096];
+        DIR *dh = opendir(conformance_path(dirs[d], p));
+        assert_non_null(dh);
+        struct dirent *de;
+        while ((de = readdir(dh))) {
+            if (!match(de->d_name))
+                continue;
+            char rel[512];
+            snprintf(rel, sizeof(rel), "%s/%s", dirs[d], de->d_name);
+            size_t len = 0;
+            char *buf = read_fixture(rel, &len);
+            assert_non_null(buf);
+            fn(rel, de->d_name, buf, len, ctx);
+            free(buf);
+            seen++;
+        }
+        closedir(dh);
+    }
+    return seen;
 }
 
 #endif

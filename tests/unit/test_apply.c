@@ -19,6 +19,7 @@
 
 #include "apply.h"
 #include "payload.h"
+#include "testutil.h"
 
 static char dir[64];
 static char target[128], outside[128], tarpath[128];
@@ -73,8 +74,7 @@ static void write_tar(const char *path, const struct mem *m, size_t n)
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-apply-XXXXXX");
-    if (!mkdtemp(dir))
+    if (tu_tmpdir(dir, "apply") != 0)
         return -1;
     snprintf(target, sizeof(target), "%s/target", dir);
     snprintf(outside, sizeof(outside), "%s/outside", dir);
@@ -92,9 +92,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir);
 }
 
 static void read_text(const char *path, char *buf, size_t sz)
@@ -241,13 +239,15 @@ static void hostile_members_refused(void **state)
         {{"removed", 'f', "system/../outside/sentinel\n", 0}, {0}},
     };
     si_partition_map pm[] = {{"boot", abs_path}, {"system", abs_path}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    /* both ways: temp + rename, and final names on a fresh target (format) */
+    for (size_t k = 0; k < 2 * sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t i = k / 2;
         size_t n = cases[i][1].name ? 2 : 1;
         write_tar(tarpath, cases[i], n);
         si_err err = {0};
-        si_result rc = apply(false, pm, 2, &err);
+        si_result rc = apply(k % 2, pm, 2, &err);
         if (rc != SI_ERR_UNSAFE_PATH)
-            fail_msg("case %zu: rc %d: %s", i, rc, err.msg);
+            fail_msg("case %zu (%s): rc %d: %s", i, k % 2 ? "fresh" : "temp", rc, err.msg);
         /* the message names the member (or the removed entry) */
         const char *named = cases[i][n - 1].kind == 'f' && strcmp(cases[i][n - 1].name, "removed") == 0
                                 ? "system/../outside/sentinel"
@@ -256,6 +256,55 @@ static void hostile_members_refused(void **state)
             fail_msg("case %zu: message '%s' does not name '%s'", i, err.msg, named);
         check_sentinel();
     }
+}
+
+/* On a fresh target members go to their final names; a name already there
+ * (a member listed twice, a file the caller put there) still takes the
+ * temporary name and the rename. */
+static void fresh_target_names_already_there(void **state)
+{
+    (void)state;
+    const struct mem m[] = {
+        {"system/d", 'd', NULL, 0755},
+        {"system/d/a", 'f', "one", 0},
+        {"system/d/a", 'f', "two", 0600},
+        {"system/d/l", 'l', "a", 0},
+        {"system/d/l", 'l', "b", 0},
+        {"system/d/h", 'h', "system/d/a", 0},
+        {"system/d/h", 'h', "system/d/a", 0},
+        {"system/d/x", 'f', "new", 0},
+    };
+    write_tar(tarpath, m, sizeof(m) / sizeof(m[0]));
+    char p[200], q[200], buf[64];
+    snprintf(p, sizeof(p), "%s/d", target);
+    assert_int_equal(si_empty_dir(target, NULL), SI_OK);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/d/x", target);
+    FILE *f = fopen(p, "w");
+    fputs("old", f);
+    fclose(f);
+    si_apply_opts o = {.target_dir = target, .fresh = true};
+    const char *files[] = {tarpath};
+    si_err err = {0};
+    assert_int_equal(si_apply_files(&o, files, 1, &err), SI_OK);
+    read_text(p, buf, sizeof(buf));
+    assert_string_equal(buf, "new");
+    snprintf(p, sizeof(p), "%s/d/a", target);
+    read_text(p, buf, sizeof(buf));
+    assert_string_equal(buf, "two");
+    struct stat st, st2;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    snprintf(q, sizeof(q), "%s/d/h", target);
+    assert_int_equal(stat(q, &st2), 0);
+    assert_true(st.st_ino == st2.st_ino);
+    snprintf(p, sizeof(p), "%s/d/l", target);
+    ssize_t n = readlink(p, buf, sizeof(buf) - 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(buf[0], 'b');
+    snprintf(p, sizeof(p), "%s/d/.sysimage-tmp", target);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(si_empty_dir(target, NULL), SI_OK);
 }
 
 static void partitions_mapped_and_unmapped(void **state)
@@ -388,7 +437,7 @@ static void patch_members(void **state)
     assert_int_equal(si_build_delta(oldt, newt, delta, &o, &err), SI_OK);
     char names[1024];
     members(delta, names, sizeof(names));
-    assert_string_equal(names, "patched\nremoved\npatch/lib/libc.so.6\n");
+    assert_string_equal(names, "manifest\npatched\nremoved\npatch/lib/libc.so.6\n");
     struct stat st;
     assert_int_equal(stat(delta, &st), 0);
     assert_true(st.st_size < 20000); /* the patch, not the 400 kB file */
@@ -474,6 +523,7 @@ int main(void)
         cmocka_unit_test(full_then_reapply),
         cmocka_unit_test(delta_removed_and_type_changes),
         cmocka_unit_test(hostile_members_refused),
+        cmocka_unit_test(fresh_target_names_already_there),
         cmocka_unit_test(partitions_mapped_and_unmapped),
         cmocka_unit_test(garbage_and_missing_input),
         cmocka_unit_test(empty_dir_does_not_follow_symlinks),

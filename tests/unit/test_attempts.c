@@ -48,6 +48,13 @@ static void new_job_resets_tries(void **state)
 
 #define MIB (UINT64_C(1) << 20)
 
+/* A first attempt of JOB_A on an empty state. */
+static void begin_fresh(si_attempts *st, si_attempt_start *s)
+{
+    memset(st, 0, sizeof(*st));
+    si_attempts_begin(st, false, JOB_A, 0, s);
+}
+
 /* One death of the open attempt at p: the attempt recorded p, then the power
  * went; the next start sees it. */
 static void die_at(si_attempts *st, si_point p, unsigned *tries, si_attempt_start *s)
@@ -65,8 +72,7 @@ static void issue_15_decreasing_cuts_never_exhaust(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     si_attempts_step_done(&st, 3);
     unsigned tries = 0;
     static const uint64_t cut[] = {26083328, 9 * MIB + 5, 7 * MIB, 6 * MIB + 77, 2 * MIB, 100};
@@ -88,8 +94,7 @@ static void random_cuts_never_exhaust(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     unsigned tries = 0;
     uint64_t x = 20261130;
     si_point prev = {0, false, 0};
@@ -117,8 +122,7 @@ static void same_point_deaths_exhaust(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     unsigned tries = 0;
     static const uint64_t at[] = {5 * MIB + 100, 5 * MIB + 9000, 6 * MIB - 1};
     for (unsigned i = 0; i < 3; i++) {
@@ -136,8 +140,7 @@ static void other_point_restarts_chain(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     unsigned tries = 0;
     die_at(&st, (si_point){2, false, 3 * MIB}, &tries, &s);
     die_at(&st, (si_point){2, false, 3 * MIB + 1}, &tries, &s);
@@ -203,8 +206,7 @@ static void failures_count_even_with_progress(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     unsigned tries = s.tries;
     for (unsigned i = 1; i <= 3; i++) {
         si_attempts_at(&st, (si_point){i, false, 0});
@@ -224,8 +226,7 @@ static void stopped_job_is_not_tried_again(void **state)
     (void)state;
     si_attempts st;
     si_attempt_start s;
-    memset(&st, 0, sizeof(st));
-    si_attempts_begin(&st, false, JOB_A, 0, &s);
+    begin_fresh(&st, &s);
     si_attempts_stop(&st, SI_ERR_TRIES_EXHAUSTED, "died 3 times at step 4");
     assert_false(st.open);
     uint32_t attempts = st.attempt;
@@ -327,6 +328,13 @@ static void old_state_parses(void **state)
     assert_int_equal(s.deaths, 1);
 }
 
+/* Pieces of the state files below. */
+#define HEAD_A "{\"format\": 1, \"job\": \"" JOB_A "\", "
+#define OPEN_A HEAD_A "\"open\": true, \"touched\": false, "
+#define START0 "\"start\": {\"step\": 0, \"bytes\": 0}"
+#define BEST0 "\"best\": {\"step\": 0, \"bytes\": 0}"
+#define BEST1 "\"best\": {\"step\": 1, \"bytes\": 0}"
+
 static void parse_rejects_bad_state(void **state)
 {
     (void)state;
@@ -339,34 +347,17 @@ static void parse_rejects_bad_state(void **state)
         {"{\"format\": 2}", "format"},
         {"{\"format\": 1, \"job\": \"xyz\", \"open\": true, \"touched\": false, \"completed\": 0,"
          " \"start\": {\"step\": 0, \"bytes\": 0}, \"best\": {\"step\": 0, \"bytes\": 0}}", "job"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": 1, \"touched\": false,"
-         " \"completed\": 0, \"start\": {\"step\": 0, \"bytes\": 0},"
-         " \"best\": {\"step\": 0, \"bytes\": 0}}", "open"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": -1, \"start\": {\"step\": 0, \"bytes\": 0},"
-         " \"best\": {\"step\": 0, \"bytes\": 0}}", "completed"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"start\": {\"step\": 0, \"bytes\": 0}}", "best"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0},"
-         " \"at\": {\"step\": 1, \"bytes\": 0}}", "verify"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0},"
-         " \"deaths\": 1001}", "deaths"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0},"
-         " \"stopped\": true, \"stop_message\": \"x\"}", "stop_result"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0},"
-         " \"stopped\": true, \"stop_result\": 26}", "stop_message"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0},"
-         " \"death\": {\"step\": -1, \"bytes\": 0, \"verify\": false}}", "step"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 3, \"start\": {\"step\": 0, \"bytes\": 0},"
-         " \"best\": {\"step\": 1, \"bytes\": 0}}", "completed"},
-        {"{\"format\": 1, \"job\": \"" JOB_A "\", \"open\": true, \"touched\": false,"
-         " \"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0.5}}", "bytes"},
+        {HEAD_A "\"open\": 1, \"touched\": false, \"completed\": 0, " START0 ", " BEST0 "}", "open"},
+        {OPEN_A "\"completed\": -1, " START0 ", " BEST0 "}", "completed"},
+        {OPEN_A "\"completed\": 0, " START0 "}", "best"},
+        {OPEN_A "\"completed\": 0, " BEST1 ", \"at\": {\"step\": 1, \"bytes\": 0}}", "verify"},
+        {OPEN_A "\"completed\": 0, " BEST1 ", \"deaths\": 1001}", "deaths"},
+        {OPEN_A "\"completed\": 0, " BEST1 ", \"stopped\": true, \"stop_message\": \"x\"}", "stop_result"},
+        {OPEN_A "\"completed\": 0, " BEST1 ", \"stopped\": true, \"stop_result\": 26}", "stop_message"},
+        {OPEN_A "\"completed\": 0, " BEST1 ", \"death\": {\"step\": -1, \"bytes\": 0, \"verify\": false}}",
+         "step"},
+        {OPEN_A "\"completed\": 3, " START0 ", " BEST1 "}", "completed"},
+        {OPEN_A "\"completed\": 0, \"best\": {\"step\": 1, \"bytes\": 0.5}}", "bytes"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         si_attempts st;

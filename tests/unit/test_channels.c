@@ -14,6 +14,7 @@
 
 #include "channels.h"
 #include "conformance.h"
+#include "testutil.h"
 
 static si_channels *parse_ok(const char *json)
 {
@@ -127,12 +128,10 @@ static void malformed_fields_are_named(void **state)
         const struct bad_case *c = &bad_cases[i];
         si_channels *ch = (si_channels *)0x1;
         si_err err = {0};
-        si_result r = si_channels_parse(c->json, strlen(c->json), &ch, &err);
-        if (r != c->code || !strstr(err.msg, c->msg))
-            print_error("case %zu: got %d \"%s\", want %d \"%s\"\n", i, r, err.msg, c->code,
+        char what[32];
+        snprintf(what, sizeof(what), "case %zu", i);
+        tu_assert_error(what, si_channels_parse(c->json, strlen(c->json), &ch, &err), &err, c->code,
                         c->msg);
-        assert_int_equal(r, c->code);
-        assert_non_null(strstr(err.msg, c->msg));
         assert_null(ch);
         assert_int_equal(si_channels_parse(c->json, strlen(c->json), &ch, NULL), c->code);
         assert_null(ch);
@@ -275,40 +274,32 @@ static void load_from_files(void **state)
     rmdir(dir);
 }
 
+static int is_channels_doc(const char *name)
+{
+    return strstr(name, "channels") && strstr(name, ".json");
+}
+
+static void check_channels_doc(const char *rel, const char *name, char *buf, size_t len, void *ctx)
+{
+    (void)name;
+    (void)ctx;
+    si_channels *ch = NULL;
+    si_err err = {0};
+    if (si_channels_parse(buf, len, &ch, &err) != SI_OK)
+        print_error("%s: %s\n", rel, err.msg);
+    assert_non_null(ch);
+    assert_true(ch->nchannels > 0);
+    round_trip(buf, len);
+    si_channels_free(ch);
+}
+
 static void conformance_all_channels_documents(void **state)
 {
     (void)state;
     if (!have_conformance())
         skip();
-    const char *dirs[] = {"channels", "client-test-fixtures"};
-    int parsed = 0;
-    for (size_t d = 0; d < 2; d++) {
-        char p[4096];
-        DIR *dh = opendir(conformance_path(dirs[d], p));
-        assert_non_null(dh);
-        struct dirent *de;
-        while ((de = readdir(dh))) {
-            if (!strstr(de->d_name, "channels") || !strstr(de->d_name, ".json"))
-                continue;
-            char rel[512];
-            snprintf(rel, sizeof(rel), "%s/%s", dirs[d], de->d_name);
-            size_t len = 0;
-            char *buf = read_fixture(rel, &len);
-            assert_non_null(buf);
-            si_channels *ch = NULL;
-            si_err err = {0};
-            if (si_channels_parse(buf, len, &ch, &err) != SI_OK)
-                print_error("%s: %s\n", rel, err.msg);
-            assert_non_null(ch);
-            assert_true(ch->nchannels > 0);
-            round_trip(buf, len);
-            si_channels_free(ch);
-            free(buf);
-            parsed++;
-        }
-        closedir(dh);
-    }
-    assert_int_equal(parsed, 28);
+    static const char *const dirs[] = {"channels", "client-test-fixtures"};
+    assert_int_equal(conformance_each(dirs, 2, is_channels_doc, check_channels_doc, NULL), 28);
 }
 
 static void conformance_alias_hidden_keyrings(void **state)

@@ -424,6 +424,39 @@ static void sequence_rules(void **state)
     }
 }
 
+/* The staged names of a job, in order, each with its line; lines without
+ * files are passed over. */
+static void next_name_walks_the_staged_files(void **state)
+{
+    (void)state;
+    const char *text = "index index.json index.json.sig\n"
+                       "image full 12\n"
+                       "load_keyring a.keyring a.keyring.sig\n"
+                       "format system\n"
+                       "mount system\n"
+                       "update u.tar u.tar.sig\n"
+                       "unmount system\n";
+    si_err err = {0};
+    assert_int_equal(si_command_file_parse(text, strlen(text), &cf, &err), SI_OK);
+    static const char *const want[] = {"index.json", "index.json.sig", "a.keyring",
+                                       "a.keyring.sig", "u.tar", "u.tar.sig"};
+    static const unsigned line[] = {1, 1, 3, 3, 6, 6};
+    size_t pos = 0, n = 0;
+    const si_command *c = NULL;
+    const char *name;
+    while ((name = si_command_file_next_name(&cf, &pos, &c))) {
+        assert_true(n < 6);
+        assert_string_equal(name, want[n]);
+        assert_int_equal(c->line, line[n]);
+        n++;
+    }
+    assert_int_equal(n, 6);
+    assert_null(si_command_file_next_name(&cf, &pos, NULL)); /* stays at the end */
+    static si_command_file empty; /* large: off the stack */
+    pos = 0;
+    assert_null(si_command_file_next_name(&empty, &pos, &c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +467,7 @@ int main(void)
         cmocka_unit_test(write_is_atomic_and_loads_back),
         cmocka_unit_test(index_and_image_lines),
         cmocka_unit_test(sequence_rules),
+        cmocka_unit_test(next_name_walks_the_staged_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ini.h"
+#include "testutil.h"
 
 static si_ini *parse_ok(const char *text)
 {
@@ -28,11 +29,8 @@ static void parse_bad(const char *text, si_result code, const char *needle)
 {
     si_ini *ini = (si_ini *)1;
     si_err err = {0};
-    assert_int_equal(si_ini_parse(text, strlen(text), "t.ini", &ini, &err), code);
+    tu_assert_error(text, si_ini_parse(text, strlen(text), "t.ini", &ini, &err), &err, code, needle);
     assert_null(ini);
-    if (!strstr(err.msg, needle))
-        fprintf(stderr, "message '%s' lacks '%s'\n", err.msg, needle);
-    assert_non_null(strstr(err.msg, needle));
 }
 
 static void sections_keys_comments(void **state)

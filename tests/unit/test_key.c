@@ -18,6 +18,8 @@
 
 #include "fsutil.h"
 #include "key.h"
+#include "testkey.h"
+#include "testutil.h"
 
 struct fixture {
     char dir[64];
@@ -31,8 +33,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/si-key-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (tu_tmpdir(f->dir, "key") != 0)
         return -1;
     si_err err = {0};
     if (si_key_generate(SI_KEY_ECDSA_P256, 0, &f->ec, &err) != SI_OK ||
@@ -51,21 +52,9 @@ static int teardown(void **state)
     si_key_free(f->ec);
     si_key_free(f->ec2);
     si_key_free(f->rsa);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    int rc = system(cmd);
+    int rc = tu_rmtree(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
-}
-
-static si_key *public_of(const si_key *k)
-{
-    char *pem = NULL;
-    assert_int_equal(si_key_public_pem(k, &pem, NULL), SI_OK);
-    si_key *pub = NULL;
-    assert_int_equal(si_key_load_public_pem(pem, strlen(pem), &pub, NULL), SI_OK);
-    free(pem);
-    return pub;
+    return rc;
 }
 
 static void write_text(const char *path, const char *text)

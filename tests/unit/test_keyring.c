@@ -16,6 +16,8 @@
 #include "key.h"
 #include "keyring.h"
 #include "sigfile.h"
+#include "testkey.h"
+#include "testutil.h"
 
 #define NOW 1700000000LL
 #define DEVICE "qemu-x86_64"
@@ -33,8 +35,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/si-keyring-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (tu_tmpdir(f->dir, "keyring") != 0)
         return -1;
     for (int i = 0; i < NKEYS; i++)
         if (si_key_generate(SI_KEY_ECDSA_P256, 0, &f->k[i], NULL) != SI_OK)
@@ -48,21 +49,9 @@ static int teardown(void **state)
     struct fixture *f = *state;
     for (int i = 0; i < NKEYS; i++)
         si_key_free(f->k[i]);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    int rc = system(cmd);
+    int rc = tu_rmtree(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
-}
-
-static si_key *public_of(const si_key *k)
-{
-    char *pem = NULL;
-    assert_int_equal(si_key_public_pem(k, &pem, NULL), SI_OK);
-    si_key *pub = NULL;
-    assert_int_equal(si_key_load_public_pem(pem, strlen(pem), &pub, NULL), SI_OK);
-    free(pem);
-    return pub;
+    return rc;
 }
 
 static si_keyring *ring(si_keyring_type type, const si_key *key, int64_t expiry, const char *model)

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "payload.h"
+#include "testutil.h"
 
 static char dir[64];
 static char oldt[128], newt[128], out[128];
@@ -37,8 +38,7 @@ static void put(const char *root, const char *rel, const char *data, mode_t mode
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/si-payload-XXXXXX");
-    if (!mkdtemp(dir))
+    if (tu_tmpdir(dir, "payload") != 0)
         return -1;
     snprintf(oldt, sizeof(oldt), "%s/old", dir);
     snprintf(newt, sizeof(newt), "%s/new", dir);
@@ -53,12 +53,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir);
 }
 
-/* Member names of a tarball, newline-joined; first member's data in first. */
+/* Member names of a tarball after its first member `manifest`, newline-joined;
+ * the data of the member after the manifest in first. */
 static void list_members(const char *path, char *names, size_t sz, char *first, size_t fsz)
 {
     struct archive *a = archive_read_new();
@@ -69,6 +68,8 @@ static void list_members(const char *path, char *names, size_t sz, char *first, 
     struct archive_entry *e;
     names[0] = '\0';
     int i = 0;
+    assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_OK);
+    assert_string_equal(archive_entry_pathname(e), "manifest");
     while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
         const char *un = archive_entry_uname(e), *gn = archive_entry_gname(e);
         assert_true(!un || !*un);
@@ -281,6 +282,7 @@ static void rootfs_tarballs(void **state)
     assert_int_equal(archive_read_open_filename(a, out, 10240), ARCHIVE_OK);
     struct archive_entry *e;
     int seen = 0;
+    assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_OK); /* the manifest */
     while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
         assert_int_equal(archive_entry_uid(e), 123);
         assert_int_equal(archive_entry_gid(e), 456);

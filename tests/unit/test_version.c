@@ -64,9 +64,7 @@ static void expect_parse_error(const char *json, si_result code, const char *nee
 {
     si_version v;
     si_err err = {0};
-    assert_int_equal(parse_str(json, &v, &err), code);
-    if (!strstr(err.msg, needle))
-        fail_msg("'%s': message '%s' lacks '%s'", json, err.msg, needle);
+    tu_assert_error(json, parse_str(json, &v, &err), &err, code, needle);
 }
 
 static void parse_bad(void **state)

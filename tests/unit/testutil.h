@@ -1,13 +1,22 @@
 /* testutil.h - what several unit tests share: a private temporary directory
- * per test program and a printf-style shell runner. Header-only (static
- * functions): each test is one .c file linked alone with the library. */
+ * per test program, a printf-style shell runner and the check of an
+ * expected error. Header-only (static functions): each test is one .c file
+ * linked alone with the library. */
 #ifndef SI_TEST_UTIL_H
 #define SI_TEST_UTIL_H
 
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "result.h"
 
 /* Run a shell command built like printf; its exit status, -1 if it died. */
 static int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2), unused));
@@ -39,6 +48,19 @@ static int tu_rmtree(const char *dir) __attribute__((unused));
 static int tu_rmtree(const char *dir)
 {
     return tu_sh("rm -rf '%s'", dir) == 0 ? 0 : -1;
+}
+
+/* `what` (a case, an input) gave `got` with err->msg: it must be `want` with
+ * a message that contains `needle`; both are printed when not. */
+static void tu_assert_error(const char *what, si_result got, const si_err *err, si_result want,
+                            const char *needle) __attribute__((unused));
+static void tu_assert_error(const char *what, si_result got, const si_err *err, si_result want,
+                            const char *needle)
+{
+    if (got != want || !strstr(err->msg, needle))
+        print_error("%s: got %d \"%s\", want %d \"%s\"\n", what, got, err->msg, want, needle);
+    assert_int_equal(got, want);
+    assert_non_null(strstr(err->msg, needle));
 }
 
 #endif

@@ -1,0 +1,1 @@
+../qemu-x86_64/bootcount.sh
