@@ -308,7 +308,7 @@ class BootResult:
 
 
 def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="serial.log",
-                 extra_append="", extra_disks=()):
+                 extra_append="", extra_disks=(), smp=1):
     kernel = kernel or os.path.join(RECOVERY_DIR, "vmlinuz")
     initrd = initrd or os.path.join(RECOVERY_DIR, "initrd.img")
     append = f"console=ttyS0 panic=-1 no_timer_check sysimage.halt=poweroff sysimage.mode={mode}"
@@ -319,6 +319,8 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
            "-kernel", kernel, "-initrd", initrd, "-append", append,
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
            "-drive", f"file={disk},if=virtio,format=raw,cache=writeback"]
+    if smp > 1:
+        cmd += ["-smp", str(smp)]
     for d in extra_disks:
         cmd += ["-drive", f"file={d},if=virtio,format=raw"]
     return cmd
@@ -326,7 +328,7 @@ def qemu_command(disk, mode="update", mem=96, kernel=None, initrd=None, log="ser
 
 def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after=None, kill_on=None,
                   kernel=None, initrd=None, extra_append="", extra_disks=(), kill_delay=0.0,
-                  timestamps=False):
+                  timestamps=False, smp=1):
     """Boot the recovery image on disk and return a BootResult.
 
     kill_after: seconds after start to SIGKILL QEMU (a power cut);
@@ -341,7 +343,7 @@ def boot_recovery(disk, mode="update", mem=96, timeout=180, log=None, kill_after
         fd, log = tempfile.mkstemp(prefix="sihw-serial-", suffix=".log")
         os.close(fd)
     open(log, "w").close()
-    cmd = qemu_command(disk, mode, mem, kernel, initrd, log, extra_append, extra_disks)
+    cmd = qemu_command(disk, mode, mem, kernel, initrd, log, extra_append, extra_disks, smp)
     pattern = re.compile(kill_on) if isinstance(kill_on, str) else kill_on
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
