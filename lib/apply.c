@@ -11,6 +11,7 @@
  * a name already there takes the temporary way) and a member that fails is
  * removed. The whole target is synced once at the end (syncfs). */
 #include "apply.h"
+#include "fsutil.h"
 #include "layout.h"
 #include "manifest.h"
 #include "seal.h"
@@ -859,12 +860,16 @@ static si_result apply_partition(struct applier *ap, struct archive *a, struct a
     if (!path)
         return si_err_set(err, SI_ERR_PARTITION, "%s: %s: no partition mapped for '%s'",
                           ap->file, member, label);
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return si_err_set(err, SI_ERR_PARTITION, "%s: %s: %s", member, path, strerror(errno));
     int64_t size = archive_entry_size(ae);
     if (size < 0)
         size = 0;
+    unsigned long long cap = 0;
+    if (si_block_device_size(path, &cap) == 1 && (uint64_t)size > cap)
+        return si_err_set(err, SI_ERR_NO_SPACE, "%s: %s: %" PRId64 " bytes, partition '%s' (%s) "
+                          "holds %llu", ap->file, member, size, label, path, cap);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return si_err_set(err, SI_ERR_PARTITION, "%s: %s: %s", member, path, strerror(errno));
     si_sha256_init(&ap->mh);
     si_result rc = write_member_data(ap, a, fd, size, true, member, err);
     uint8_t d[32];

@@ -171,3 +171,22 @@ int si_mkdir_p(const char *path, mode_t mode)
             return 0;
     }
 }
+
+int si_block_device_size(const char *path, unsigned long long *bytes)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+    } else if (S_ISBLK(st.st_mode)) {
+        off_t end = lseek(fd, 0, SEEK_END);
+        r = end < 0 ? -errno : 1;
+        if (end >= 0)
+            *bytes = (unsigned long long)end;
+    }
+    close(fd);
+    return r;
+}

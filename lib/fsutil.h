@@ -33,6 +33,11 @@ int si_write_all(int fd, const void *buf, size_t len);
  * directories are fine). 0 or -errno (-ENAMETOOLONG beyond 4095 bytes). */
 int si_mkdir_p(const char *path, mode_t mode);
 
+/* The size in bytes of the block device path names (*bytes): 1 when path is
+ * a block device, 0 when it is something else (a regular file grows as it is
+ * written: no capacity), -errno when it cannot be opened. */
+int si_block_device_size(const char *path, unsigned long long *bytes);
+
 /* Copy the basename of path into out (size outlen). 0 or -ENAMETOOLONG. */
 int si_basename(const char *path, char *out, size_t outlen);
 

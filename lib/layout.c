@@ -85,14 +85,20 @@ si_result si_layout_check_member_name(const char *name, si_member_kind *kind, ch
     return SI_OK;
 }
 
-static si_result add_part(si_layout_scan *out, const char *label, const char *what, si_err *err)
+static si_result add_part(si_layout_scan *out, const char *label, int64_t size, const char *what,
+                          si_err *err)
 {
+    uint64_t sz = size > 0 ? (uint64_t)size : 0;
     for (size_t i = 0; i < out->nparts; i++)
-        if (strcmp(out->parts[i], label) == 0)
+        if (strcmp(out->parts[i], label) == 0) {
+            if (sz > out->part_size[i])
+                out->part_size[i] = sz;
             return SI_OK;
+        }
     if (out->nparts >= SI_LAYOUT_SCAN_MAX_PARTS)
         return si_err_set(err, SI_ERR_UNSUPPORTED, "%s: more than %d raw partitions", what,
                           SI_LAYOUT_SCAN_MAX_PARTS);
+    out->part_size[out->nparts] = sz;
     snprintf(out->parts[out->nparts++], sizeof(out->parts[0]), "%s", label);
     return SI_OK;
 }
@@ -195,7 +201,7 @@ si_result si_layout_scan_tarball_progress(int fd, const char *what, const char *
             break;
         }
         if (kind == SI_MEMBER_PARTITION)
-            rc = add_part(out, label, what, err);
+            rc = add_part(out, label, archive_entry_size(ae), what, err);
         else if (version_member && strcmp(name, version_member) == 0)
             rc = read_version(a, ae, what, out, err);
     }

@@ -77,6 +77,7 @@ bool si_layout_system_rel(const char *name, char *rel, size_t relsz);
 typedef struct si_layout_scan {
     size_t nparts;
     char parts[SI_LAYOUT_SCAN_MAX_PARTS][SI_LAYOUT_LABEL_MAX + 1];
+    uint64_t part_size[SI_LAYOUT_SCAN_MAX_PARTS];  /* bytes of each image (the largest) */
     bool has_version;                     /* member `version_member` present */
     size_t version_len;
     char version[SI_LAYOUT_VERSION_MAX + 1];  /* its bytes, NUL-terminated */
@@ -85,7 +86,8 @@ typedef struct si_layout_scan {
 /* Read every member header of the tarball open at fd (from its current
  * offset; the data is skipped, decompressed but not kept) and check each name
  * with si_layout_check_member_name, before anything is written anywhere.
- * Records the raw partitions named and the bytes of version_member (bounded;
+ * Records the raw partitions named (with their image sizes, so they can be
+ * checked against the partitions before anything is written) and the bytes of version_member (bounded;
  * may be NULL). `what` names the file in errors. */
 si_result si_layout_scan_tarball(int fd, const char *what, const char *version_member,
                                  si_layout_scan *out, si_err *err);

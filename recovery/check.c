@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "builtin_keys.h"
+#include "fsutil.h"
 #include "buildtime.h"
 #include "layout.h"
 #include "mkfs.h"
@@ -55,12 +56,28 @@ void rec_find_raw_partitions(struct rec *r)
     }
 }
 
-static bool raw_mapped(const struct rec *r, const char *label)
+/* partitions/<label>.img of `size` bytes in `file`: the device has such a
+ * partition and the image fits in it (checked before anything is written: a
+ * raw image is written in place). */
+static si_result check_raw_fits(const struct rec *r, const char *file, const char *label,
+                                uint64_t size, si_err *err)
 {
-    for (size_t i = 0; i < r->nraw; i++)
+    const char *path = NULL;
+    for (size_t i = 0; i < r->nraw && !path; i++)
         if (strcmp(r->raw[i].name, label) == 0)
-            return true;
-    return false;
+            path = r->raw[i].path;
+    if (!path)
+        return si_err_set(err, SI_ERR_PARTITION, "%s: partitions/%s.img: no partition '%s' "
+                          "on this device", file, label, label);
+    unsigned long long cap = 0;
+    int b = si_block_device_size(path, &cap);
+    if (b < 0)
+        return si_err_set(err, SI_ERR_PARTITION, "%s: partitions/%s.img: %s: %s", file, label,
+                          path, strerror(-b));
+    if (b == 1 && size > cap)
+        return si_err_set(err, SI_ERR_NO_SPACE, "%s: partitions/%s.img is %" PRIu64 " bytes, "
+                          "partition '%s' (%s) holds %llu", file, label, size, label, path, cap);
+    return SI_OK;
 }
 
 /* ------------------------------------------------------------ installed */
@@ -384,9 +401,7 @@ static si_result check_file(struct rec *r, const si_job_file *jf, si_version *ve
         vp->base += (uint64_t)st.st_size;
     close(fd);
     for (size_t i = 0; res == SI_OK && i < sc->nparts; i++)
-        if (!raw_mapped(r, sc->parts[i]))
-            res = si_err_set(err, SI_ERR_PARTITION, "%s: partitions/%s.img: no partition '%s' "
-                             "on this device", c->file, sc->parts[i], sc->parts[i]);
+        res = check_raw_fits(r, c->file, sc->parts[i], sc->part_size[i], err);
     if (res == SI_OK && sc->has_version) {
         if ((res = si_version_parse(sc->version, sc->version_len, ver, err)) != SI_OK)
             si_err_prefix(err, "%s: %s", c->file, SI_VERSION_MEMBER);

@@ -27,6 +27,7 @@ OK, BAD_SIGNATURE, BLACKLISTED = 0, 7, 11
 DOWNGRADE, COMMAND_FILE, MISSING_FILE = 14, 15, 16
 UNSAFE_PATH, NOT_FOUND, TRIES_EXHAUSTED = 17, 28, 26
 KEYRING_MODEL, CHECKSUM, SIZE, STALE_INDEX = 10, 12, 13, 25
+NO_SPACE = 24
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mount"),
@@ -1013,6 +1014,60 @@ def test_raw_misc_image_refused_before_anything_is_touched(device, payloads, tmp
                       with_standard=False)
     p = device.run()
     assert_refused_intact(device, before, p, UNSAFE_PATH, "partitions/misc.img")
+
+
+@pytest.fixture
+def boot_loop(tmp_path):
+    """A 1 MiB block device (loop) standing for a raw `boot` partition."""
+    backing = tmp_path / "boot.img"
+    backing.write_bytes(b"\xa5" * (1 << 20))
+    p = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        pytest.skip(f"no loop device: {p.stderr.strip()}")
+    dev = p.stdout.strip()
+    yield dev, backing
+    subprocess.run(["losetup", "-d", dev])
+
+
+def test_raw_image_larger_than_its_partition_refused_before_anything_is_touched(
+        device, payloads, boot_loop):
+    """A partitions/boot.img larger than the boot partition is refused while
+    the job is verified: system, userdata and the partition stay as they were
+    (it used to fail with ENOSPC halfway through writing the partition)."""
+    dev, backing = boot_loop
+    device.install(1)
+    before = device.digests()
+    boot_before = sha256_file(backing)
+    d = payloads["dir"]
+    one_member_payload(d / "big-boot.tar.xz", "partitions/boot.img", b"\x5a" * ((1 << 20) + 512))
+    version_tarball(d / "version-4.tar.xz", 4)
+    sign(d / "version-4.tar.xz")
+    device.stage_full(4, ["big-boot.tar.xz", "version-4.tar.xz"], "index-bigboot.json",
+                      with_standard=False)
+    p = device.run("--partition", f"boot={dev}")
+    assert_refused_intact(device, before, p, NO_SPACE, "partitions/boot.img is 1049088 bytes")
+    assert sha256_file(backing) == boot_before
+    # the same image at the partition's size is written
+    one_member_payload(d / "fit-boot.tar.xz", "partitions/boot.img", b"\x5a" * (1 << 20))
+    device.stage_full(4, ["fit-boot.tar.xz", "version-4.tar.xz"], "index-fitboot.json",
+                      with_standard=False)
+    p = device.run("--partition", f"boot={dev}")
+    assert p.returncode == OK, p.stderr
+    assert backing.read_bytes() == b"\x5a" * (1 << 20)
+
+
+def test_apply_refuses_a_raw_image_larger_than_its_block_device(payloads, boot_loop, tmp_path):
+    """`sysimage apply --partition` checks the size before it writes."""
+    dev, backing = boot_loop
+    boot_before = sha256_file(backing)
+    big = one_member_payload(tmp_path / "big.tar.xz", "partitions/boot.img", b"\x5a" * (2 << 20))
+    target = tmp_path / "t"
+    target.mkdir()
+    p = sysimage("apply", "--quiet", "--target", str(target), "--partition", f"boot={dev}", str(big))
+    assert p.returncode == NO_SPACE, p.stderr
+    assert "2097152 bytes, partition 'boot'" in p.stderr
+    assert sha256_file(backing) == boot_before
 
 
 def test_unusable_cache_on_an_incomplete_system_stops(device):
