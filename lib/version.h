@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #include "layout.h"
-#include "payload.h"
 #include "result.h"
 
 #define SI_VERSION_MEMBER SI_LAYOUT_VERSION_MEMBER
@@ -23,9 +22,7 @@ si_result si_version_parse(const char *json, size_t len, si_version *out, si_err
 /* Read <root>/etc/sysimage/version.json; SI_ERR_NOT_FOUND if absent. */
 si_result si_version_read_tree(const char *root, si_version *out, si_err *err);
 si_result si_version_format(const si_version *v, char **json_out, si_err *err);
-/* Write a tarball with exactly the member SI_VERSION_MEMBER. */
-si_result si_version_build_tarball(const si_version *v, const char *out,
-                                   const si_build_opts *opts, si_err *err);
+/* The version tarball is written by lib/version_tar.h. */
 /* Stream an update tarball looking for SI_VERSION_MEMBER (bounded read);
  * *found = false if the tarball has none. */
 si_result si_version_from_tarball(const char *path, si_version *out, bool *found, si_err *err);

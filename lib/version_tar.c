@@ -1,9 +1,6 @@
-/* version_tar.c - si_version_build_tarball (declared in version.h): the
- * small version tarball of every published image. Kept apart from
- * version.c so that programs that only read versions (the static recovery)
- * do not link libarchive's writer, whose format table pulls every write
- * format (xar needs libxml2). */
-#include "version.h"
+/* version_tar.c - the small version tarball of every published image
+ * (version_tar.h). */
+#include "version_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -8,7 +8,7 @@
 #  1. no lib/ file includes a program's header;
 #  2. no program includes another program's header;
 #  3. the lib/ modules' includes have no cycle (tsort), counting a module's
-#     .c and .h as one (version_tar.c belongs to version);
+#     .c and .h as one;
 #  4. within each program nothing calls back into the file that holds main():
 #     no other object of the program uses a symbol main's object defines
 #     (needs `make`: reads build/obj/rel/<program>/*.o with nm).
@@ -25,7 +25,7 @@ fail() { echo "check-deps: $*" >&2; bad=1; }
 
 # "file included" lines of one source file, local includes only
 includes() { sed -n 's/^#include "\([^"]*\)".*/\1/p' "$1"; }
-module_of() { b=$(basename "$1"); b=${b%.[ch]}; [ "$b" = version_tar ] && b=version; echo "$b"; }
+module_of() { b=$(basename "$1"); b=${b%.[ch]}; echo "$b"; }
 
 # 1 and 2
 for f in lib/*.c lib/*.h; do

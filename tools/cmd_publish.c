@@ -39,6 +39,7 @@
 #include "sigfile.h"
 #include "tarformat.h"
 #include "version.h"
+#include "version_tar.h"
 
 #define NAME_MAX_LEN 64
 #define MAX_DELTAS_BACK 32

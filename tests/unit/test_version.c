@@ -1,5 +1,6 @@
 /* test_version.c - the build record: parse/format, reading an installed
- * tree, the version tarball and finding the record in update tarballs. */
+ * tree and finding the record in update tarballs (the version tarball is
+ * written by lib/version_tar: test_version_tar.c). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -165,81 +166,6 @@ static void read_tree(void **state)
     assert_int_equal(si_version_read_tree(p, &v, &err), SI_ERR_NOT_FOUND);
 }
 
-/* List the members of a tarball: "name mode uid gid size\n" each. */
-static char *list_members(const char *path)
-{
-    struct archive *a = archive_read_new();
-    archive_read_support_format_tar(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_none(a);
-    assert_int_equal(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
-    static char out[1024];
-    out[0] = '\0';
-    struct archive_entry *e;
-    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-        size_t l = strlen(out);
-        snprintf(out + l, sizeof(out) - l, "%s %o %lld %lld %lld\n", archive_entry_pathname(e),
-                 (unsigned)archive_entry_mode(e), (long long)archive_entry_uid(e),
-                 (long long)archive_entry_gid(e), (long long)archive_entry_size(e));
-    }
-    archive_read_free(a);
-    return out;
-}
-
-static void build_and_read_tarball(void **state)
-{
-    (void)state;
-    si_version v = {.build = 77};
-    strcpy(v.channel, "stable");
-    char out[128];
-    si_err err = {0};
-    const si_compression comps[] = {SI_COMP_ZSTD, SI_COMP_XZ, SI_COMP_NONE};
-    const unsigned char magic[][4] = {{0x28, 0xb5, 0x2f, 0xfd}, {0xfd, '7', 'z', 'X'}};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(out, sizeof(out), "%s/version-%zu.tar", dir, i);
-        si_build_opts opts = {.compression = comps[i], .level = i == 0 ? 3 : 0};
-        assert_int_equal(si_version_build_tarball(&v, out, &opts, &err), SI_OK);
-        FILE *f = fopen(out, "rb");
-        assert_non_null(f);
-        unsigned char head[4];
-        assert_int_equal(fread(head, 1, 4, f), 4);
-        fclose(f);
-        if (i < 2)
-            assert_memory_equal(head, magic[i], 4);
-        char *members = list_members(out);
-        char expect[128];
-        snprintf(expect, sizeof(expect), "%s 100644 0 0 %zu\n", SI_VERSION_MEMBER,
-                 strlen("{\n    \"build\": 77,\n    \"channel\": \"stable\"\n}\n"));
-        assert_string_equal(members, expect);
-        si_version back = {0};
-        bool found = false;
-        assert_int_equal(si_version_from_tarball(out, &back, &found, &err), SI_OK);
-        assert_true(found);
-        assert_int_equal(back.build, 77);
-        assert_string_equal(back.channel, "stable");
-    }
-    /* deterministic: same record, same bytes */
-    char again[128];
-    snprintf(again, sizeof(again), "%s/again.tar", dir);
-    si_build_opts zopts = {.compression = SI_COMP_ZSTD, .level = 3};
-    assert_int_equal(si_version_build_tarball(&v, again, &zopts, &err), SI_OK);
-    char *a = NULL, *b = NULL;
-    size_t la = 0, lb = 0;
-    snprintf(out, sizeof(out), "%s/version-0.tar", dir);
-    assert_int_equal(si_read_file(out, 1 << 20, &a, &la), 0);
-    assert_int_equal(si_read_file(again, 1 << 20, &b, &lb), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
-    free(a);
-    free(b);
-    /* bad arguments */
-    si_build_opts bad = {.compression = (si_compression)42};
-    assert_int_equal(si_version_build_tarball(&v, again, &bad, &err), SI_ERR_USAGE);
-    snprintf(out, sizeof(out), "%s/no/such/dir/v.tar", dir);
-    assert_int_equal(si_version_build_tarball(&v, out, NULL, &err), SI_ERR_IO);
-}
-
 typedef struct member {
     const char *name;
     unsigned type;
@@ -343,7 +269,6 @@ int main(void)
         cmocka_unit_test(parse_bad),
         cmocka_unit_test(format_round_trip),
         cmocka_unit_test(read_tree),
-        cmocka_unit_test(build_and_read_tarball),
         cmocka_unit_test(tarball_variants),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
