@@ -1,9 +1,10 @@
 /* config.c - /etc/sysimage/client.ini, the installed build and the machine id.
  *
- *   [service]  base (https URL), channel, device, channel_target (optional)
+ *   [service]  base (https URL), channel, device, channel_target, percentage (optional)
  *   [system]   cache_dir, state_dir, machine_id, version_file, boot_control
  *   [trust]    archive_master, ca_file
- *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries, max_rate
+ *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries, max_rate,
+ *              budget_rate, budget_allowance
  * Unknown keys are refused (a typo must not silently fall back to a default). */
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@ static const char *const known[][2] = {
     {"system", "machine_id"},     {"system", "version_file"},    {"system", "boot_control"},
     {"trust", "archive_master"},  {"trust", "ca_file"},          {"network", "connect_timeout"},
     {"network", "low_speed_limit"}, {"network", "low_speed_time"}, {"network", "retries"},
-    {"network", "max_rate"},
+    {"network", "max_rate"},      {"network", "budget_rate"},    {"network", "budget_allowance"},
+    {"service", "percentage"},
     {"ab", "slot_a"},             {"ab", "slot_b"},              {"ab", "engine"},
     {"ab", "bootcount"},          {"ab", "cmdline"},             {"ab", "work_dir"},
 };
@@ -66,10 +68,13 @@ static void set_defaults(stub_config *cfg)
     cfg->archive_master = "/usr/share/sysimage/archive-master.keyring";
     cfg->ca_file = "/etc/ssl/certs/ca-certificates.crt";
     cfg->connect_timeout = 30;
-    cfg->low_speed_limit = 1;
-    cfg->low_speed_time = 60;
+    cfg->low_speed_limit = SI_HTTP_LOW_SPEED_LIMIT;
+    cfg->low_speed_time = SI_HTTP_LOW_SPEED_TIME;
     cfg->retries = 3;
     cfg->max_rate = 0;
+    cfg->budget_rate = SI_HTTP_BUDGET_RATE;
+    cfg->budget_allowance = SI_HTTP_BUDGET_ALLOWANCE;
+    cfg->percentage = -1;
 }
 
 static si_result read_values(stub_config *cfg, si_err *err)
@@ -97,7 +102,12 @@ static si_result read_values(stub_config *cfg, si_err *err)
                        err)) ||
         (rc = get_long(cfg, "network", "low_speed_time", 1, 3600, &cfg->low_speed_time, err)) ||
         (rc = get_long(cfg, "network", "retries", 0, 100, &cfg->retries, err)) ||
-        (rc = get_long(cfg, "network", "max_rate", 0, INT64_C(1) << 40, &cfg->max_rate, err)))
+        (rc = get_long(cfg, "network", "max_rate", 0, INT64_C(1) << 40, &cfg->max_rate, err)) ||
+        (rc = get_long(cfg, "network", "budget_rate", 1, INT64_C(1) << 40, &cfg->budget_rate,
+                       err)) ||
+        (rc = get_long(cfg, "network", "budget_allowance", 0, 86400, &cfg->budget_allowance,
+                       err)) ||
+        (rc = get_long(cfg, "service", "percentage", 0, 100, &cfg->percentage, err)))
         return rc;
     if (!cfg->channel_target || !cfg->channel_target[0])
         cfg->channel_target = cfg->channel;

@@ -364,9 +364,12 @@ static si_result remember(const stub_discovery *dc, si_err *err)
 static si_result resolve_path(const stub_opts *o, stub_discovery *dc, const si_channel *ch,
                               si_err *err)
 {
+    /* the user's override of the device percentage: --percentage, else client.ini */
+    int pct = o->percentage >= 0 ? o->percentage : (int)dc->cfg.percentage;
     si_resolve_opts ro = {.build = dc->build, .build_override = o->has_build,
                           .channel = dc->cfg.channel_target, .alias = ch->alias,
-                          .machine_id = dc->machine_id};
+                          .machine_id = dc->machine_id, .percentage_override = pct >= 0,
+                          .device_percentage = pct};
     si_result rc = si_resolve(dc->index, &ro, &dc->res, err);
     if (rc == SI_OK)
         dc->res_ready = true;

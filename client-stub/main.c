@@ -15,9 +15,11 @@ static const char usage_text[] =
     "usage: sysimage-stub [--config PATH] COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
-    "  check [--json] [--build N]      verify the server's keyrings, channels and index;\n"
+    "  check [--json] [--build N] [--percentage P]\n"
+    "                                  verify the server's keyrings, channels and index;\n"
     "                                  print the available update or \"up to date\"\n"
-    "  stage [--json] [--build N]      download and verify the update into the cache dir,\n"
+    "  stage [--json] [--build N] [--percentage P]\n"
+    "                                  download and verify the update into the cache dir,\n"
     "                                  then write the recovery's command file\n"
     "  reboot-recovery [--no-reboot]   request the recovery (staged update) and reboot\n"
     "  factory-reset [--no-reboot]     request a factory reset (wipe userdata) and reboot\n"
@@ -32,6 +34,8 @@ static const char usage_text[] =
     "options:\n"
     "  --config PATH   configuration file (default " STUB_DEFAULT_CONFIG ")\n"
     "  --build N       installed build (default: from the configured version file)\n"
+    "  --percentage P  this device's phasing percentage, 0..100 (default: [service]\n"
+    "                  percentage, else seeded by the channel and machine id)\n"
     "  --json          machine-readable output (JSON; one object per line for stage)\n"
     "  --help          this text (COMMAND --help: the same)\n"
     "\n"
@@ -97,11 +101,13 @@ static int parse_command(int argc, char **argv, stub_opts *o)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"build", required_argument, NULL, 'b'},
         {"json", no_argument, NULL, 'j'},         {"no-reboot", no_argument, NULL, 'n'},
+        {"percentage", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     optind = 1;
     opterr = 0;
     int c;
+    int64_t pct;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -111,6 +117,11 @@ static int parse_command(int argc, char **argv, stub_opts *o)
             if (!parse_i64(optarg, &o->build))
                 return usage_error("--build: not a build number: '%s'", optarg);
             o->has_build = true;
+            break;
+        case 'p':
+            if (!parse_i64(optarg, &pct) || pct > 100)
+                return usage_error("--percentage: not a percentage in 0..100: '%s'", optarg);
+            o->percentage = (int)pct;
             break;
         case 'j':
             o->json = true;
@@ -144,7 +155,7 @@ static int run_network(int (*fn)(const stub_opts *), const stub_opts *o)
 
 int main(int argc, char **argv)
 {
-    stub_opts o = {.config = STUB_DEFAULT_CONFIG};
+    stub_opts o = {.config = STUB_DEFAULT_CONFIG, .percentage = -1};
     int i = parse_global(argc, argv, &o);
     if (i < 0)
         return -1 - i;
@@ -157,6 +168,9 @@ int main(int argc, char **argv)
     bool reboot_cmd = strcmp(cmd, "reboot-recovery") == 0 || strcmp(cmd, "factory-reset") == 0;
     if (o.no_reboot && !reboot_cmd)
         return usage_error("%s: --no-reboot does not apply", cmd);
+    bool network_cmd = strcmp(cmd, "check") == 0 || strcmp(cmd, "stage") == 0;
+    if (o.percentage >= 0 && !network_cmd)
+        return usage_error("%s: --percentage does not apply", cmd);
     if (strcmp(cmd, "status") == 0)
         return stub_cmd_status(&o);
     if (strcmp(cmd, "install") == 0)

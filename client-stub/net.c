@@ -10,6 +10,7 @@ si_result stub_net_open(const stub_config *cfg, si_http **out, si_err *err)
                       .connect_timeout = cfg->connect_timeout,
                       .low_speed_limit = cfg->low_speed_limit,
                       .low_speed_time = cfg->low_speed_time, .retries = cfg->retries,
-                      .max_rate = cfg->max_rate};
+                      .max_rate = cfg->max_rate, .budget_rate = cfg->budget_rate,
+                      .budget_allowance = cfg->budget_allowance};
     return si_http_open(&o, out, err);
 }

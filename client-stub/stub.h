@@ -51,6 +51,9 @@ typedef struct stub_config {
     long low_speed_time;         /* [network] low_speed_time, seconds */
     long retries;                /* [network] retries per file */
     long max_rate;               /* [network] max_rate, bytes/s of downloads; 0 = no cap */
+    long budget_rate;            /* [network] budget_rate, bytes/s (time budget per file) */
+    long budget_allowance;       /* [network] budget_allowance, seconds added to it */
+    long percentage;             /* [service] percentage, the device's phasing; -1: seeded */
 } stub_config;
 
 si_result stub_config_load(const char *path, stub_config *cfg, si_err *err);
@@ -76,6 +79,7 @@ typedef struct stub_opts {
     bool has_build;
     int64_t build;
     bool no_reboot;
+    int percentage;               /* --percentage (check, stage); -1: none */
 } stub_opts;
 
 /* Everything `check` learnt, owned by one run (discover.c). */

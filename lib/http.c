@@ -2,11 +2,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -67,6 +69,93 @@ static si_result make_url(const si_http *n, const char *path, char *url, si_err 
     memcpy(url, n->cfg.base_url, blen);
     strcpy(url + blen, path);
     return SI_OK;
+}
+
+/* ---------------------------------------------------------------- parsing */
+/* Up to 18 decimal digits (no sign, no overflow) at *p. */
+static bool parse_digits(const char **p, const char *end, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    int digits = 0;
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (++digits > 18)
+            return false;
+        v = v * 10 + (*s++ - '0');
+    }
+    if (digits == 0)
+        return false;
+    *p = s;
+    *out = v;
+    return true;
+}
+
+static bool skip_char(const char **p, const char *end, char c)
+{
+    if (*p == end || **p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+si_http_hdr si_http_parse_header(const char *line, size_t len, si_http_range *range)
+{
+    static const char name[] = "Content-Range:";
+    const char *p = line, *end = line + len;
+    if (len >= 5 && strncasecmp(line, "HTTP/", 5) == 0)
+        return SI_HTTP_HDR_STATUS;
+    if (len < sizeof(name) - 1 || strncasecmp(line, name, sizeof(name) - 1) != 0)
+        return SI_HTTP_HDR_OTHER;
+    p += sizeof(name) - 1;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (end - p < 6 || strncasecmp(p, "bytes ", 6) != 0)
+        return SI_HTTP_HDR_OTHER;
+    p += 6;
+    si_http_range r;
+    if (!parse_digits(&p, end, &r.start) || !skip_char(&p, end, '-') ||
+        !parse_digits(&p, end, &r.end) || !skip_char(&p, end, '/'))
+        return SI_HTTP_HDR_OTHER;
+    if (skip_char(&p, end, '*'))
+        r.total = -1;
+    else if (!parse_digits(&p, end, &r.total))
+        return SI_HTTP_HDR_OTHER;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p != end || r.start > r.end || (r.total >= 0 && r.end >= r.total))
+        return SI_HTTP_HDR_OTHER;
+    *range = r;
+    return SI_HTTP_HDR_RANGE;
+}
+
+/* ---------------------------------------------------------------- budget */
+long si_http_budget(const si_http_opts *opts, uint64_t bytes)
+{
+    if (opts->budget_rate <= 0)
+        return 0;
+    uint64_t rate = (uint64_t)opts->budget_rate;
+    if (opts->max_rate > 0 && (uint64_t)opts->max_rate < rate) /* a cap of our own */
+        rate = opts->max_rate / 2 > 0 ? (uint64_t)opts->max_rate / 2 : 1;
+    uint64_t secs = bytes / rate + (bytes % rate != 0);
+    if (opts->budget_allowance > 0)
+        secs += (uint64_t)opts->budget_allowance;
+    return secs > LONG_MAX / 1000 ? LONG_MAX / 1000 : (long)secs;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The budget of a file is spent: abandoned (its .part kept for a later run). */
+static si_result budget_exceeded(const char *url, long secs, uint64_t missing, si_err *err)
+{
+    return si_err_set(err, SI_ERR_NETWORK,
+                      "%s: not complete within its time budget of %ld s (%" PRIu64
+                      " bytes still missing; slow retrieval): abandoned",
+                      url, secs, missing);
 }
 
 static void setup(si_http *n, const char *url)
@@ -156,6 +245,10 @@ si_result si_http_get(si_http *n, const char *path, size_t max, char **buf, size
     curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, &m);
     curl_easy_setopt(n->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+    long budget = si_http_budget(&n->cfg, max);
+    if (budget > 0)
+        curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, budget * 1000L);
+    int64_t t0 = now_ms();
     CURLcode cc = curl_easy_perform(n->curl);
     long code = 0;
     curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
@@ -170,6 +263,10 @@ si_result si_http_get(si_http *n, const char *path, size_t max, char **buf, size
     }
     if (cc != CURLE_OK) {
         free(m.buf);
+        if (cc == CURLE_OPERATION_TIMEDOUT && budget > 0 && now_ms() - t0 >= budget * 1000)
+            return si_err_set(err, SI_ERR_NETWORK,
+                              "%s: not received within its time budget of %ld s "
+                              "(slow retrieval): abandoned", url, budget);
         return curl_failed(n, cc, url, err);
     }
     if (code != 200) {
@@ -199,7 +296,7 @@ struct filedl {
     bool restart;           /* server ignored Range: started over from 0 */
     si_result fail;         /* set by the callbacks */
     char why[256];
-    int64_t cr_start, cr_total;  /* Content-Range, -1 = none */
+    si_http_range cr;       /* Content-Range; start -1 = none */
     si_http_progress_fn progress;
     void *pctx;
     const char *name;
@@ -209,19 +306,16 @@ static size_t file_header(char *p, size_t sz, size_t nm, void *ud)
 {
     struct filedl *d = ud;
     size_t n = sz * nm;
-    char line[256];
-    size_t l = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
-    memcpy(line, p, l);
-    line[l] = '\0';
-    if (strncasecmp(line, "HTTP/", 5) == 0) {
-        d->cr_start = d->cr_total = -1;  /* a new response */
-        return n;
-    }
-    unsigned long long a, b, t;
-    if (strncasecmp(line, "Content-Range:", 14) == 0 &&
-        sscanf(line + 14, " bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
-        d->cr_start = (int64_t)a;
-        d->cr_total = (int64_t)t;
+    si_http_range r;
+    switch (si_http_parse_header(p, n, &r)) {
+    case SI_HTTP_HDR_STATUS: /* a new response */
+        d->cr.start = d->cr.end = d->cr.total = -1;
+        break;
+    case SI_HTTP_HDR_RANGE:
+        d->cr = r;
+        break;
+    case SI_HTTP_HDR_OTHER:
+        break;
     }
     return n;
 }
@@ -243,17 +337,17 @@ static size_t file_write(char *p, size_t sz, size_t nm, void *ud)
             d->have = 0;
             d->restart = true;
         } else if (code == 206) {
-            if (d->cr_start != (int64_t)d->have) {
+            if (d->cr.start != (int64_t)d->have) {
                 d->fail = SI_ERR_NETWORK;
                 snprintf(d->why, sizeof(d->why),
                          "server answered the range from %" PRIu64 " with one from %" PRId64,
-                         d->have, d->cr_start);
+                         d->have, d->cr.start);
                 return 0;
             }
-            if (d->cr_total >= 0 && (uint64_t)d->cr_total != d->size) {
+            if (d->cr.total >= 0 && (uint64_t)d->cr.total != d->size) {
                 d->fail = SI_ERR_SIZE;
                 snprintf(d->why, sizeof(d->why),
-                         "server has %" PRId64 " bytes, the index says %" PRIu64, d->cr_total,
+                         "server has %" PRId64 " bytes, the index says %" PRIu64, d->cr.total,
                          d->size);
                 return 0;
             }
@@ -384,10 +478,12 @@ static si_result judge_attempt(si_http *n, struct filedl *d, CURLcode cc, const 
     return SI_OK;
 }
 
-/* One GET of url from *have on into fd. */
-static CURLcode request_range(si_http *n, const char *url, struct filedl *d)
+/* One GET of url from *have on into fd, for at most timeout_ms (0: no limit). */
+static CURLcode request_range(si_http *n, const char *url, struct filedl *d, int64_t timeout_ms)
 {
     setup(n, url);
+    if (timeout_ms > 0)
+        curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, file_write);
     curl_easy_setopt(n->curl, CURLOPT_WRITEDATA, d);
     curl_easy_setopt(n->curl, CURLOPT_HEADERFUNCTION, file_header);
@@ -433,18 +529,32 @@ si_result si_http_download(si_http *n, const char *path, const char *dest, uint6
     int fd = -1;
     if ((rc = open_part(part, &fd, err)) != SI_OK)
         return rc;
+    long budget = 0;
+    int64_t deadline = 0;
     for (long attempt = 0;; attempt++) {
         uint64_t have = 0;
         if ((rc = part_position(fd, part, size, &have, err)) != SI_OK || have == size)
             break;
+        if (attempt == 0) { /* the budget of what is missing */
+            budget = si_http_budget(&n->cfg, size - have);
+            deadline = now_ms() + (int64_t)budget * 1000;
+        }
+        int64_t left = deadline - now_ms();
+        if (budget > 0 && left <= 0) {
+            rc = budget_exceeded(url, budget, size - have, err);
+            break;
+        }
         struct filedl d = {.curl = n->curl, .fd = fd, .size = size, .have = have,
-                           .cr_start = -1, .cr_total = -1, .progress = progress, .pctx = pctx,
-                           .name = name};
-        CURLcode cc = request_range(n, url, &d);
+                           .cr = {-1, -1, -1}, .progress = progress, .pctx = pctx, .name = name};
+        CURLcode cc = request_range(n, url, &d, budget > 0 ? left : 0);
         total_fetched += d.got;
         bool retry = false;
         if ((rc = judge_attempt(n, &d, cc, url, size, &retry, err)) != SI_OK || !retry)
             break;
+        if (budget > 0 && now_ms() >= deadline) {
+            rc = budget_exceeded(url, budget, size - d.have - d.got, err);
+            break;
+        }
         if (attempt >= n->cfg.retries) {
             rc = curl_failed(n, cc, url, err);
             break;

@@ -30,7 +30,10 @@ si_result si_repofetch_open(const char *url, const char *ca_file, const char *ca
     snprintf(f->cache, sizeof(f->cache), "%s", cache);
     si_http_opts o = {.base_url = f->url, .ca_file = ca_file, .protocols = "http,https",
                       .user_agent = "sysimage/1", .log_name = "sysimage", .connect_timeout = 30,
-                      .low_speed_limit = 1, .low_speed_time = 60, .retries = 3};
+                      .low_speed_limit = SI_HTTP_LOW_SPEED_LIMIT,
+                      .low_speed_time = SI_HTTP_LOW_SPEED_TIME, .retries = 3,
+                      .budget_rate = SI_HTTP_BUDGET_RATE,
+                      .budget_allowance = SI_HTTP_BUDGET_ALLOWANCE};
     si_result rc = si_http_open(&o, &f->http, err);
     if (rc != SI_OK) {
         free(f);

@@ -6,7 +6,8 @@
 - `Nginx(root, workdir, tls)`: nginx-light as a non-daemon with its own prefix
   and configuration in workdir, serving `root` over HTTPS on a free port (Range
   requests are nginx's default for static files) and over plain HTTP on a
-  second port (the backend of DropProxy). Access log lines are
+  second port (the backend of DropProxy); `slow={path: bytes_per_s}` makes
+  its HTTPS port trickle those files (nginx's limit_rate). Access log lines are
   "<uri> <status> <body bytes sent> <Range header>".
 - `DropProxy(nginx, tls)`: a tiny TLS-terminating proxy in front of the plain
   port that cuts the connection after `drop_after` body bytes of the first
@@ -79,7 +80,7 @@ http {{
         ssl_certificate_key {key};
         root {root};
         location / {{ }}
-    }}
+{slow}    }}
     server {{
         listen 127.0.0.1:{plain_port};
         root {root};
@@ -90,19 +91,21 @@ http {{
 
 
 class Nginx:
-    def __init__(self, root, workdir, tls):
+    def __init__(self, root, workdir, tls, slow=None):
         self.root = str(root)
         self.prefix = str(workdir)
         self.ca, self.cert, self.key = tls
         os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
         self.proc = None
+        slow_conf = "".join(f"        location = {p} {{ limit_rate {r}; }}\n"
+                            for p, r in (slow or {}).items())
         for _ in range(5):
             self.port, self.plain_port = free_port(), free_port()
             conf = os.path.join(self.prefix, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(CONF.format(prefix=self.prefix, port=self.port,
                                     plain_port=self.plain_port, cert=self.cert, key=self.key,
-                                    root=self.root))
+                                    root=self.root, slow=slow_conf))
             self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", conf],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if self._wait_ready():

@@ -756,6 +756,111 @@ def test_stalled_server_is_abandoned_and_resumed(env, tls):
         proxy.stop()
 
 
+def test_trickling_server_is_abandoned_at_the_time_budget(env, tls, tmp_path):
+    """Slow retrieval: a server sending just above low_speed_limit never trips
+    it, but the file's time budget (budget_allowance + size / budget_rate)
+    runs out: the stub gives up naming the file, keeps the .part, and the next
+    run against a sound server resumes from it."""
+    tree, ng, dev = env
+    f = tree.images[2]["files"][0]          # the 30000-byte delta
+    (tmp_path / "slow").mkdir()
+    slow = nginx_server.Nginx(tree.root, tmp_path / "slow", tls, slow={f["path"]: 4000})
+    try:
+        # 4000 B/s over a 1000 B/s limit: 7.5 s for the file, budget 1 + 2 s
+        dev.write_config(slow.url, tls[0], "low_speed_limit = 1000\n"
+                         "budget_rate = 30000\nbudget_allowance = 2\n")
+        with open(dev.config) as c:
+            text = c.read().replace("low_speed_time = 10", "low_speed_time = 2")
+        with open(dev.config, "w") as c:
+            c.write(text)
+        t0 = time.time()
+        p = dev.stub("stage")
+        took = time.time() - t0
+        expect_failure(dev, p, E_NETWORK, os.path.basename(f["path"]), "time budget of 3 s",
+                       "slow retrieval")
+        assert took < 6, f"the stub waited for the trickling server ({took:.1f} s): {p.stderr}"
+        part = os.path.join(dev.cache, os.path.basename(f["path"]) + ".part")
+        have = os.path.getsize(part)
+        assert 0 < have < f["size"]
+    finally:
+        slow.stop()
+    dev.write_config(ng.url, tls[0])
+    p = dev.stub("stage")
+    assert p.returncode == 0, p.stderr
+    hits = [e for e in ng.access_log() if e[0] == f["path"]]
+    assert hits == [(f["path"], 206, f["size"] - have, f"bytes={have}-")]
+
+
+def test_network_defaults_and_budget_keys(env):
+    """client.ini: the budget keys are read and range-checked."""
+    tree, ng, dev = env
+    dev.write_config(ng.url, dev.ca, "budget_rate = 0\n")
+    p = dev.stub("check")
+    assert p.returncode != 0 and "budget_rate" in p.stderr, p.stderr
+    dev.write_config(ng.url, dev.ca, "budget_rate = 65536\nbudget_allowance = 30\n")
+    assert dev.stub("check").returncode == 0
+
+
+def phased_env(env, pct):
+    """The env tree with build 200 (full and delta) phased in at pct%."""
+    tree, ng, dev = env
+    for img in tree.images[1:]:
+        img["phased-percentage"] = pct
+    tree.write()
+    return tree, ng, dev
+
+
+def test_percentage_override_check_and_stage(env):
+    """DESIGN §6: the user may override the device percentage; an image phased
+    at 10% is taken at 5 and not at 50, by check and by stage."""
+    tree, ng, dev = phased_env(env, 10)
+    p = dev.stub("check", "--json", "--percentage", "5")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["target"] == 200
+    p = dev.stub("check", "--percentage", "50")
+    assert p.returncode == E_UP_TO_DATE, p.stdout + p.stderr
+    p = dev.stub("stage", "--percentage", "50")
+    assert not os.path.exists(dev.command_file), p.stdout + p.stderr
+    p = dev.stub("stage", "--json", "--percentage", "5")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["target"] == 200
+    assert os.path.exists(dev.command_file)
+
+
+def test_percentage_in_client_ini(env):
+    """[service] percentage is the device's standing override; --percentage wins."""
+    tree, ng, dev = phased_env(env, 10)
+    with open(dev.config) as c:
+        text = c.read()
+    with open(dev.config, "w") as c:
+        c.write(text.replace(f"device = {DEVICE}\n", f"device = {DEVICE}\npercentage = 5\n"))
+    assert dev.stub("check").returncode == 0
+    assert dev.stub("check", "--percentage", "50").returncode == E_UP_TO_DATE
+    with open(dev.config, "w") as c:
+        c.write(text.replace(f"device = {DEVICE}\n", f"device = {DEVICE}\npercentage = 50\n"))
+    assert dev.stub("check").returncode == E_UP_TO_DATE
+    assert dev.stub("check", "--percentage", "0").returncode == 0
+    with open(dev.config, "w") as c:
+        c.write(text.replace(f"device = {DEVICE}\n", f"device = {DEVICE}\npercentage = 101\n"))
+    p = dev.stub("check")
+    assert p.returncode != 0 and "percentage" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("value", ["101", "-1", "abc", "", "5x"])
+def test_percentage_option_is_validated(env, value):
+    tree, ng, dev = env
+    for cmd in ("check", "stage"):
+        p = dev.stub(cmd, "--percentage", value)
+        assert p.returncode == 1, p.stderr
+        assert "--percentage" in p.stderr and "0..100" in p.stderr, p.stderr
+
+
+def test_percentage_option_only_for_check_and_stage(env):
+    tree, ng, dev = env
+    p = dev.stub("status", "--percentage", "5")
+    assert p.returncode == 1 and "--percentage does not apply" in p.stderr, p.stderr
+
+
 def test_oversized_documents_are_cut(env):
     """Endless data: a document over its bound is refused without reading it all."""
     tree, ng, dev = env
