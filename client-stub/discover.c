@@ -121,6 +121,7 @@ static si_result open_run(const stub_opts *o, stub_discovery *dc, si_err *err)
         (rc = stub_state_read(&dc->cfg, &dc->seen, err)) != SI_OK ||
         (rc = make_tmpdir(dc, err)) != SI_OK)
         return rc;
+    stub_state_merge_system(&dc->cfg, &dc->seen);
     /* docs/security.md: the later of the clock, the build time and the
      * newest trusted timestamp. */
     dc->now = si_index_clock((int64_t)time(NULL), si_build_epoch(), dc->seen.index_generated_at);
