@@ -96,6 +96,7 @@ typedef struct stub_discovery {
     bool has_blacklist;
     bool has_device_keyring;
     si_trust_record seen;         /* state.json raised to the system's trust record */
+    si_trust_record stored;       /* state.json as read */
     int64_t now;                  /* the clock rule: clock, build time, newest index seen */
     char blacklist_sha256[65];    /* of the blacklist served, "" when none */
     int64_t build;                /* installed build */

@@ -1453,3 +1453,16 @@ def test_unreadable_trust_record_falls_back_to_state_json(env):
     p = dev.stub("check")
     assert p.returncode == 0, p.stderr
     assert "note:" in p.stderr and "state.json alone" in p.stderr
+
+
+def test_state_json_is_raised_to_the_system_record(env):
+    """A record already as high as what this check verifies is still copied
+    into state.json (nothing newer was seen, but state.json was lower)."""
+    tree, ng, dev = env
+    rec = {"format": 1, "index_generated_at": tree.generated_at,
+           "keyrings": {"image-master": 0, "image-signing": 0, "device-signing": 0}}
+    set_trust_record(dev, json.dumps(rec).encode())
+    p = dev.stub("check")
+    assert p.returncode == 0, p.stderr
+    st = read_state(dev)
+    assert st["index_generated_at"] == tree.generated_at and st["keyrings"] == rec["keyrings"]
