@@ -1,7 +1,7 @@
 /* config.c - /etc/sysimage/client.ini, the installed build and the machine id.
  *
  *   [service]  base (https URL), channel, device, channel_target, percentage (optional)
- *   [system]   cache_dir, state_dir, machine_id, version_file, boot_control
+ *   [system]   cache_dir, state_dir, machine_id, version_file, boot_control, system_root
  *   [trust]    archive_master, ca_file
  *   [network]  connect_timeout, low_speed_limit, low_speed_time, retries, max_rate,
  *              budget_rate, budget_allowance
@@ -20,6 +20,7 @@ static const char *const known[][2] = {
     {"service", "base"},          {"service", "channel"},        {"service", "device"},
     {"service", "channel_target"}, {"system", "cache_dir"},      {"system", "state_dir"},
     {"system", "machine_id"},     {"system", "version_file"},    {"system", "boot_control"},
+    {"system", "system_root"},
     {"trust", "archive_master"},  {"trust", "ca_file"},          {"network", "connect_timeout"},
     {"network", "low_speed_limit"}, {"network", "low_speed_time"}, {"network", "retries"},
     {"network", "max_rate"},      {"network", "budget_rate"},    {"network", "budget_allowance"},
@@ -65,6 +66,7 @@ static void set_defaults(stub_config *cfg)
     cfg->machine_id = "/etc/machine-id";
     cfg->version_file = "/etc/sysimage/version.json";
     cfg->boot_control = "/dev/disk/by-partlabel/misc";
+    cfg->system_root = "/";
     cfg->archive_master = "/usr/share/sysimage/archive-master.keyring";
     cfg->ca_file = "/etc/ssl/certs/ca-certificates.crt";
     cfg->connect_timeout = 30;
@@ -93,6 +95,7 @@ static si_result read_values(stub_config *cfg, si_err *err)
                                 err)) ||
         (rc = si_ini_get_string(ini, "system", "boot_control", false, &cfg->boot_control,
                                 err)) ||
+        (rc = si_ini_get_string(ini, "system", "system_root", false, &cfg->system_root, err)) ||
         (rc = si_ini_get_string(ini, "trust", "archive_master", false, &cfg->archive_master,
                                 err)) ||
         (rc = si_ini_get_string(ini, "trust", "ca_file", false, &cfg->ca_file, err)) ||
@@ -123,6 +126,7 @@ static si_result check_values(const stub_config *cfg, const char *path, si_err *
     const char *paths[][2] = {{"cache_dir", cfg->cache_dir},   {"state_dir", cfg->state_dir},
                               {"machine_id", cfg->machine_id}, {"version_file", cfg->version_file},
                               {"boot_control", cfg->boot_control},
+                              {"system_root", cfg->system_root},
                               {"archive_master", cfg->archive_master}, {"ca_file", cfg->ca_file}};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         if (strlen(paths[i][1]) > 1024)

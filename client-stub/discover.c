@@ -121,6 +121,8 @@ static si_result open_run(const stub_opts *o, stub_discovery *dc, si_err *err)
         (rc = stub_state_read(&dc->cfg, &dc->seen, err)) != SI_OK ||
         (rc = make_tmpdir(dc, err)) != SI_OK)
         return rc;
+    dc->stored = dc->seen;
+    stub_state_merge_system(&dc->cfg, &dc->seen);
     /* docs/security.md: the later of the clock, the build time and the
      * newest trusted timestamp. */
     dc->now = si_index_clock((int64_t)time(NULL), si_build_epoch(), dc->seen.index_generated_at);
@@ -354,7 +356,7 @@ static si_result remember(const stub_discovery *dc, si_err *err)
 {
     si_trust_record rec = dc->seen;
     si_trust_record_raise(&rec, &dc->trust, dc->index->generated_at_epoch);
-    if (memcmp(&rec, &dc->seen, sizeof(rec)) == 0)
+    if (memcmp(&rec, &dc->stored, sizeof(rec)) == 0)
         return SI_OK;
     return stub_state_write(&dc->cfg, &rec, err);
 }

@@ -3,7 +3,9 @@
  * is the same record the recovery keeps on the system partition
  * (lib/trustrec: format, index_generated_at, keyring versions), read and
  * checked with the same code. A state file of an older stub
- * ({"generated_at": N}) is read as a record holding only that time. */
+ * ({"generated_at": N}) is read as a record holding only that time.
+ * state.json lives on userdata, which a factory reset wipes: the floors
+ * used are the larger of it and the recovery's record on the system root. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -72,4 +74,18 @@ si_result stub_state_write(const stub_config *cfg, const si_trust_record *rec, s
     if (r < 0)
         return si_err_set(err, SI_ERR_IO, "%s: %s", path, strerror(-r));
     return SI_OK;
+}
+
+void stub_state_merge_system(const stub_config *cfg, si_trust_record *rec)
+{
+    si_trust_record sys;
+    bool found = false;
+    si_err e = {0};
+    if (si_trust_record_read(cfg->system_root, &sys, &found, &e) != SI_OK) {
+        fprintf(stderr, "sysimage-stub: note: %s; using %s/%s alone\n", e.msg, cfg->state_dir,
+                STUB_STATE_FILE);
+        return;
+    }
+    if (found)
+        si_trust_record_merge(rec, &sys);
 }

@@ -44,6 +44,7 @@ typedef struct stub_config {
     const char *machine_id;      /* [system] machine_id (a path) */
     const char *version_file;    /* [system] version_file */
     const char *boot_control;    /* [system] boot_control */
+    const char *system_root;     /* [system] system_root: holds the recovery's trust record */
     const char *archive_master;  /* [trust] archive_master */
     const char *ca_file;         /* [trust] ca_file */
     long connect_timeout;        /* [network] connect_timeout, seconds */
@@ -70,6 +71,11 @@ si_result stub_net_open(const stub_config *cfg, si_http **out, si_err *err);
 /* What this device verified before (<state_dir>/state.json, a lib/trustrec
  * record); an absent file is a first run (nothing seen). */
 si_result stub_state_read(const stub_config *cfg, si_trust_record *rec, si_err *err);
+/* Raise rec to the recovery's trust record on cfg->system_root (the xattr
+ * SI_TRUSTREC_XATTR, which a factory reset does not wipe), floor by floor.
+ * Never fails: when the record cannot be read (no privilege, no xattrs,
+ * unparsable) rec stays as it is and a note goes to stderr. */
+void stub_state_merge_system(const stub_config *cfg, si_trust_record *rec);
 si_result stub_state_write(const stub_config *cfg, const si_trust_record *rec, si_err *err);
 
 /* ------------------------------------------------------------ discover.c */
@@ -93,7 +99,8 @@ typedef struct stub_discovery {
     bool locked;
     bool has_blacklist;
     bool has_device_keyring;
-    si_trust_record seen;         /* state.json as read */
+    si_trust_record seen;         /* state.json raised to the system's trust record */
+    si_trust_record stored;       /* state.json as read */
     int64_t now;                  /* the clock rule: clock, build time, newest index seen */
     char blacklist_sha256[65];    /* of the blacklist served, "" when none */
     int64_t build;                /* installed build */

@@ -457,6 +457,61 @@ struct pending {
     size_t index; /* into paths */
 };
 
+/* DESIGN §3: a keyring is valid only if none of its signing keys is
+ * blacklisted. Any stanza whose key (of parent) verifies the keyring and is
+ * on the blacklist refuses it, even when another stanza verifies too. */
+static si_result check_signers(const struct pending *pp, const si_keyring *parent,
+                               const si_keyring *blacklist, si_err *err)
+{
+    if (!blacklist || !parent)
+        return SI_OK;
+    for (size_t s = 0; s < pp->sig->count; s++) {
+        const si_sig_stanza *st = &pp->sig->stanzas[s];
+        const si_key *k = find_key(parent, st->key_id);
+        if (!k || !si_keyring_has_key_id(blacklist, st->key_id) ||
+            si_key_verify_digest(k, st->algorithm, pp->digest, st->sig, st->sig_len) != SI_OK)
+            continue;
+        return si_err_set(err, SI_ERR_BLACKLISTED,
+                          "%s keyring: signed by blacklisted %s key %s",
+                          si_keyring_type_name(pp->kr->type), si_keyring_type_name(parent->type),
+                          st->key_id);
+    }
+    return SI_OK;
+}
+
+/* Validate the parsed keyrings in chain order; view[] holds the installed
+ * ones and receives each that validates. Then, the blacklist being known
+ * (it is signed by image-master, so it can only be read once image-master
+ * is), re-check every keyring of the batch, image-master and the blacklist
+ * included, against it. */
+static si_result validate_pending(const si_trust *t, struct pending *p, const si_keyring **view,
+                                  const char *const *paths, si_err *err)
+{
+    static const si_keyring_type order[] = {SI_KR_IMAGE_MASTER, SI_KR_BLACKLIST,
+                                            SI_KR_IMAGE_SIGNING, SI_KR_DEVICE_SIGNING};
+    const size_t norder = sizeof(order) / sizeof(order[0]);
+    si_result r = SI_OK;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t o = 0; r == SI_OK && o < norder; o++) {
+            struct pending *pp = &p[order[o]];
+            if (!pp->kr)
+                continue;
+            si_keyring_type ptype = SI_KR_ARCHIVE_MASTER;
+            parent_type(pp->kr->type, &ptype);
+            if (pass == 0)
+                r = si_keyring_validate(pp->kr, pp->digest, pp->sig, pp->kr->type, view[ptype],
+                                        view[SI_KR_BLACKLIST], t->device, t->now, err);
+            else
+                r = check_signers(pp, view[ptype], view[SI_KR_BLACKLIST], err);
+            if (r != SI_OK)
+                si_err_prefix(err, "%s", paths[pp->index]);
+            else
+                view[pp->kr->type] = pp->kr;
+        }
+    }
+    return r;
+}
+
 si_result si_trust_load_files(si_trust *t, const char *const *paths, const char *const *sigpaths,
                               size_t n, si_err *err)
 {
@@ -495,24 +550,11 @@ si_result si_trust_load_files(si_trust *t, const char *const *paths, const char 
         }
         r = si_sigfile_read(sigpaths[i], pp->sig, err);
     }
-    static const si_keyring_type order[] = {SI_KR_IMAGE_MASTER, SI_KR_BLACKLIST,
-                                            SI_KR_IMAGE_SIGNING, SI_KR_DEVICE_SIGNING};
     const si_keyring *view[SI_KR_TYPE_COUNT];
     for (int k = 0; k < SI_KR_TYPE_COUNT; k++)
         view[k] = t->ring[k];
-    for (size_t o = 0; r == SI_OK && o < sizeof(order) / sizeof(order[0]); o++) {
-        struct pending *pp = &p[order[o]];
-        if (!pp->kr)
-            continue;
-        si_keyring_type ptype = SI_KR_ARCHIVE_MASTER;
-        parent_type(pp->kr->type, &ptype);
-        r = si_keyring_validate(pp->kr, pp->digest, pp->sig, pp->kr->type, view[ptype],
-                                view[SI_KR_BLACKLIST], t->device, t->now, err);
-        if (r != SI_OK)
-            si_err_prefix(err, "%s", paths[pp->index]);
-        else
-            view[pp->kr->type] = pp->kr;
-    }
+    if (r == SI_OK)
+        r = validate_pending(t, p, view, paths, err);
     for (int k = 0; k < SI_KR_TYPE_COUNT; k++) {
         free(p[k].sig);
         if (r == SI_OK && p[k].kr)

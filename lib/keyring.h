@@ -99,7 +99,12 @@ void si_trust_init(si_trust *t, const char *device, int64_t now);
 si_result si_trust_set_archive_master(si_trust *t, si_keyring *am, si_err *err);
 /* Load and validate keyring files given in any order: they are parsed first,
  * then validated in chain order (image-master, blacklist, image-signing,
- * device-signing) so the blacklist applies to all. Duplicate types, an
+ * device-signing). The blacklist is signed by image-master, so image-master
+ * (and the blacklist itself) are validated before it is known; once it is,
+ * every keyring of the batch is checked again: a keyring any of whose
+ * verifying signers is blacklisted is refused (SI_ERR_BLACKLISTED, naming
+ * the key), even when another stanza verifies. Keyrings installed by an
+ * earlier call are not re-checked. Duplicate types, an
  * archive-master or a missing parent are errors naming the file. A file
  * named "<type>.keyring" must hold a keyring of that type. All or nothing:
  * on error none of the files is installed in t. */

@@ -148,3 +148,12 @@ void si_trust_record_raise(si_trust_record *rec, const si_trust *t, int64_t inde
     if (index_generated_at > rec->index_generated_at)
         rec->index_generated_at = index_generated_at;
 }
+
+void si_trust_record_merge(si_trust_record *rec, const si_trust_record *other)
+{
+    for (int i = 0; i < SI_KR_TYPE_COUNT; i++)
+        if (other->keyring_version[i] > rec->keyring_version[i])
+            rec->keyring_version[i] = other->keyring_version[i];
+    if (other->index_generated_at > rec->index_generated_at)
+        rec->index_generated_at = other->index_generated_at;
+}

@@ -47,5 +47,8 @@ si_result si_trust_record_check(const si_trust_record *rec, const si_trust *t,
                                 const char *blacklist_sha256, si_err *err);
 /* Raise rec to what t holds and to index_generated_at (if newer). */
 void si_trust_record_raise(si_trust_record *rec, const si_trust *t, int64_t index_generated_at);
+/* Raise rec to other, floor by floor: each keyring version and
+ * index_generated_at becomes the larger of the two. */
+void si_trust_record_merge(si_trust_record *rec, const si_trust_record *other);
 
 #endif

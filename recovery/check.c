@@ -301,6 +301,11 @@ static si_result load_index(struct rec *r, si_err *err)
     free(buf);
     if (res != SI_OK)
         return res;
+    /* required even when the trust record is empty (first install), as
+     * the stub requires it: an undated index cannot be ordered */
+    if (r->idx->generated_at_epoch < 0)
+        return si_err_set(err, SI_ERR_STALE_INDEX,
+                          "%s: global.generated_at missing: its age cannot be checked", c->file);
     if ((res = si_index_check_fresh(r->idx, r->trust.now, err)) != SI_OK)
         return si_err_prefix(err, "%s", c->file);
     if (r->idx->generated_at_epoch < r->trec.index_generated_at) {
@@ -309,8 +314,7 @@ static si_result load_index(struct rec *r, si_err *err)
         si_index_format_time(r->trec.index_generated_at, b);
         return si_err_set(err, SI_ERR_STALE_INDEX,
                           "%s: generated %s, older than the index of %s this device installed "
-                          "from before", c->file, r->idx->generated_at_epoch < 0 ? "(no date)" : a,
-                          b);
+                          "from before", c->file, a, b);
     }
     return SI_OK;
 }

@@ -490,6 +490,20 @@ def test_keyring_check_blacklisted_signer(devkeys, tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+def test_keyring_check_blacklist_applies_to_image_master(devkeys, tmp_path):
+    """DESIGN §3: a keyring any of whose signing keys is blacklisted is refused,
+    image-master (signed by archive-master) included, though the blacklist is
+    itself signed by image-master."""
+    d = tmp_path / "b"
+    d.mkdir()
+    bl = d / "blacklist.keyring"
+    create_ring(bl, "blacklist", devkeys / "image-master.key", devkeys / "archive-master.pub")
+    p = check_cmd(devkeys, devkeys / "image-master.keyring", devkeys / "image-signing.keyring",
+                  extra=["--blacklist", bl])
+    assert p.returncode == BLACKLISTED, p.stderr
+    assert "image-master.keyring" in p.stderr and "archive-master key" in p.stderr
+
+
 def test_keyring_check_tampered(devkeys, tmp_path):
     d = copy_keys(devkeys, tmp_path)
     ring = d / "image-signing.keyring"

@@ -181,13 +181,14 @@ def index_time(t):
 
 
 def make_index(d, images, name="index.json", generated=None, expires=7 * 86400,
-               key=os.path.join(KEYS, "image-signing.key"), manifests=True):
+               key=os.path.join(KEYS, "image-signing.key"), manifests=True, dated=True):
     """Write and sign d/name: images = [(type, version, base, [file names in d],
     extra fields)]. generated: epoch (default: a minute ago); expires: seconds
     after it, or None for no expiry. manifests: list each file's manifest
-    (one-read install); False: the old index format (verify, then apply)."""
+    (one-read install); False: the old index format (verify, then apply).
+    dated=False leaves global.generated_at out (an index the recovery refuses)."""
     gen = int(time.time()) - 60 if generated is None else generated
-    g = {"generated_at": index_time(gen)}
+    g = {"generated_at": index_time(gen)} if dated else {}
     if expires is not None:
         g["expires"] = index_time(gen + expires)
     imgs = []
@@ -421,12 +422,18 @@ def test_factory_reset_mode_option(device):
         assert not os.path.exists(os.path.join(m, "home"))
 
 
-def blacklist_keyring(dest):
+def blacklist_keyring(dest, listed="image-signing"):
     out = dest / "blacklist.keyring"
     sysimage("keyring", "create", "--type", "blacklist", "--sign-with",
              os.path.join(KEYS, "image-master.key"), out,
-             os.path.join(KEYS, "image-signing.pub"), check=True)
+             os.path.join(KEYS, listed + ".pub"), check=True)
     return out
+
+
+def key_id(pub):
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    return hashlib.sha256(der).hexdigest()
 
 
 def refusal_setups():
@@ -457,6 +464,16 @@ def refusal_setups():
         shutil.copy(str(bl) + ".sig", dev.rdir / "blacklist.keyring.sig")
         return BLACKLISTED, "blacklisted"
 
+    def blacklisted_archive_master(dev, devkeys):
+        """DESIGN §3: the blacklist applies to image-master too (its signer)."""
+        dev.stage(full_commands(1)[:2] + ["load_keyring blacklist.keyring blacklist.keyring.sig"]
+                  + full_commands(1)[2:], "full-1.tar.zst", "version-1.tar.xz")
+        bl = blacklist_keyring(dev.d, listed="archive-master")
+        shutil.copy(bl, dev.rdir / "blacklist.keyring")
+        shutil.copy(str(bl) + ".sig", dev.rdir / "blacklist.keyring.sig")
+        return BLACKLISTED, ("image-master.keyring: image-master keyring: signed by blacklisted "
+                             "archive-master key " + key_id(os.path.join(KEYS, "archive-master.pub")))
+
     def malformed(dev, devkeys):
         dev.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
         lines = full_commands(1)
@@ -479,8 +496,9 @@ def refusal_setups():
                   extra_keyrings=("device-signing",))
         return KEYRING_MODEL, "device-signing", ("--device", "another-board")
 
-    return {f.__name__: f for f in (bad_signature, tampered, wrong_chain, blacklisted, malformed,
-                                    bad_sequence, missing, wrong_model)}
+    return {f.__name__: f for f in (bad_signature, tampered, wrong_chain, blacklisted,
+                                    blacklisted_archive_master, malformed, bad_sequence, missing,
+                                    wrong_model)}
 
 
 @pytest.mark.parametrize("case", sorted(refusal_setups()))
@@ -951,6 +969,22 @@ def test_stale_index_refused(device, payloads):
     device.stage(DELTA_COMMANDS, "delta-1-2.tar.zst", "version-2.tar.xz", index=replay)
     p = device.run()
     assert_refused_intact(device, before, p, STALE_INDEX, "older than the index")
+
+
+def test_undated_index_refused_on_first_install(device, payloads):
+    """An index without global.generated_at is refused even when the trust
+    record is empty (blank system), as the stub refuses it."""
+    undated = make_index(payloads["dir"], STANDARD_IMAGES, name="index-undated.json", dated=False)
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz", index=undated)
+    before = device.digests()
+    p = device.run()
+    assert_refused_intact(device, before, p, STALE_INDEX, "global.generated_at missing")
+    # the same job under a dated index installs
+    device.misc.write_bytes(grubenv_block(recovery_request=1, recovery_tries=0)
+                            + b"\0" * ((1 << 20) - 1024))
+    device.stage(full_commands(1), "full-1.tar.zst", "version-1.tar.xz")
+    p = device.run()
+    assert p.returncode == OK, p.stderr
 
 
 def test_fifos_and_symlinks_never_hang_or_redirect(device, payloads):

@@ -214,6 +214,8 @@ class Device:
         self.state = os.path.join(self.d, "state")
         self.misc = os.path.join(self.d, "misc.img")
         self.config = os.path.join(self.d, "client.ini")
+        self.sysroot = os.path.join(self.d, "sysroot")   # the system partition's root
+        os.makedirs(self.sysroot, exist_ok=True)
         am = os.path.join(self.d, "archive-master.keyring")
         with open(am, "w") as f:
             f.write(archive_master)
@@ -244,6 +246,7 @@ state_dir = {self.state}
 machine_id = {self.d}/machine-id
 version_file = {self.d}/version.json
 boot_control = {self.misc}
+system_root = {self.sysroot}
 
 [trust]
 archive_master = {self.d}/archive-master.keyring
@@ -613,6 +616,24 @@ def test_blacklisted_key(env):
     assert p.returncode in (E_BLACKLISTED, E_SIG), p.stderr
     assert "blacklist" in p.stderr
     assert not os.path.exists(dev.command_file)
+
+
+def test_blacklist_applies_to_the_key_that_signed_image_master(env):
+    """DESIGN §3: the blacklist (signed by image-master) applies to image-master
+    too: the archive-master key that signed it is refused once blacklisted."""
+    tree, ng, dev = env
+    tree.blacklist = ["archive-master"]
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED,
+                   "image-master.keyring: image-master keyring: signed by blacklisted "
+                   "archive-master key " + tree.k["archive-master"].id)
+
+
+def test_blacklisted_image_master_key_is_named(env):
+    tree, ng, dev = env
+    tree.blacklist = ["image-master"]
+    tree.write()
+    expect_failure(dev, dev.stub("check"), E_BLACKLISTED, tree.k["image-master"].id)
 
 
 def test_blacklist_keyring_is_staged(env):
@@ -1489,3 +1510,64 @@ def test_conformance_winners_differ_only_in_listed_ties():
                 want = TIE_DIFFERENCES.get(key, (old, old))
                 assert (old, d["winner"]) == want, key
     assert seen_tie   # the fixtures do hold ties: the comparison above means something
+
+
+# ------------------------------------------------------------------ the system's trust record
+def set_trust_record(dev, value):
+    """The recovery's record (lib/trustrec.h) on the system root; skips where
+    trusted.* xattrs cannot be set (not root, or no xattrs on this fs)."""
+    try:
+        os.setxattr(dev.sysroot, "trusted.sysimage.trust", value)
+    except OSError as e:
+        pytest.skip(f"trusted.* xattr not settable here: {e}")
+
+
+def test_trust_record_on_the_system_root_outlives_a_factory_reset(env):
+    """state.json (userdata) is gone after a factory reset; the floors the
+    recovery recorded on the system partition still hold."""
+    tree, ng, dev = env
+    tree.keyrings["image-signing"]["version"] = 2
+    tree.write()
+    set_trust_record(dev, json.dumps({"format": 1, "index_generated_at": tree.generated_at + 3600,
+                                      "keyrings": {"image-signing": 3}}).encode())
+    assert not os.path.exists(os.path.join(dev.state, "state.json"))
+    expect_failure(dev, dev.stub("stage"), E_BLACKLISTED, "image-signing.keyring: version 2")
+    tree.keyrings["image-signing"]["version"] = 3
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_STALE, "older than the last verified")
+    tree.generated_at += 7200
+    tree.write()
+    p = dev.stub("stage")
+    assert p.returncode == 0, p.stderr
+    st = read_state(dev)     # state.json now holds the merged floors
+    assert st["keyrings"]["image-signing"] == 3 and st["index_generated_at"] == tree.generated_at
+
+
+def test_state_json_floor_still_counts_when_the_record_is_older(env):
+    tree, ng, dev = env
+    assert dev.stub("check").returncode == 0
+    set_trust_record(dev, json.dumps({"format": 1, "index_generated_at": 1}).encode())
+    tree.generated_at -= 3600
+    tree.write()
+    expect_failure(dev, dev.stub("stage"), E_STALE, "older than the last verified")
+
+
+def test_unreadable_trust_record_falls_back_to_state_json(env):
+    tree, ng, dev = env
+    set_trust_record(dev, b"{not json")
+    p = dev.stub("check")
+    assert p.returncode == 0, p.stderr
+    assert "note:" in p.stderr and "state.json alone" in p.stderr
+
+
+def test_state_json_is_raised_to_the_system_record(env):
+    """A record already as high as what this check verifies is still copied
+    into state.json (nothing newer was seen, but state.json was lower)."""
+    tree, ng, dev = env
+    rec = {"format": 1, "index_generated_at": tree.generated_at,
+           "keyrings": {"image-master": 0, "image-signing": 0, "device-signing": 0}}
+    set_trust_record(dev, json.dumps(rec).encode())
+    p = dev.stub("check")
+    assert p.returncode == 0, p.stderr
+    st = read_state(dev)
+    assert st["index_generated_at"] == tree.generated_at and st["keyrings"] == rec["keyrings"]

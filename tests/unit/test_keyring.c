@@ -567,6 +567,56 @@ static void chain_failures(void **state)
     si_trust_free(&t);
 }
 
+/* Append a stanza by signer to dir/name.sig. */
+static void cosign(const struct fixture *f, const char *name, const si_key *signer)
+{
+    char path[256];
+    path_of(f, name, path, sizeof(path));
+    assert_int_equal(si_sign_file(path, signer, true, NULL), SI_OK);
+}
+
+/* DESIGN §3: a keyring is refused when any key that signed it is on the
+ * blacklist, image-master and the blacklist itself included. */
+static void chain_blacklist_applies_to_masters(void **state)
+{
+    struct fixture *f = *state;
+    const char *three[] = {"image-master.keyring", "blacklist.keyring", "image-signing.keyring"};
+    char want[160];
+
+    /* the archive-master key that signed image-master is blacklisted */
+    write_hierarchy(f);
+    write_ring(f, "blacklist.keyring", ring(SI_KR_BLACKLIST, f->k[AM], 0, NULL), f->k[IM]);
+    snprintf(want, sizeof(want), "image-master.keyring: image-master keyring: signed by "
+             "blacklisted archive-master key %s", si_key_id(f->k[AM]));
+    expect_chain_error(f, DEVICE, NOW, three, 3, SI_ERR_BLACKLISTED, want);
+
+    /* image-master holds IM and OTHER; the blacklist (signed by OTHER) names
+     * IM: image-signing signed by both is refused, naming IM's key */
+    si_keyring *im = ring(SI_KR_IMAGE_MASTER, f->k[IM], 0, NULL);
+    assert_int_equal(si_keyring_add_key(im, public_of(f->k[OTHER]), NULL), SI_OK);
+    write_ring(f, "image-master.keyring", im, f->k[AM]);
+    write_ring(f, "blacklist.keyring", ring(SI_KR_BLACKLIST, f->k[IM], 0, NULL), f->k[OTHER]);
+    cosign(f, "image-signing.keyring", f->k[OTHER]);
+    snprintf(want, sizeof(want), "image-signing.keyring: image-signing keyring: signed by "
+             "blacklisted image-master key %s", si_key_id(f->k[IM]));
+    expect_chain_error(f, DEVICE, NOW, three, 3, SI_ERR_BLACKLISTED, want);
+
+    /* ... re-signed by OTHER alone, the chain loads */
+    write_ring(f, "image-signing.keyring", ring(SI_KR_IMAGE_SIGNING, f->k[IS], NOW + 1000, NULL),
+               f->k[OTHER]);
+    si_trust t;
+    si_err err = {0};
+    trust_start(f, &t, DEVICE, NOW);
+    assert_int_equal(load(f, &t, three, 3, &err), SI_OK);
+    si_trust_free(&t);
+
+    /* the blacklist itself signed (also) by a key it blacklists */
+    cosign(f, "blacklist.keyring", f->k[IM]);
+    snprintf(want, sizeof(want), "blacklist.keyring: blacklist keyring: signed by "
+             "blacklisted image-master key %s", si_key_id(f->k[IM]));
+    expect_chain_error(f, DEVICE, NOW, three, 3, SI_ERR_BLACKLISTED, want);
+}
+
 static void archive_master_rules(void **state)
 {
     struct fixture *f = *state;
@@ -609,6 +659,7 @@ int main(void)
         cmocka_unit_test(validate_single),
         cmocka_unit_test(chain_any_order),
         cmocka_unit_test(chain_failures),
+        cmocka_unit_test(chain_blacklist_applies_to_masters),
         cmocka_unit_test(archive_master_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

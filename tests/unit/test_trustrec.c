@@ -33,6 +33,38 @@ static void round_trip(void **state)
         assert_int_not_equal(si_trust_record_parse(bad[i], strlen(bad[i]), &back, &err), SI_OK);
 }
 
+/* The stub's floors: the larger of state.json and the system's record,
+ * field by field, whichever holds which. */
+static void merge_takes_the_larger(void **state)
+{
+    (void)state;
+    si_trust_record a, b;
+    si_trust_record_init(&a);
+    si_trust_record_init(&b);
+    a.keyring_version[SI_KR_IMAGE_SIGNING] = 5;
+    a.keyring_version[SI_KR_DEVICE_SIGNING] = 1;
+    a.index_generated_at = 100;
+    b.keyring_version[SI_KR_IMAGE_SIGNING] = 2;
+    b.keyring_version[SI_KR_BLACKLIST] = 0;
+    b.keyring_version[SI_KR_IMAGE_MASTER] = 7;
+    b.index_generated_at = 200;
+    si_trust_record m = a;
+    si_trust_record_merge(&m, &b);
+    assert_int_equal(m.keyring_version[SI_KR_IMAGE_SIGNING], 5);
+    assert_int_equal(m.keyring_version[SI_KR_DEVICE_SIGNING], 1);
+    assert_int_equal(m.keyring_version[SI_KR_BLACKLIST], 0); /* seen once: kept */
+    assert_int_equal(m.keyring_version[SI_KR_IMAGE_MASTER], 7);
+    assert_int_equal(m.index_generated_at, 200);
+    /* symmetric, and an empty record changes nothing */
+    si_trust_record m2 = b;
+    si_trust_record_merge(&m2, &a);
+    assert_memory_equal(&m, &m2, sizeof(m));
+    si_trust_record empty;
+    si_trust_record_init(&empty);
+    si_trust_record_merge(&m2, &empty);
+    assert_memory_equal(&m, &m2, sizeof(m));
+}
+
 static void revocation_rules(void **state)
 {
     (void)state;
@@ -79,6 +111,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip),
         cmocka_unit_test(revocation_rules),
+        cmocka_unit_test(merge_takes_the_larger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
