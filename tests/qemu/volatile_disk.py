@@ -58,6 +58,7 @@ class VolatileDisk:
         self.threads = []
         self.flushes = 0
         self.armed = None          # (keep, seed): the next flush is a power cut
+        self.armed_min = 0         # ... if it has at least this many unflushed sectors
         self.dead = threading.Event()
         self.cut_result = None     # (kept, lost) of an armed cut
         self.stopped = False
@@ -114,10 +115,13 @@ class VolatileDisk:
             os.fsync(self.fd)
             self.flushes += 1
 
-    def arm_cut(self, keep=0.0, seed=0):
+    def arm_cut(self, keep=0.0, seed=0, min_pending=0):
         """The power fails when the guest next asks for a flush, before the
         flush is done: the most writes a cut can lose. dead is set then; the
-        disk answers nothing more (kill QEMU and close())."""
+        disk answers nothing more (kill QEMU and close()). min_pending: only
+        a flush with at least that many unflushed sectors is cut (earlier
+        ones are served), so a cut armed late still loses something."""
+        self.armed_min = min_pending
         self.armed = (keep, seed)
 
     def pending(self):
@@ -204,7 +208,7 @@ class VolatileDisk:
                     else:
                         c.sendall(struct.pack(">IIQ", SIMPLE_REPLY, 0, handle) + self._read(off, length))
                 elif cmd == CMD_FLUSH:
-                    if self.armed is not None:
+                    if self.armed is not None and self.pending() >= self.armed_min:
                         self.cut_result = self.power_loss(*self.armed)
                         self.armed = None
                         self.dead.set()
