@@ -190,3 +190,21 @@ int si_block_device_size(const char *path, unsigned long long *bytes)
     close(fd);
     return r;
 }
+
+int si_make_temp_dir(const char *dir, const char *prefix, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s.", dir, prefix);
+    if (n < 0 || (size_t)n + 7 > cap) {
+        if (cap)
+            out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    memset(out + n, 'X', 6); /* the part mkdtemp replaces */
+    out[n + 6] = '\0';
+    if (!mkdtemp(out)) {
+        int e = errno;
+        out[0] = '\0';
+        return -e;
+    }
+    return 0;
+}

@@ -38,6 +38,10 @@ int si_mkdir_p(const char *path, mode_t mode);
  * written: no capacity), -errno when it cannot be opened. */
 int si_block_device_size(const char *path, unsigned long long *bytes);
 
+/* mkdtemp under dir: creates dir/prefix.<6 random characters> and puts its
+ * path in out (size cap). 0 or -errno (-ENAMETOOLONG when it does not fit). */
+int si_make_temp_dir(const char *dir, const char *prefix, char *out, size_t cap);
+
 /* Copy the basename of path into out (size outlen). 0 or -ENAMETOOLONG. */
 int si_basename(const char *path, char *out, size_t outlen);
 

@@ -425,11 +425,12 @@ double ik_now_s(void)
 static si_result make_tmp(const char *what, char *out, size_t cap, si_err *err)
 {
     const char *td = getenv("TMPDIR");
-    snprintf(out, cap, "%.4000s/sysimage-%s.XXXXXX", td && *td ? td : "/tmp", what);
-    if (!mkdtemp(out)) {
-        out[0] = '\0';
-        return si_err_set(err, SI_ERR_IO, "mkdtemp: %s", strerror(errno));
-    }
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "sysimage-%s", what);
+    int r = si_make_temp_dir(td && *td ? td : "/tmp", prefix, out, cap);
+    if (r < 0)
+        return si_err_set(err, SI_ERR_IO, "%s: temporary directory: %s", td && *td ? td : "/tmp",
+                          strerror(-r));
     return SI_OK;
 }
 

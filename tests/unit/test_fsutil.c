@@ -127,6 +127,27 @@ static void mkdir_p_creates_parents(void **state)
     rmdir(base);
 }
 
+static void make_temp_dir_creates_unique_dirs(void **state)
+{
+    (void)state;
+    char a[128], b[128], small[16];
+    assert_int_equal(si_make_temp_dir(dir, "t", a, sizeof(a)), 0);
+    assert_int_equal(si_make_temp_dir(dir, "t", b, sizeof(b)), 0);
+    assert_string_not_equal(a, b);
+    size_t n = strlen(dir) + 3; /* "<dir>/t." */
+    assert_int_equal(strncmp(a, dir, strlen(dir)), 0);
+    assert_int_equal(strlen(a), n + 6);
+    struct stat st;
+    assert_int_equal(stat(a, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(rmdir(a), 0);
+    assert_int_equal(rmdir(b), 0);
+    assert_int_equal(si_make_temp_dir(dir, "a-long-prefix", small, sizeof(small)), -ENAMETOOLONG);
+    assert_string_equal(small, "");
+    char c[128];
+    assert_int_equal(si_make_temp_dir("/nonexistent-si-dir", "t", c, sizeof(c)), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +156,7 @@ int main(void)
         cmocka_unit_test(missing_file_and_dir),
         cmocka_unit_test(basename_copies_last_component),
         cmocka_unit_test(mkdir_p_creates_parents),
+        cmocka_unit_test(make_temp_dir_creates_unique_dirs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
